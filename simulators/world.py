@@ -1,0 +1,651 @@
+"""The seeded ground-truth world: users, items and authors whose behaviour is known exactly.
+
+The world is the embedded default behind every env and the source of synthetic logs in the real
+KuaiRand/KuaiSAR schemas. It is built to contain the effects the four papers study, so that their
+algorithms have something to learn, and it exposes its truth so that every learned simulator and
+policy can be scored against it.
+
+How a request plays out (`World.step`), for a batch of B users each shown K items:
+
+1. *Click.* ``p_click = sigmoid(c0 + interest + match + clickbait + popularity + follow
+   - fatigue - position)``: users click what matches an active interest and their latent taste,
+   and clickbait items (high `clickbait`) attract clicks.
+2. *Watch.* A clicked item is watched for a fraction ``ratio = min(1, 1.2 * sigmoid(sat + noise))``
+   of its duration, where ``sat`` rises with interest, match, quality and the user-author bond and
+   falls steeply with clickbait and category fatigue. An unclicked item is skimmed briefly.
+   ``long_view`` follows KuaiRand's rule (whole video if <= 18 s, else >= 18 s).
+3. *Other behaviours.* like / comment / forward rise with the watch ratio; hate rises with
+   disappointed clickbait; follow rises with the number of earlier satisfying contacts with the
+   author (click -> follow); gifts go only to followed live-streaming authors and grow with the
+   bond (follow -> gift). Satisfying contacts (click and long view) deepen the bond.
+4. *Patience.* Satisfying items restore patience; disappointing clickbait, hate, and repetition
+   (categories shown recently or several times in one slate) drain it; every request costs a
+   little. The user leaves with probability ``0.01 + 0.99 * sigmoid(8 * (0.3 - patience))``.
+   This is the long-term trade-off: a click-greedy ranker serves clickbait from the top interest
+   and ends sessions early; a ranker that protects patience keeps users longer and gets more watch.
+5. *Interests.* Each user has a sparse set of active interests (strength per leaf category).
+   Satisfying consumption reinforces an interest and can kindle a new one; between sessions
+   interests fade (and die below a threshold), new ones are born, the latent taste drifts and the
+   share of search requests drifts. So the *number* of interests changes over time.
+
+All per-user state lives in arrays indexed by user id, so a step over a batch is a handful of
+numpy operations; users in one batch must be distinct. Randomness while stepping comes from the
+generator the caller passes (an env's ``np_random``); the world's construction uses its own seed.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, ndtr
+
+from recgym.simulators.features import ACTIVITY_LEVELS, ONEHOT_CARDINALITY, user_feature_matrix
+from recgym.simulators.protocol import BEHAVIOURS, REC, SEARCH, Catalogue, StepResult
+
+DAY_MS = 86_400_000
+LONG_VIEW_MS = 18_000
+
+
+@dataclass(kw_only=True)
+class WorldConfig:
+    """Size and seed of a ground-truth world. Behavioural constants live in `Dynamics`."""
+
+    n_users: int = 1000
+    """Number of users."""
+    n_items: int = 3000
+    """Number of items (videos)."""
+    n_authors: int = 300
+    """Number of authors; productivity is Zipf-skewed, so a few authors upload many items."""
+    n_top_categories: int = 6
+    """Top-level categories; each has `leaves_per_top` leaf categories."""
+    leaves_per_top: int = 5
+    """Leaf categories per top category (n_categories = n_top_categories * leaves_per_top)."""
+    latent_dim: int = 16
+    """Dimension of the latent taste/item vectors."""
+    live_author_share: float = 0.15
+    """Share of authors who stream live and can receive gifts."""
+    history_len: int = 20
+    """How many consumed items `history` returns per user."""
+    seed: int = 0
+    """Root of the world's seed tree (construction only; stepping uses the caller's generator)."""
+
+
+@dataclass(kw_only=True)
+class Dynamics:
+    """The behavioural constants of the world; changing them changes the MDP (bump env versions)."""
+
+    click_bias: float = -1.6
+    click_interest: float = 2.2
+    click_match: float = 0.8
+    click_clickbait: float = 1.6
+    click_popularity: float = 0.25
+    click_follow: float = 0.6
+    click_fatigue: float = 0.15
+    click_position: float = 0.06
+    sat_bias: float = -0.4
+    sat_interest: float = 1.6
+    sat_match: float = 0.8
+    sat_quality: float = 0.6
+    sat_clickbait: float = 3.5
+    sat_fatigue: float = 0.25
+    sat_bond: float = 0.25
+    sat_noise: float = 0.6
+    skim_ms: float = 1200.0
+    patience_restore: float = 0.12
+    patience_disappoint: float = 0.2
+    patience_hate: float = 0.2
+    patience_repeat: float = 0.12
+    patience_cost: float = 0.01
+    leave_floor: float = 0.01
+    leave_threshold: float = 0.3
+    fatigue_decay: float = 0.75
+    interest_reinforce: float = 0.04
+    interest_fade_per_day: float = 0.93
+    interest_death: float = 0.1
+    interest_birth_per_day: float = 0.25
+    taste_drift_per_day: float = 0.05
+    search_drift_per_day: float = 0.25
+    session_gap_hours: float = 10.0
+
+
+@dataclass(kw_only=True)
+class UserState:
+    """Everything about users that changes over time; copied whole by `World.snapshot`."""
+
+    latent: np.ndarray  # (U, d) taste, drifts between sessions
+    interest: np.ndarray  # (U, C) float32 strength in [0, 1]; 0 = not an interest
+    search_interest: np.ndarray  # (U, C) float32 what the user searches for
+    search_share: np.ndarray  # (U,) probability a request is a search
+    patience: np.ndarray  # (U,)
+    fatigue: np.ndarray  # (U, C) float32 recent exposure per category
+    history: np.ndarray  # (U, H) int64 consumed items, newest last, -1 padded
+    bond: np.ndarray  # (U, A) float32 satisfying contacts with each author
+    follows: np.ndarray  # (U, A) bool
+    clock_ms: np.ndarray  # (U,) int64 the user's current time
+    session_steps: np.ndarray  # (U,) int64 requests so far in the current session
+
+
+@dataclass(kw_only=True)
+class Truth:
+    """Static ground truth about users and items (never changes after construction)."""
+
+    item_latent: np.ndarray  # (I, d)
+    item_quality: np.ndarray  # (I,)
+    item_clickbait: np.ndarray  # (I,) in [0, 1]
+    item_log_popularity: np.ndarray  # (I,) standardised log popularity
+    author_home: np.ndarray  # (A,) the author's main leaf category
+    user_activity: np.ndarray  # (U,) index into ACTIVITY_LEVELS
+    user_base_patience: np.ndarray  # (U,)
+    user_onehot: np.ndarray  # (U, 18) int64 codes of onehot_feat0..17
+    user_register_days: np.ndarray  # (U,) int64
+    user_is_author: np.ndarray  # (U,) bool
+    user_follow_num: np.ndarray  # (U,) int64
+    user_fans_num: np.ndarray  # (U,) int64
+    user_friend_num: np.ndarray  # (U,) int64
+    user_hour: np.ndarray  # (U,) preferred hour of the first session of the day
+    user_sessions_per_day: np.ndarray  # (U,)
+    category_parent: np.ndarray  # (C,) top category of each leaf
+
+
+class World:
+    """A seeded ground-truth population; satisfies `simulators.protocol.UserModel`."""
+
+    behaviours: tuple[str, ...] = BEHAVIOURS
+
+    def __init__(self, config: WorldConfig | None = None, dynamics: Dynamics | None = None):
+        self.config = config or WorldConfig()
+        self.dynamics = dynamics or Dynamics()
+        cfg = self.config
+        if cfg.n_users * cfg.n_authors > 400_000_000:
+            raise ValueError(
+                f"n_users * n_authors = {cfg.n_users * cfg.n_authors:,} is too large for the dense "
+                "user-author bond table; use fewer users or authors"
+            )
+        ss_items, ss_users = np.random.SeedSequence(cfg.seed).spawn(2)
+        self.catalogue, item_truth = _build_catalogue(cfg, np.random.default_rng(ss_items))
+        self.truth, self._initial = _build_users(
+            cfg, self.catalogue, item_truth, np.random.default_rng(ss_users)
+        )
+        self.state = copy.deepcopy(self._initial)
+        self.n_users = cfg.n_users
+        self.history_len = cfg.history_len
+        self._user_features = user_feature_matrix(self.user_table())
+        self.user_feature_dim = self._user_features.shape[1]
+
+    # ----------------------------------------------------------------- state management
+    def reset_state(self) -> None:
+        """Return every user to the state the world was built with."""
+        self.state = copy.deepcopy(self._initial)
+
+    def snapshot(self) -> UserState:
+        return copy.deepcopy(self.state)
+
+    def restore(self, snapshot: UserState) -> None:
+        self.state = copy.deepcopy(snapshot)
+
+    # ----------------------------------------------------------------- UserModel protocol
+    def user_features(self, users: np.ndarray) -> np.ndarray:
+        return self._user_features[users]
+
+    def history(self, users: np.ndarray) -> np.ndarray:
+        return self.state.history[users]
+
+    def n_interests(
+        self, users: np.ndarray | None = None, threshold: float | None = None
+    ) -> np.ndarray:
+        """Number of active interests per user (strength above the death threshold)."""
+        thr = self.dynamics.interest_death if threshold is None else threshold
+        interest = self.state.interest if users is None else self.state.interest[users]
+        return (interest > thr).sum(axis=1)
+
+    def begin_session(
+        self,
+        users: np.ndarray,
+        rng: np.random.Generator,
+        start_ms: np.ndarray | None = None,
+    ) -> None:
+        """Start a session: time passes since the last one (drift, fading, births), patience resets.
+
+        `start_ms` sets each user's clock; by default a gap of about `session_gap_hours` is drawn.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        st, dyn = self.state, self.dynamics
+        if start_ms is None:
+            gap = rng.exponential(dyn.session_gap_hours * 3_600_000, size=len(users)) + 600_000
+            start_ms = st.clock_ms[users] + gap.astype(np.int64)
+        start_ms = np.asarray(start_ms, dtype=np.int64)
+        days = np.maximum(start_ms - st.clock_ms[users], 0) / DAY_MS
+        self._pass_time(users, days, rng)
+        st.clock_ms[users] = start_ms
+        st.patience[users] = self.truth.user_base_patience[users] + rng.normal(0, 0.05, len(users))
+        st.session_steps[users] = 0
+
+    def step(
+        self,
+        users: np.ndarray,
+        slate: np.ndarray,
+        rng: np.random.Generator,
+        scenario: np.ndarray | None = None,
+    ) -> StepResult:
+        users = np.asarray(users, dtype=np.int64)
+        slate = np.asarray(slate, dtype=np.int64)
+        st, dyn, cat_ = self.state, self.dynamics, self.catalogue
+        b, k = slate.shape
+        terms = self._terms(users, slate, scenario)
+
+        click = rng.random((b, k)) < expit(terms["click_logit"])
+        ratio = np.minimum(
+            1.0, 1.2 * expit(terms["sat"] + dyn.sat_noise * rng.standard_normal((b, k)))
+        )
+        duration = cat_.duration_ms[slate]
+        skim = np.minimum(rng.exponential(dyn.skim_ms, (b, k)), 0.5 * duration)
+        watch_ms = np.where(click, ratio * duration, skim).astype(np.int64)
+        long_view = watch_ms >= np.minimum(duration, LONG_VIEW_MS)
+        satisfied = click & long_view
+        disappointed = click & (ratio < 0.3)
+        interest = terms["interest"]
+        followed = terms["followed"]
+        bond = terms["bond"]
+        u = rng.random((6, b, k))
+        like = click & (u[0] < expit(-3.5 + 3.0 * ratio + interest))
+        comment = click & (u[1] < expit(-5.0 + 3.0 * ratio + 0.8 * followed))
+        forward = click & (u[2] < expit(-5.0 + 3.0 * ratio + 0.8 * interest))
+        cb = terms["clickbait"]
+        hate = u[3] < expit(-4.5 + 4.0 * cb * click * (1.0 - ratio) - 1.5 * interest)
+        follow = (
+            click & ~followed & (u[4] < expit(-5.0 + 1.3 * np.log1p(bond) + 2.0 * ratio - 1.5 * cb))
+        )
+        live = cat_.author_is_live[terms["author"]]
+        gift = click & followed & live & (u[5] < expit(-7.0 + 0.8 * np.log1p(bond) + 2.0 * ratio))
+
+        # --- state transition -------------------------------------------------------------
+        rows = np.broadcast_to(users[:, None], (b, k))
+        author = terms["author"]
+        np.add.at(st.bond, (rows[satisfied], author[satisfied]), 1.0)
+        st.follows[rows[follow], author[follow]] = True
+        cats = terms["category"]
+        shown = np.bincount(
+            (np.arange(b)[:, None] * cat_.n_categories + cats).ravel(),
+            minlength=b * cat_.n_categories,
+        ).reshape(b, cat_.n_categories)
+        # repetition: recent exposure to the slate's categories plus duplicates within the slate
+        sorted_cats = np.sort(cats, axis=1)
+        distinct = 1 + (np.diff(sorted_cats, axis=1) != 0).sum(axis=1)
+        repeat = np.minimum(terms["fatigue"], 3.0).mean(axis=1) / 3.0 + 0.5 * (k - distinct) / k
+        st.fatigue[users] = st.fatigue[users] * dyn.fatigue_decay + shown
+        st.patience[users] += (
+            dyn.patience_restore * satisfied.mean(axis=1)
+            - dyn.patience_disappoint * disappointed.mean(axis=1)
+            - dyn.patience_hate * hate.mean(axis=1)
+            - dyn.patience_repeat * repeat
+            - dyn.patience_cost
+        )
+        st.patience[users] = np.clip(st.patience[users], -1.0, 1.5)
+        # interests: satisfying consumption reinforces an interest, or kindles a new one (a few
+        # satisfying items of a category lift it past `interest_death`)
+        sat_rows, sat_cats = rows[satisfied], cats[satisfied]
+        current = st.interest[sat_rows, sat_cats]
+        st.interest[sat_rows, sat_cats] = np.minimum(1.0, current + dyn.interest_reinforce)
+        self._push_history(users, np.where(click, slate, -1))
+        elapsed = watch_ms.sum(axis=1) + 1000 * k
+        st.clock_ms[users] += elapsed
+        st.session_steps[users] += 1
+        p_leave = dyn.leave_floor + (1 - dyn.leave_floor) * expit(
+            8.0 * (dyn.leave_threshold - st.patience[users])
+        )
+        left = rng.random(b) < p_leave
+        responses = {
+            "click": click,
+            "long_view": long_view,
+            "watch_ms": watch_ms,
+            "like": like,
+            "follow": follow,
+            "comment": comment,
+            "forward": forward,
+            "hate": hate,
+            "gift": gift,
+        }
+        return StepResult(
+            responses=responses,
+            left=left,
+            elapsed_ms=elapsed.astype(np.int64),
+            info={"p_leave": p_leave, "scenario": terms["scenario"]},
+        )
+
+    # ----------------------------------------------------------------- truth for scoring
+    def expected_responses(
+        self, users: np.ndarray, slate: np.ndarray, scenario: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """True response probabilities for `slate` (B, K) without changing any state.
+
+        `p_click` and `p_long_view` are exact; `watch_ms` is the expectation of watch time with
+        the watch-noise integrated by 16-point Gauss-Hermite quadrature.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        slate = np.asarray(slate, dtype=np.int64)
+        dyn = self.dynamics
+        terms = self._terms(users, slate, scenario)
+        p_click = expit(terms["click_logit"])
+        duration = self.catalogue.duration_ms[slate].astype(np.float64)
+        # P(ratio * duration >= threshold) for ratio = min(1, 1.2 * sigmoid(sat + sigma * eps))
+        need = np.minimum(duration, LONG_VIEW_MS) / duration / 1.2
+        need = np.clip(need, 1e-9, 1 - 1e-9)
+        z = (np.log(need / (1 - need)) - terms["sat"]) / dyn.sat_noise
+        p_long_given_click = 1.0 - ndtr(z)
+        nodes, weights = np.polynomial.hermite_e.hermegauss(16)
+        weights = weights / weights.sum()
+        ratios = np.minimum(1.0, 1.2 * expit(terms["sat"][..., None] + dyn.sat_noise * nodes))
+        mean_ratio = (ratios * weights).sum(axis=-1)
+        skim = dyn.skim_ms * (1 - np.exp(-0.5 * duration / dyn.skim_ms))
+        watch = p_click * mean_ratio * duration + (1 - p_click) * skim
+        return {
+            "click": p_click,
+            "long_view": p_click * p_long_given_click,
+            "watch_ms": watch,
+            "mean_ratio": mean_ratio,
+            "clickbait": terms["clickbait"],
+        }
+
+    # ----------------------------------------------------------------- tables for log writers
+    def user_table(self) -> pd.DataFrame:
+        """Users in KuaiRand's user_features schema (column for column)."""
+        t = self.truth
+        df = pd.DataFrame(
+            {
+                "user_id": np.arange(self.n_users),
+                "user_active_degree": np.asarray(ACTIVITY_LEVELS)[t.user_activity],
+                "is_lowactive_period": np.zeros(self.n_users, dtype=np.int64),
+                "is_live_streamer": np.where(t.user_is_author & (t.user_activity == 0), 1, -124),
+                "is_video_author": t.user_is_author.astype(np.int64),
+                "follow_user_num": t.user_follow_num,
+                "follow_user_num_range": _ranges(
+                    t.user_follow_num, [0, 10, 50, 100, 150, 250, 500], "(", "]", "500+"
+                ),
+                "fans_user_num": t.user_fans_num,
+                "fans_user_num_range": _ranges(
+                    t.user_fans_num, [0, 1, 10, 100, 1000, 5000, 10000], "[", ")", "10k+"
+                ),
+                "friend_user_num": t.user_friend_num,
+                "friend_user_num_range": _ranges(
+                    t.user_friend_num, [0, 1, 5, 30, 60, 120, 250], "[", ")", "250+"
+                ),
+                "register_days": t.user_register_days,
+                "register_days_range": _ranges(
+                    t.user_register_days, [0, 15, 31, 61, 91, 181, 366, 730], "", "", "730+", "-"
+                ),
+            }
+        )
+        for j in range(len(ONEHOT_CARDINALITY)):
+            df[f"onehot_feat{j}"] = t.user_onehot[:, j]
+        return df
+
+    def item_table(self, start_date: str = "2022-04-08") -> pd.DataFrame:
+        """Items in KuaiRand's video_features_basic schema; `tag` is "top,leaf" category ids.
+
+        Leaf category ids are offset by the number of top categories so the two never collide.
+        """
+        c, t = self.catalogue, self.truth
+        rng = np.random.default_rng(np.random.SeedSequence(self.config.seed).spawn(3)[2])
+        n = c.n_items
+        upload = pd.Timestamp(start_date) - pd.to_timedelta(rng.integers(1, 30, n), unit="D")
+        wide = rng.random(n) < 0.25
+        n_top = self.config.n_top_categories
+        return pd.DataFrame(
+            {
+                "video_id": np.arange(n),
+                "author_id": c.author,
+                "video_type": np.where(t.item_clickbait > 0.9, "AD", "NORMAL"),
+                "upload_dt": upload.strftime("%Y-%m-%d"),
+                "upload_type": rng.choice(["LongImport", "Web", "ShortImport", "Kmovie"], n),
+                "visible_status": np.zeros(n),
+                "video_duration": c.duration_ms.astype(np.float64),
+                "server_width": np.where(wide, 1280.0, 720.0),
+                "server_height": np.where(wide, 720.0, 1280.0),
+                "music_id": rng.integers(10**9, 10**10, n),
+                "music_type": np.full(n, 9.0),
+                "tag": [
+                    f"{a},{b}" for a, b in zip(c.top_category, c.category + n_top, strict=True)
+                ],
+            }
+        )
+
+    def config_dict(self) -> dict:
+        return {"world": asdict(self.config), "dynamics": asdict(self.dynamics)}
+
+    # ----------------------------------------------------------------- internals
+    def _terms(
+        self, users: np.ndarray, slate: np.ndarray, scenario: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        st, dyn, c, t = self.state, self.dynamics, self.catalogue, self.truth
+        b, k = slate.shape
+        rows = users[:, None]
+        cats = c.category[slate]
+        author = c.author[slate]
+        interest = st.interest[rows, cats]
+        if scenario is None:
+            scenario = np.full(b, REC, dtype=np.int64)
+        is_search = (np.asarray(scenario) == SEARCH)[:, None]
+        interest = np.where(
+            is_search, np.maximum(interest, st.search_interest[rows, cats]), interest
+        )
+        match = np.einsum("bd,bkd->bk", st.latent[users], t.item_latent[slate]) / np.sqrt(
+            t.item_latent.shape[1]
+        )
+        fatigue = st.fatigue[rows, cats]
+        bond = st.bond[rows, author]
+        followed = st.follows[rows, author]
+        cb = t.item_clickbait[slate]
+        click_logit = (
+            dyn.click_bias
+            + dyn.click_interest * interest
+            + dyn.click_match * match
+            + dyn.click_clickbait * cb
+            + dyn.click_popularity * t.item_log_popularity[slate]
+            + dyn.click_follow * followed
+            - dyn.click_fatigue * fatigue
+            - dyn.click_position * np.arange(k)
+            + 0.5 * is_search
+        )
+        sat = (
+            dyn.sat_bias
+            + dyn.sat_interest * interest
+            + dyn.sat_match * match
+            + dyn.sat_quality * t.item_quality[slate]
+            - dyn.sat_clickbait * cb
+            - dyn.sat_fatigue * fatigue
+            + dyn.sat_bond * np.log1p(bond)
+        )
+        return {
+            "click_logit": click_logit,
+            "sat": sat,
+            "interest": interest,
+            "fatigue": fatigue,
+            "bond": bond,
+            "followed": followed,
+            "clickbait": cb,
+            "author": author,
+            "category": cats,
+            "scenario": np.asarray(scenario),
+        }
+
+    def _push_history(self, users: np.ndarray, consumed: np.ndarray) -> None:
+        """Append each row's consumed items (-1 = none) to the users' history, keeping order."""
+        st = self.state
+        merged = np.concatenate([st.history[users], consumed], axis=1)
+        order = np.argsort(merged >= 0, axis=1, kind="stable")
+        st.history[users] = np.take_along_axis(merged, order, axis=1)[:, -self.history_len :]
+
+    def _pass_time(self, users: np.ndarray, days: np.ndarray, rng: np.random.Generator) -> None:
+        """Advance users by `days` (B,): fatigue recovers, interests fade/die/are born, taste drifts."""
+        st, dyn = self.state, self.dynamics
+        n_cat = self.catalogue.n_categories
+        d = days[:, None]
+        st.fatigue[users] *= np.exp(-24.0 * d)  # fatigue halves within about 40 minutes
+        interest = st.interest[users] * dyn.interest_fade_per_day**d
+        interest[interest < dyn.interest_death] = 0.0
+        born = rng.random(len(users)) < 1.0 - np.exp(-dyn.interest_birth_per_day * days)
+        empty = interest.max(axis=1) == 0.0
+        new_cat = rng.integers(0, n_cat, len(users))
+        give = born | empty
+        interest[give, new_cat[give]] = np.maximum(interest[give, new_cat[give]], 0.6)
+        st.interest[users] = interest.astype(np.float32)
+        sd = np.sqrt(days)[:, None]
+        st.latent[users] += rng.normal(0, 1, st.latent[users].shape) * dyn.taste_drift_per_day * sd
+        logit = np.log(st.search_share[users] / (1 - st.search_share[users]))
+        logit += rng.normal(0, 1, len(users)) * dyn.search_drift_per_day * np.sqrt(days)
+        st.search_share[users] = expit(logit)
+
+
+# --------------------------------------------------------------------- construction
+@dataclass(kw_only=True)
+class _ItemTruth:
+    latent: np.ndarray
+    quality: np.ndarray
+    clickbait: np.ndarray
+    log_popularity: np.ndarray
+    author_home: np.ndarray
+    category_parent: np.ndarray
+    centroids: np.ndarray = field(repr=False)
+
+
+def _build_catalogue(cfg: WorldConfig, rng: np.random.Generator) -> tuple[Catalogue, _ItemTruth]:
+    n_cat = cfg.n_top_categories * cfg.leaves_per_top
+    parent = np.repeat(np.arange(cfg.n_top_categories), cfg.leaves_per_top)
+    top_centroid = rng.normal(0, 1, (cfg.n_top_categories, cfg.latent_dim))
+    centroids = top_centroid[parent] + 0.6 * rng.normal(0, 1, (n_cat, cfg.latent_dim))
+    # authors: Zipf productivity, a home category, a style, a clickbait habit, a quality level
+    productivity = 1.0 / np.arange(1, cfg.n_authors + 1) ** 1.1
+    productivity = rng.permutation(productivity / productivity.sum())
+    author_home = rng.integers(0, n_cat, cfg.n_authors)
+    author_style = 0.5 * rng.normal(0, 1, (cfg.n_authors, cfg.latent_dim))
+    author_baity = rng.random(cfg.n_authors) < 0.25
+    author_quality = rng.normal(0, 0.5, cfg.n_authors)
+    author_live = rng.random(cfg.n_authors) < cfg.live_author_share
+
+    author = rng.choice(cfg.n_authors, size=cfg.n_items, p=productivity)
+    off_home = rng.random(cfg.n_items) < 0.2
+    category = np.where(off_home, rng.integers(0, n_cat, cfg.n_items), author_home[author])
+    latent = (
+        centroids[category]
+        + author_style[author]
+        + 0.5 * rng.normal(0, 1, (cfg.n_items, cfg.latent_dim))
+    )
+    latent /= np.linalg.norm(latent, axis=1, keepdims=True) / np.sqrt(cfg.latent_dim) * 2.0
+    is_bait = rng.random(cfg.n_items) < np.where(author_baity[author], 0.7, 0.1)
+    clickbait = np.where(
+        is_bait, rng.uniform(0.5, 1.0, cfg.n_items), rng.uniform(0.0, 0.2, cfg.n_items)
+    )
+    quality = author_quality[author] + rng.normal(0, 1, cfg.n_items) - 0.5 * clickbait
+    duration = np.clip(np.exp(rng.normal(np.log(25_000), 0.8, cfg.n_items)), 3_000, 600_000)
+    log_pop = rng.normal(0, 1, cfg.n_items) + 0.8 * clickbait + 0.3 * quality
+    log_pop_z = (log_pop - log_pop.mean()) / log_pop.std()
+    popularity = np.exp(log_pop)
+    catalogue = Catalogue(
+        author=author.astype(np.int64),
+        category=category.astype(np.int64),
+        top_category=parent[category].astype(np.int64),
+        duration_ms=duration.astype(np.int64),
+        popularity=popularity / popularity.sum(),
+        n_authors=cfg.n_authors,
+        n_categories=n_cat,
+        author_is_live=author_live,
+    )
+    truth = _ItemTruth(
+        latent=latent,
+        quality=quality,
+        clickbait=clickbait,
+        log_popularity=log_pop_z,
+        author_home=author_home,
+        category_parent=parent,
+        centroids=centroids,
+    )
+    return catalogue, truth
+
+
+def _build_users(
+    cfg: WorldConfig, catalogue: Catalogue, items: _ItemTruth, rng: np.random.Generator
+) -> tuple[Truth, UserState]:
+    n, n_cat = cfg.n_users, catalogue.n_categories
+    activity = rng.choice(len(ACTIVITY_LEVELS), size=n, p=[0.25, 0.5, 0.2, 0.05])
+    base_patience = np.array([0.95, 0.85, 0.75, 0.7])[activity] + rng.normal(0, 0.05, n)
+    sessions_per_day = np.array([2.0, 1.4, 0.8, 0.4])[activity]
+    # interests: 1..5 active categories, drawn with a skewed category popularity
+    cat_pop = rng.dirichlet(np.full(n_cat, 0.8))
+    n_int = 1 + rng.binomial(4, 0.35, n)
+    interest = np.zeros((n, n_cat), dtype=np.float32)
+    keys = rng.random((n, n_cat)) ** (1.0 / cat_pop)  # weighted sampling without replacement
+    order = np.argsort(-keys, axis=1)
+    strength = rng.uniform(0.4, 1.0, (n, n_cat)).astype(np.float32)
+    chosen = np.arange(n_cat)[None, :] < n_int[:, None]
+    np.put_along_axis(interest, order, np.where(chosen, strength, 0.0), axis=1)
+    search_interest = np.zeros_like(interest)
+    s_cat = rng.choice(n_cat, size=n, p=cat_pop)
+    search_interest[np.arange(n), s_cat] = rng.uniform(0.5, 1.0, n)
+    # latent taste: the interest-weighted mix of category centroids, plus individual noise
+    w = interest / interest.sum(axis=1, keepdims=True)
+    latent = w @ items.centroids + 0.7 * rng.normal(0, 1, (n, cfg.latent_dim))
+    latent /= np.linalg.norm(latent, axis=1, keepdims=True) / np.sqrt(cfg.latent_dim) * 1.0
+    # static features in KuaiRand's columns; a few are informative, as in the real data
+    onehot = np.stack([rng.integers(0, card, n) for card in ONEHOT_CARDINALITY], axis=1)
+    top_interest = items.category_parent[np.argmax(interest, axis=1)]
+    onehot[:, 1] = np.minimum(top_interest, ONEHOT_CARDINALITY[1] - 1)
+    onehot[:, 2] = np.argmax(interest, axis=1) % ONEHOT_CARDINALITY[2]
+    onehot[:, 4] = np.minimum(n_int * 3 + rng.integers(0, 3, n), ONEHOT_CARDINALITY[4] - 1)
+    onehot[:, 0] = (activity <= 1).astype(np.int64)
+    is_author = rng.random(n) < 0.8
+    truth = Truth(
+        item_latent=items.latent,
+        item_quality=items.quality,
+        item_clickbait=items.clickbait,
+        item_log_popularity=items.log_popularity,
+        author_home=items.author_home,
+        user_activity=activity,
+        user_base_patience=base_patience,
+        user_onehot=onehot.astype(np.int64),
+        user_register_days=rng.integers(10, 2500, n),
+        user_is_author=is_author,
+        user_follow_num=rng.geometric(0.004, n) - 1,
+        user_fans_num=rng.geometric(0.01, n) - 1,
+        user_friend_num=rng.geometric(0.03, n) - 1,
+        user_hour=np.clip(rng.normal(19.0, 3.0, n), 6.0, 23.0),
+        user_sessions_per_day=sessions_per_day,
+        category_parent=items.category_parent,
+    )
+    start = np.full(n, _epoch_ms("2022-04-08"), dtype=np.int64)
+    state = UserState(
+        latent=latent,
+        interest=interest,
+        search_interest=search_interest,
+        search_share=rng.beta(2.0, 6.0, n),
+        patience=base_patience.copy(),
+        fatigue=np.zeros((n, n_cat), dtype=np.float32),
+        history=np.full((n, cfg.history_len), -1, dtype=np.int64),
+        bond=np.zeros((n, cfg.n_authors), dtype=np.float32),
+        follows=np.zeros((n, cfg.n_authors), dtype=bool),
+        clock_ms=start,
+        session_steps=np.zeros(n, dtype=np.int64),
+    )
+    return truth, state
+
+
+def _epoch_ms(date: str) -> int:
+    """Midnight of `date` in Beijing time (UTC+8, KuaiRand's local time) as epoch ms."""
+    return int((pd.Timestamp(date) - pd.Timedelta(hours=8)).value // 1_000_000)
+
+
+def _ranges(
+    values: np.ndarray,
+    edges: list[int],
+    left: str,
+    right: str,
+    top: str,
+    sep: str = ",",
+) -> np.ndarray:
+    """Bucket labels like KuaiRand's *_range columns, e.g. "(10,50]" or "[1,10)" or "730+"."""
+    labels = [f"{left}{a}{sep}{b}{right}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    labels.append(top)
+    idx = np.searchsorted(np.asarray(edges[1:]), values, side="right" if right == ")" else "left")
+    return np.asarray(labels, dtype=object)[np.minimum(idx, len(labels) - 1)]
