@@ -71,6 +71,19 @@ class CandidateGenerator:
         cand = np.concatenate([from_hist, popular, uniform], axis=1).astype(np.int64)
         return _replace_duplicates(np.minimum(cand, n_items - 1), n_items, rng)
 
+    def for_categories(self, categories: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Search results: (B,) query categories -> (B, n_candidates) items, 80% from the query's
+        category (uniform within it), the rest by popularity (search engines return near misses)."""
+        b, n = len(categories), self.n_candidates
+        n_items = self.catalogue.n_items
+        lo, hi = self._offsets[categories][:, None], self._offsets[categories + 1][:, None]
+        within = lo + (rng.random((b, n)) * (hi - lo)).astype(np.int64)
+        relevant = self._by_category[np.minimum(within, n_items - 1)]
+        popular = np.searchsorted(self._pop_cdf, rng.random((b, n)))
+        empty = (hi == lo) | (rng.random((b, n)) >= 0.8)
+        cand = np.where(empty, popular, relevant).astype(np.int64)
+        return _replace_duplicates(np.minimum(cand, n_items - 1), n_items, rng)
+
 
 def _replace_duplicates(cand: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
     order = np.argsort(cand, axis=1, kind="stable")

@@ -614,7 +614,7 @@ def _build_users(
         user_sessions_per_day=sessions_per_day,
         category_parent=items.category_parent,
     )
-    start = np.full(n, _epoch_ms("2022-04-08"), dtype=np.int64)
+    start = np.full(n, epoch_ms("2022-04-08"), dtype=np.int64)
     state = UserState(
         latent=latent,
         interest=interest,
@@ -631,7 +631,7 @@ def _build_users(
     return truth, state
 
 
-def _epoch_ms(date: str) -> int:
+def epoch_ms(date: str) -> int:
     """Midnight of `date` in Beijing time (UTC+8, KuaiRand's local time) as epoch ms."""
     return int((pd.Timestamp(date) - pd.Timedelta(hours=8)).value // 1_000_000)
 
