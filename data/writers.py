@@ -160,13 +160,16 @@ def write_kuaisar(
             "like": logs["like"].to_numpy()[rec],
             "follow": logs["follow"].to_numpy()[rec],
             "search": next_search[rec].astype(np.int64),
-            "search_item_related": (next_search & (next_query == item_leaf))[rec].astype(np.int64),
+            # query categories are leaf indices; tags offset leaves by the number of top categories
+            "search_item_related": (next_search & (next_query + n_top_categories == item_leaf))[
+                rec
+            ].astype(np.int64),
         }
     )
     src = ~rec
     query = logs["query_category"].to_numpy()[src]
     request = logs["request_id"].to_numpy()[src]
-    # one search session per search request; ids are dense, in time order
+    # one search session per search request; ids are dense, in (user, time) order
     session_ids = pd.factorize(request, sort=False)[0] + 1
     noise = rng.integers(0, KEYWORD_TOKEN_BASE, int(session_ids.max(initial=0)) + 1)[session_ids]
     session_ts = pd.Series(ts[src]).groupby(session_ids).transform("min").to_numpy()
@@ -214,7 +217,7 @@ def _leaf_category(items: pd.DataFrame) -> np.ndarray:
 
 def _kuaisar_users(users: pd.DataFrame, logs: pd.DataFrame) -> pd.DataFrame:
     """Activity levels from the logged number of active days per service (1..4, like KuaiSAR)."""
-    day = logs["timestamp"].to_numpy() // 86_400_000
+    day = (logs["timestamp"].to_numpy() + BEIJING.value // 1_000_000) // 86_400_000
     frame = pd.DataFrame(
         {"user_id": logs["user_id"].to_numpy(), "day": day, "s": logs["scenario"].to_numpy()}
     )

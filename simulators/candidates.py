@@ -20,8 +20,7 @@ class CandidateGenerator:
     by popularity, and uniformly at random.
 
     Slots a user cannot fill from history (no history yet) are filled by popularity. Duplicates
-    within a row are replaced by uniform draws (one pass; a remaining duplicate is possible but
-    needs two collisions, about 1e-5 per row for the default sizes).
+    within a row are redrawn uniformly until the row is distinct.
     """
 
     catalogue: Catalogue
@@ -86,12 +85,16 @@ class CandidateGenerator:
 
 
 def _replace_duplicates(cand: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
-    order = np.argsort(cand, axis=1, kind="stable")
-    s = np.take_along_axis(cand, order, axis=1)
-    dup_sorted = np.zeros_like(s, dtype=bool)
-    dup_sorted[:, 1:] = s[:, 1:] == s[:, :-1]
-    dup = np.zeros_like(dup_sorted)
-    np.put_along_axis(dup, order, dup_sorted, axis=1)
+    """Redraw duplicate entries of each row uniformly until every row holds distinct items."""
     cand = cand.copy()
-    cand[dup] = rng.integers(0, n_items, int(dup.sum()))
-    return cand
+    for _ in range(100):
+        order = np.argsort(cand, axis=1, kind="stable")
+        s = np.take_along_axis(cand, order, axis=1)
+        dup_sorted = np.zeros_like(s, dtype=bool)
+        dup_sorted[:, 1:] = s[:, 1:] == s[:, :-1]
+        if not dup_sorted.any():
+            return cand
+        dup = np.zeros_like(dup_sorted)
+        np.put_along_axis(dup, order, dup_sorted, axis=1)
+        cand[dup] = rng.integers(0, n_items, int(dup.sum()))
+    raise RuntimeError("could not draw distinct candidates; is n_candidates close to n_items?")

@@ -52,7 +52,7 @@ def generate(
             world.item_table(),
             out,
             n_top_categories=world_config.n_top_categories,
-            follows=social.drop_duplicates(),
+            follows=social[social.user_id != social.user_follow_id].drop_duplicates(),
             seed=log_config.seed,
         )
     truth = logs[["user_id", "item_id", "timestamp", "p_click", "p_long_view", "expected_watch_ms"]]

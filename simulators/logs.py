@@ -98,16 +98,24 @@ def simulate_logs(
     bar = _progress(cfg.days, progress)
     for day in range(cfg.days):
         n_sessions = rng.poisson(world.truth.user_sessions_per_day)
+        day_end = day0 + (day + 1) * DAY_MS
         for round_ in range(int(n_sessions.max(initial=0))):
             users = np.flatnonzero(n_sessions > round_)
             hour = world.truth.user_hour[users] + 2.5 * round_ + rng.normal(0, 0.5, len(users))
-            start = day0 + day * DAY_MS + (np.clip(hour, 0, 23.9) * 3_600_000).astype(np.int64)
+            start = day0 + day * DAY_MS + (np.clip(hour, 0, 22.0) * 3_600_000).astype(np.int64)
             start = np.maximum(start, world.state.clock_ms[users] + 60_000)
+            # a session that cannot start before 22:00 is dropped, so logs stay inside their day
+            fits = start < day0 + day * DAY_MS + 22 * 3_600_000
+            users, start = users[fits], start[fits]
+            if len(users) == 0:
+                continue
             world.begin_session(users, rng, start_ms=start)
             session_ids = next_session + np.arange(len(users))
             next_session += len(users)
             active = np.ones(len(users), dtype=bool)
             for _ in range(cfg.max_requests):
+                # the day ends at midnight: a session still running then is cut
+                active &= world.state.clock_ms[users] < day_end
                 idx = np.flatnonzero(active)
                 if len(idx) == 0:
                     break
@@ -156,7 +164,12 @@ def _one_request(
     is_rand = np.zeros((b, k), dtype=np.int8)
     inject = np.flatnonzero(rng.random(b) < cfg.random_share)
     slot = rng.integers(0, k, len(inject))
-    slate[inject, slot] = rng.integers(0, cat.n_items, len(inject))
+    random_item = rng.integers(0, cat.n_items, len(inject))
+    clash = (slate[inject] == random_item[:, None]).any(axis=1)
+    while clash.any():  # a random exposure must not repeat an item of its slate
+        random_item[clash] = rng.integers(0, cat.n_items, int(clash.sum()))
+        clash = (slate[inject] == random_item[:, None]).any(axis=1)
+    slate[inject, slot] = random_item
     is_rand[inject, slot] = 1
 
     start = world.state.clock_ms[users].copy()

@@ -159,6 +159,7 @@ class World:
         self.config = config or WorldConfig()
         self.dynamics = dynamics or Dynamics()
         cfg = self.config
+        _validate(cfg)
         if cfg.n_users * cfg.n_authors > 400_000_000:
             raise ValueError(
                 f"n_users * n_authors = {cfg.n_users * cfg.n_authors:,} is too large for the dense "
@@ -232,6 +233,8 @@ class World:
     ) -> StepResult:
         users = np.asarray(users, dtype=np.int64)
         slate = np.asarray(slate, dtype=np.int64)
+        if len(np.unique(users)) != len(users):
+            raise ValueError("World.step needs distinct users in one batch")
         st, dyn, cat_ = self.state, self.dynamics, self.catalogue
         b, k = slate.shape
         terms = self._terms(users, slate, scenario)
@@ -361,21 +364,13 @@ class World:
                 "is_live_streamer": np.where(t.user_is_author & (t.user_activity == 0), 1, -124),
                 "is_video_author": t.user_is_author.astype(np.int64),
                 "follow_user_num": t.user_follow_num,
-                "follow_user_num_range": _ranges(
-                    t.user_follow_num, [0, 10, 50, 100, 150, 250, 500], "(", "]", "500+"
-                ),
+                "follow_user_num_range": _bucket(t.user_follow_num, "follow_user_num"),
                 "fans_user_num": t.user_fans_num,
-                "fans_user_num_range": _ranges(
-                    t.user_fans_num, [0, 1, 10, 100, 1000, 5000, 10000], "[", ")", "10k+"
-                ),
+                "fans_user_num_range": _bucket(t.user_fans_num, "fans_user_num"),
                 "friend_user_num": t.user_friend_num,
-                "friend_user_num_range": _ranges(
-                    t.user_friend_num, [0, 1, 5, 30, 60, 120, 250], "[", ")", "250+"
-                ),
+                "friend_user_num_range": _bucket(t.user_friend_num, "friend_user_num"),
                 "register_days": t.user_register_days,
-                "register_days_range": _ranges(
-                    t.user_register_days, [0, 15, 31, 61, 91, 181, 366, 730], "", "", "730+", "-"
-                ),
+                "register_days_range": _bucket(t.user_register_days, "register_days"),
             }
         )
         for j in range(len(ONEHOT_CARDINALITY)):
@@ -500,6 +495,23 @@ class World:
 
 
 # --------------------------------------------------------------------- construction
+def _validate(cfg: WorldConfig) -> None:
+    for name in ("n_users", "n_items", "n_authors", "n_top_categories", "leaves_per_top"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"WorldConfig.{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.latent_dim < 1 or cfg.history_len < 1:
+        raise ValueError("WorldConfig.latent_dim and history_len must be >= 1")
+    if not 0.0 <= cfg.live_author_share <= 1.0:
+        raise ValueError(
+            f"WorldConfig.live_author_share must lie in [0, 1], got {cfg.live_author_share}"
+        )
+    if cfg.n_items > 50_000_000 or cfg.n_users > 50_000_000:
+        raise ValueError("WorldConfig sizes above 50 million users or items are not supported")
+    n_cat = cfg.n_top_categories * cfg.leaves_per_top
+    if cfg.n_items < n_cat:
+        raise ValueError(f"WorldConfig.n_items ({cfg.n_items}) must be >= the {n_cat} categories")
+
+
 @dataclass(kw_only=True)
 class _ItemTruth:
     latent: np.ndarray
@@ -636,16 +648,38 @@ def epoch_ms(date: str) -> int:
     return int((pd.Timestamp(date) - pd.Timedelta(hours=8)).value // 1_000_000)
 
 
-def _ranges(
-    values: np.ndarray,
-    edges: list[int],
-    left: str,
-    right: str,
-    top: str,
-    sep: str = ",",
-) -> np.ndarray:
-    """Bucket labels like KuaiRand's *_range columns, e.g. "(10,50]" or "[1,10)" or "730+"."""
-    labels = [f"{left}{a}{sep}{b}{right}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    labels.append(top)
-    idx = np.searchsorted(np.asarray(edges[1:]), values, side="right" if right == ")" else "left")
-    return np.asarray(labels, dtype=object)[np.minimum(idx, len(labels) - 1)]
+# KuaiRand's *_range vocabularies: (lowest value of each bucket after the first, labels).
+RANGE_BUCKETS = {
+    "follow_user_num": (
+        [1, 11, 51, 101, 151, 251, 501],
+        ["0", "(0,10]", "(10,50]", "(50,100]", "(100,150]", "(150,250]", "(250,500]", "500+"],
+    ),
+    "fans_user_num": (
+        [1, 10, 100, 1000, 5000, 10_000, 100_000, 1_000_000],
+        [
+            "0",
+            "[1,10)",
+            "[10,100)",
+            "[100,1k)",
+            "[1k,5k)",
+            "[5k,1w)",
+            "[1w,10w)",
+            "[10w,100w)",
+            "[100w,1000w)",
+        ],
+    ),
+    "friend_user_num": (
+        [1, 5, 30, 60, 120, 250],
+        ["0", "[1,5)", "[5,30)", "[30,60)", "[60,120)", "[120,250)", "250+"],
+    ),
+    "register_days": (
+        [15, 31, 61, 91, 181, 366, 731],
+        ["8-14", "15-30", "31-60", "61-90", "91-180", "181-365", "366-730", "730+"],
+    ),
+}
+
+
+def _bucket(values: np.ndarray, column: str) -> np.ndarray:
+    """KuaiRand's label for `values` of `column` (e.g. follow_user_num 12 -> "(10,50]")."""
+    lows, labels = RANGE_BUCKETS[column]
+    return np.asarray(labels, dtype=object)[np.searchsorted(lows, values, side="right")]
