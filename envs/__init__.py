@@ -1,0 +1,29 @@
+"""Environment registration: the one place recgym env ids are defined (versioned)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from recgym.envs.session import SessionEnv
+
+ENV_IDS: dict[str, str] = {
+    "recgym/Session-v0": "recgym.envs.session:SessionEnv",
+}
+
+
+def register_all() -> None:
+    """Register every recgym env with Gymnasium (idempotent)."""
+    for env_id, entry_point in ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point)
+
+
+def make_env(env_id: str = "recgym/Session-v0", **kwargs):
+    """Module-level factory (picklable, usable with SubprocVectorEnv): `gym.make` after registering."""
+    register_all()
+    return gym.make(env_id, **kwargs)
+
+
+register_all()
+
+__all__ = ["ENV_IDS", "SessionEnv", "make_env", "register_all"]
