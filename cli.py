@@ -33,6 +33,25 @@ def _data_inspect(args: argparse.Namespace) -> int:
     return inspect(args.path, args.format)
 
 
+def _bench_throughput(args: argparse.Namespace) -> int:
+    from recgym.benchmarks import throughput
+
+    argv = ["--out", args.out] + (["--quick"] if args.quick else [])
+    return throughput.main(argv)
+
+
+def _simulator_train(args: argparse.Namespace) -> int:
+    from recgym.simulators.learned import SimulatorConfig
+    from recgym.simulators.train import train_simulator
+
+    config = SimulatorConfig(seed=args.seed)
+    if args.epochs is not None:
+        config.epochs = args.epochs
+    report = train_simulator(args.data, args.out, config, progress=not args.quiet)
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recgym",
@@ -85,6 +104,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip format detection",
     )
     insp.set_defaults(func=_data_inspect)
+
+    simulator = sub.add_parser("simulator", help="user simulators learned from logs")
+    sim_sub = simulator.add_subparsers(dest="simulator_command", required=True, metavar="ACTION")
+    train = sim_sub.add_parser(
+        "train",
+        help="fit response + leave models on KuaiRand-format logs; save checkpoint and fidelity",
+        description=(
+            "Fit the multi-behaviour response model and the leave model on the KuaiRand-format "
+            "logs in DATA (real, or written by `recgym world generate`), evaluate fidelity on "
+            "held-out users and days, and save checkpoint, config JSON and fidelity report to OUT."
+        ),
+    )
+    train.add_argument("--data", required=True, help="directory of KuaiRand-format logs")
+    train.add_argument("--out", required=True, help="checkpoint directory to write")
+    train.add_argument(
+        "--epochs", type=int, default=None, help="training epochs (default: SimulatorConfig)"
+    )
+    train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_simulator_train)
+
+    bench = sub.add_parser("bench", help="benchmarks (write JSONL rows + a markdown table)")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="SUITE")
+    thr = bench_sub.add_parser(
+        "throughput",
+        help="world steps/s, full requests/s, log generation and loading speed",
+        description=(
+            "Measure world item-responses/s (batch 1, 64, 1024 x slate 6), full requests/s, "
+            "the time to generate and to load ~1M KuaiRand log rows. Appends rows to "
+            "OUT/throughput.jsonl and regenerates OUT/throughput.md."
+        ),
+    )
+    thr.add_argument("--out", default="benchmarks/results", help="results directory")
+    thr.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run (~20 s)")
+    thr.set_defaults(func=_bench_throughput)
     return parser
 
 
