@@ -256,5 +256,8 @@ def _snapshot(model: UserModel) -> Any:
 
 
 def _restore(model: UserModel, snapshot: Any) -> None:
+    """Back to the state the env started from (`restore`), else to the model's initial state."""
     if snapshot is not None and hasattr(model, "restore"):
         model.restore(snapshot)
+    elif hasattr(model, "reset_state"):
+        model.reset_state()
