@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    sub.add_parser(
+        "demo",
+        add_help=False,  # `recgym demo --help` is answered by the demo's own parser
+        help="the main job: world -> logs -> simulator -> DQN vs baselines, table + plots "
+        "(`recgym demo --help` for options)",
+    )
+
     world = sub.add_parser("world", help="the ground-truth synthetic world")
     world_sub = world.add_subparsers(dest="world_command", required=True, metavar="ACTION")
     gen = world_sub.add_parser(
@@ -143,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:  # the demo parses its own options (and its own --help)
+        from recgym.benchmarks import demo
+
+        return demo.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

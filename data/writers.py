@@ -207,7 +207,7 @@ def write_kuaisar(
 
 
 def _leaf_category(items: pd.DataFrame) -> np.ndarray:
-    """Leaf category per item id from KuaiRand's `tag` ("top,leaf"; a single tag is its own leaf)."""
+    """Leaf category per item id from KuaiRand's `tag` ("top,leaf"; a lone tag is its own leaf)."""
     leaf = items["tag"].astype(str).str.split(",").str[-1]
     values = pd.to_numeric(leaf, errors="coerce").fillna(-1).astype(np.int64).to_numpy()
     out = np.full(int(items["video_id"].max()) + 1, -1, dtype=np.int64)

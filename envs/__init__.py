@@ -19,7 +19,7 @@ def register_all() -> None:
 
 
 def make_env(env_id: str = "recgym/Session-v0", **kwargs):
-    """Module-level factory (picklable, usable with SubprocVectorEnv): `gym.make` after registering."""
+    """Picklable factory (usable with SubprocVectorEnv): `gym.make` after registering."""
     register_all()
     return gym.make(env_id, **kwargs)
 

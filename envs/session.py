@@ -56,7 +56,8 @@ class SessionEnv(gym.Env):
 
     ## Action Space
     ``action_mode="scores"``: ``Box(-1, 1, (n_candidates,))``, a score per candidate; the
-    ``slate_size`` highest are shown, best first. ``action_mode="discrete"``: ``Discrete(n_candidates)``,
+    ``slate_size`` highest are shown, best first.
+    ``action_mode="discrete"``: ``Discrete(n_candidates)``,
     the single item shown in this request (the slate size is then 1).
 
     ## Observation Space

@@ -34,7 +34,8 @@ class CandidateGenerator:
     def __post_init__(self) -> None:
         if self.n_candidates > self.catalogue.n_items:
             raise ValueError(
-                f"n_candidates={self.n_candidates} exceeds the catalogue's {self.catalogue.n_items} items"
+                f"n_candidates={self.n_candidates} exceeds the catalogue's "
+                f"{self.catalogue.n_items} items"
             )
         cat = self.catalogue.category
         self._by_category = np.argsort(cat, kind="stable")

@@ -2,7 +2,8 @@
 
 `simulate_logs` returns one row per exposure with everything the KuaiRand and KuaiSAR writers
 need (`data.writers`), plus the world's true probabilities for that exposure at that moment
-(p_click, p_long_view, expected_watch_ms), which fidelity reports compare learned models against. The behaviour policy mimics a click-optimised production ranker:
+(p_click, p_long_view, expected_watch_ms), which fidelity reports compare learned models against.
+The behaviour policy mimics a click-optimised production ranker:
 it samples a slate from the candidates by Plackett-Luce (Gumbel top-k) over
 ``temperature * logit(p_click) + 0.3 * log(popularity)``, using the world's true click
 probability, so the logs carry the same clickbait bias a real feed has. As in KuaiRand, a share
@@ -90,7 +91,6 @@ def simulate_logs(
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 7919]))
     cat = world.catalogue
     gen = CandidateGenerator(catalogue=cat, n_candidates=cfg.n_candidates)
-    n_users = world.n_users
     day0 = epoch_ms(cfg.start_date)
     chunks: list[dict[str, np.ndarray]] = []
     next_session = 0

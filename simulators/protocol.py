@@ -46,7 +46,7 @@ class Catalogue:
         return len(self.author)
 
     def item_features(self, items: np.ndarray) -> np.ndarray:
-        """Dense float32 features of `items` (any shape S) -> S + (3,): log duration, popularity, live."""
+        """Float32 features of `items` (shape S) -> S + (3,): log duration, popularity, live."""
         dur = np.log1p(self.duration_ms[items] / 1000.0) / 6.0
         pop = np.log(self.popularity[items] * self.n_items + 1e-9) / 5.0
         live = self.author_is_live[self.author[items]].astype(np.float64)

@@ -474,7 +474,7 @@ class World:
         st.history[users] = np.take_along_axis(merged, order, axis=1)[:, -self.history_len :]
 
     def _pass_time(self, users: np.ndarray, days: np.ndarray, rng: np.random.Generator) -> None:
-        """Advance users by `days` (B,): fatigue recovers, interests fade/die/are born, taste drifts."""
+        """Advance users by `days` (B,): fatigue recovers, interests fade/die/are born, drift."""
         st, dyn = self.state, self.dynamics
         n_cat = self.catalogue.n_categories
         d = days[:, None]
