@@ -1,0 +1,357 @@
+"""How faithful a learned simulator is, measured only on sessions it was not fitted on.
+
+`fidelity_report` scores a `LearnedSimulator` on the held-out sessions of its `LogTable`: held-out
+users ("users"), held-out last days of the other users ("days"), and all held-out sessions
+together ("all", which adds held-out users on held-out days). Per split it reports
+
+- per behaviour: AUC, predicted vs observed rate, and calibration (mean predicted probability
+  vs observed rate in each decile of predicted probability, and their count-weighted mean
+  absolute gap, the ECE);
+- watch time: MAE in seconds and relative to the mean logged watch time, of the expected watch
+  time (expected watch ratio x duration) against the logged play time (clipped to the duration);
+- session length, in exposures: logged vs simulated (mean, median, quantiles). The simulation
+  replays every held-out session: its user starts from their logged state at the session's start
+  (histories, counts), the session's logged exposures are shown in requests of `request_size`
+  in logged order (the tab of a request's first exposure sets its scenario), and responses and
+  leaving are sampled from the learned models; past the logged end, further requests are drawn
+  uniformly from the user's held-out logged exposures. A simulated session ends when the leave
+  model says so (or at `max_requests`); its length is requests x request_size.
+
+When the data directory holds the world's `world_truth.parquet`, each split also gets the error
+against the true probabilities (MAE and correlation of p_click and p_long_view, MAE of the
+expected watch time, and the true p_click's own AUC, the ceiling for the learned one). The
+truth's session lengths are the logged ones (the world wrote the held-out sessions).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from recgym.data.writers import SEARCH_TAB
+from recgym.simulators.generate import TRUTH_FILE
+from recgym.simulators.learned import CONDITIONAL, SPLITS, LearnedSimulator, LogTable
+from recgym.simulators.protocol import REC, SEARCH
+
+BEHAVIOUR_COLUMNS = ("click", *CONDITIONAL)
+EVAL_SPLITS = {"users": ("users",), "days": ("days",), "all": ("users", "days", "both")}
+TARGETS = {"click_auc": 0.75, "session_length_mean_relative_error": 0.10}
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def read_truth(data_dir: str | Path) -> pd.DataFrame | None:
+    """The world's true probabilities per logged exposure, or None for real (or other) data."""
+    path = Path(data_dir) / TRUTH_FILE
+    if not path.is_file():
+        return None
+    return pd.read_parquet(path)
+
+
+def fidelity_report(
+    sim: LearnedSimulator,
+    table: LogTable,
+    *,
+    truth: pd.DataFrame | None = None,
+    seed: int = 0,
+    max_requests: int | None = None,
+) -> dict[str, Any]:
+    """Score `sim` on the held-out sessions of `table` (see the module docstring).
+
+    `truth` is `read_truth(...)` of the same data; `seed` seeds the session replay;
+    `max_requests` caps a simulated session (default: twice the longest held-out logged session,
+    at least 100 requests). Returns a JSON-serialisable dict; `render_markdown` tabulates it.
+    """
+    held = table.rows(*EVAL_SPLITS["all"])
+    pred = sim.predict_rows(table, held)
+    true = _align_truth(table, held, truth) if truth is not None else None
+    splits: dict[str, Any] = {}
+    split_of_row = table.row_split()[held]
+    for name, parts in EVAL_SPLITS.items():
+        codes = [_code(p) for p in parts]
+        mask = np.isin(split_of_row, codes)
+        if not mask.any():
+            continue
+        splits[name] = _row_metrics(table, held[mask], {k: v[mask] for k, v in pred.items()})
+        if true is not None:
+            splits[name]["truth"] = _truth_metrics(
+                table, held[mask], {k: v[mask] for k, v in pred.items()}, true[mask]
+            )
+    sessions = _session_lengths(sim, table, seed=seed, max_requests=max_requests)
+    click_auc = splits.get("all", {}).get("behaviours", {}).get("click", {}).get("auc")
+    rel = sessions.get("all", {}).get("relative_error_mean")
+    report = {
+        "rows": {
+            "train": len(table.rows("train")),
+            "heldout": len(held),
+            **{name: s["rows"] for name, s in splits.items()},
+        },
+        "splits": splits,
+        "session_length": sessions,
+        "targets": {
+            "click_auc": _target(click_auc, TARGETS["click_auc"], higher=True),
+            "session_length_mean_relative_error": _target(
+                None if rel is None else abs(rel),
+                TARGETS["session_length_mean_relative_error"],
+                higher=False,
+            ),
+        },
+        "has_truth": truth is not None,
+    }
+    return report
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """A short markdown summary of a fidelity report: one column per held-out split."""
+    splits = report["splits"]
+    names = list(splits)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+
+    def row(label: str, values: list[Any], fmt: str = "{:.3f}") -> None:
+        shown = ["-" if v is None else fmt.format(v) for v in values]
+        lines.append(f"| {label} | " + " | ".join(shown) + " |")
+
+    row("rows", [splits[n]["rows"] for n in names], "{:,}")
+    for b in BEHAVIOUR_COLUMNS:
+        row(f"{b} AUC", [splits[n]["behaviours"][b]["auc"] for n in names])
+    for b in ("click", "long_view"):
+        row(f"{b} ECE", [splits[n]["behaviours"][b]["ece"] for n in names], "{:.4f}")
+        row(
+            f"{b} rate predicted / observed",
+            [
+                "{:.3f} / {:.3f}".format(
+                    splits[n]["behaviours"][b]["predicted"], splits[n]["behaviours"][b]["observed"]
+                )
+                for n in names
+            ],
+            "{}",
+        )
+    row("watch MAE (s)", [splits[n]["watch"]["mae_s"] for n in names], "{:.2f}")
+    row("watch MAE / mean", [splits[n]["watch"]["relative_mae"] for n in names])
+    sl = report["session_length"]
+    row(
+        "session length mean simulated / logged",
+        [
+            "{:.1f} / {:.1f}".format(sl[n]["simulated"]["mean"], sl[n]["logged"]["mean"])
+            if n in sl
+            else None
+            for n in names
+        ],
+        "{}",
+    )
+    row(
+        "session length median simulated / logged",
+        [
+            "{:.0f} / {:.0f}".format(sl[n]["simulated"]["median"], sl[n]["logged"]["median"])
+            if n in sl
+            else None
+            for n in names
+        ],
+        "{}",
+    )
+    if report.get("has_truth"):
+        for key, label in (
+            ("p_click", "p_click"),
+            ("p_long_view", "p_long_view"),
+        ):
+            row(f"{label} MAE vs truth", [splits[n]["truth"][key]["mae"] for n in names], "{:.4f}")
+            row(f"{label} corr with truth", [splits[n]["truth"][key]["corr"] for n in names])
+        row(
+            "expected watch MAE vs truth (s)",
+            [splits[n]["truth"]["watch"]["mae_s"] for n in names],
+            "{:.2f}",
+        )
+        row("true p_click AUC (ceiling)", [splits[n]["truth"]["click_auc"] for n in names])
+    targets = report["targets"]
+    lines.append("")
+    for name, t in targets.items():
+        value = "-" if t["value"] is None else f"{t['value']:.3f}"
+        verdict = "met" if t["met"] else "NOT met"
+        lines.append(f"- target {name} {t['rule']}: {value} ({verdict})")
+    lines.append(f"- session length: {report['session_length'].get('method', '')}")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------- per-row metrics
+def _code(split: str) -> int:
+    return SPLITS[split]
+
+
+def _row_metrics(table: LogTable, rows: np.ndarray, pred: dict[str, np.ndarray]) -> dict:
+    behaviours = {}
+    for b in BEHAVIOUR_COLUMNS:
+        y = table.labels[b][rows].astype(np.float64)
+        p = pred[f"p_{b}"]
+        calibration = _calibration(p, y)
+        behaviours[b] = {
+            "auc": _auc(y, p),
+            "observed": float(y.mean()),
+            "predicted": float(p.mean()),
+            "ece": float(
+                sum(c["n"] * abs(c["predicted"] - c["observed"]) for c in calibration) / len(y)
+            ),
+            "calibration": calibration,
+        }
+    logged = table.play_ms[rows].astype(np.float64)
+    err = np.abs(pred["expected_watch_ms"] - logged)
+    return {
+        "rows": int(len(rows)),
+        "sessions": int(len(np.unique(table.session[rows]))),
+        "behaviours": behaviours,
+        "watch": {
+            "mae_s": float(err.mean() / 1000),
+            "relative_mae": float(err.mean() / max(logged.mean(), 1e-9)),
+            "mean_predicted_s": float(pred["expected_watch_ms"].mean() / 1000),
+            "mean_logged_s": float(logged.mean() / 1000),
+        },
+    }
+
+
+def _calibration(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict]:
+    """Mean predicted vs observed rate per decile of predicted probability."""
+    order = np.argsort(p, kind="stable")
+    out = []
+    for chunk in np.array_split(order, bins):
+        if len(chunk) == 0:
+            continue
+        out.append(
+            {
+                "predicted": float(p[chunk].mean()),
+                "observed": float(y[chunk].mean()),
+                "n": int(len(chunk)),
+            }
+        )
+    return out
+
+
+def _auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    if y.min(initial=0) == y.max(initial=0):
+        return None  # one class only: AUC undefined
+    return float(roc_auc_score(y, p))
+
+
+def _align_truth(table: LogTable, rows: np.ndarray, truth: pd.DataFrame) -> pd.DataFrame:
+    """Truth rows aligned with `rows` by (raw user id, raw item id, timestamp); NaN if absent."""
+    keys = pd.DataFrame(
+        {
+            "user_id": table.user_ids[table.user[rows]],
+            "item_id": table.item_ids[table.item[rows]],
+            "timestamp": table.timestamp[rows],
+        }
+    )
+    cols = ["user_id", "item_id", "timestamp", "p_click", "p_long_view", "expected_watch_ms"]
+    dedup = truth[cols].drop_duplicates(["user_id", "item_id", "timestamp"])
+    return keys.merge(dedup, how="left", on=["user_id", "item_id", "timestamp"])
+
+
+def _truth_metrics(
+    table: LogTable, rows: np.ndarray, pred: dict[str, np.ndarray], true: pd.DataFrame
+) -> dict:
+    ok = true["p_click"].notna().to_numpy()
+    out: dict[str, Any] = {"matched_rows": int(ok.sum())}
+    for key in ("p_click", "p_long_view"):
+        t = true[key].to_numpy(np.float64)[ok]
+        p = pred[key][ok]
+        out[key] = {
+            "mae": float(np.abs(p - t).mean()) if ok.any() else None,
+            "corr": float(np.corrcoef(p, t)[0, 1]) if ok.sum() > 1 else None,
+            "mean_predicted": float(p.mean()) if ok.any() else None,
+            "mean_true": float(t.mean()) if ok.any() else None,
+        }
+    t_watch = true["expected_watch_ms"].to_numpy(np.float64)[ok]
+    err = np.abs(pred["expected_watch_ms"][ok] - t_watch)
+    out["watch"] = {
+        "mae_s": float(err.mean() / 1000) if ok.any() else None,
+        "relative_mae": float(err.mean() / max(t_watch.mean(), 1e-9)) if ok.any() else None,
+    }
+    y = table.labels["click"][rows][ok]
+    out["click_auc"] = _auc(y, true["p_click"].to_numpy(np.float64)[ok]) if ok.any() else None
+    return out
+
+
+# --------------------------------------------------------------------- session replay
+def _session_lengths(
+    sim: LearnedSimulator, table: LogTable, *, seed: int, max_requests: int | None
+) -> dict[str, Any]:
+    k = table.config.request_size
+    sessions = table.sessions(*EVAL_SPLITS["all"])
+    if len(sessions) == 0:
+        return {}
+    starts = table.session_start[sessions]
+    lengths = table.session_length[sessions]
+    users = table.user[starts]
+    cap = max_requests or max(100, 2 * int(np.ceil(lengths.max() / k)))
+    # the pool each session continues from: its user's held-out logged exposures
+    held = table.rows(*EVAL_SPLITS["all"])
+    pool_user = table.user[held]  # sorted by user (rows are)
+    pool_lo = np.searchsorted(pool_user, users)
+    pool_n = np.searchsorted(pool_user, users, side="right") - pool_lo
+    last_tab = table.tab[starts + lengths - 1]
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    twin = sim.for_sessions(users, table.state_before(starts))
+    slots = np.arange(len(sessions))
+    twin.begin_session(slots, rng)
+    active = np.ones(len(sessions), dtype=bool)
+    n_requests = np.zeros(len(sessions), dtype=np.int64)
+    for j in range(cap):
+        idx = slots[active]
+        if len(idx) == 0:
+            break
+        pos = j * k + np.arange(k)
+        logged = pos[None, :] < lengths[idx, None]
+        row = starts[idx, None] + np.minimum(pos[None, :], lengths[idx, None] - 1)
+        draw = pool_lo[idx, None] + (rng.random((len(idx), k)) * pool_n[idx, None]).astype(int)
+        slate = np.where(logged, table.item[row], table.item[held[draw]])
+        tab = np.where(logged[:, 0], table.tab[row[:, 0]], last_tab[idx])
+        scenario = np.where(tab == SEARCH_TAB, SEARCH, REC)
+        result = twin.step(idx, slate, rng, scenario)
+        n_requests[idx] += 1
+        active[idx[result.left]] = False
+    simulated = n_requests * k
+    out: dict[str, Any] = {
+        "unit": "exposures",
+        "request_size": k,
+        "max_requests": cap,
+        "censored": int(active.sum()),
+        "method": (
+            f"replay of {len(sessions):,} held-out sessions in requests of {k} logged exposures "
+            "through the learned response and leave models from each user's logged state, "
+            "continuing past the logged end with the user's held-out logged items; "
+            "length = requests until leaving x request size"
+        ),
+    }
+    split = table.split[sessions]
+    for name, parts in EVAL_SPLITS.items():
+        mask = np.isin(split, [_code(p) for p in parts])
+        if not mask.any():
+            continue
+        log_stats, sim_stats = _stats(lengths[mask]), _stats(simulated[mask])
+        out[name] = {
+            "sessions": int(mask.sum()),
+            "logged": log_stats,
+            "simulated": sim_stats,
+            "relative_error_mean": (sim_stats["mean"] - log_stats["mean"]) / log_stats["mean"],
+        }
+    return out
+
+
+def _stats(x: np.ndarray) -> dict[str, float]:
+    q = np.quantile(x, QUANTILES)
+    return {
+        "mean": float(x.mean()),
+        "median": float(np.median(x)),
+        **{f"q{int(100 * a)}": float(v) for a, v in zip(QUANTILES, q, strict=True)},
+    }
+
+
+def _target(value: float | None, threshold: float, *, higher: bool) -> dict[str, Any]:
+    rule = f">= {threshold}" if higher else f"<= {threshold}"
+    met = value is not None and (value >= threshold if higher else value <= threshold)
+    return {"value": value, "threshold": threshold, "rule": rule, "met": bool(met)}
+
+
+__all__ = ["TARGETS", "TRUTH_FILE", "fidelity_report", "read_truth", "render_markdown"]
