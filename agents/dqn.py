@@ -1,0 +1,337 @@
+"""Online DQN on `recgym/Session-v0` (one item per request) with a per-candidate shared Q-network.
+
+Tianshou's own `DQN` and `DiscreteQLearningPolicy` do all the learning; this file only supplies
+the network, the config, the training loop's wiring (seeded per the Tianshou 2 notes) and
+save/load. For slate evaluation wrap the result in `agents.baselines.QSlatePolicy`, which shows
+the top-K candidates by Q-value.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from tianshou.algorithm import DQN
+from tianshou.algorithm.modelfree.dqn import DiscreteQLearningPolicy
+from tianshou.algorithm.optim import AdamOptimizerFactory
+from tianshou.data import Collector, CollectStats, VectorReplayBuffer
+from tianshou.env import DummyVectorEnv
+from tianshou.trainer import OffPolicyTrainerParams
+from tianshou.utils.logger.logger_base import LazyLogger
+from tianshou.utils.torch_utils import policy_within_training_step
+from torch import nn
+
+from recgym.envs import make_env
+from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES
+
+ENV_ID = "recgym/Session-v0"
+
+
+class CandidateQNet(nn.Module):
+    """Q(s, i) for every candidate i by one MLP over [user + session part ⊕ candidate i's row].
+
+    The observation is split with the Session-v0 layout: the first ``user_dim +
+    len(SESSION_FEATURES)`` entries are the context, then ``n_candidates`` rows of
+    CANDIDATE_FEATURES. The first layer is applied to the context once per observation and to
+    each candidate row, then summed (the same function as a layer on the concatenation, without
+    copying the context N times). Weights are shared across candidates, so the network scores
+    any candidate set and is invariant to candidate order.
+    """
+
+    def __init__(
+        self, *, user_dim: int, n_candidates: int, hidden_sizes: tuple[int, ...] = (64, 64)
+    ) -> None:
+        super().__init__()
+        if not hidden_sizes:
+            raise ValueError("CandidateQNet needs at least one hidden layer")
+        self.user_dim = int(user_dim)
+        self.n_candidates = int(n_candidates)
+        self.context_dim = self.user_dim + len(SESSION_FEATURES)
+        self.n_features = len(CANDIDATE_FEATURES)
+        self.context_in = nn.Linear(self.context_dim, hidden_sizes[0])
+        self.candidate_in = nn.Linear(self.n_features, hidden_sizes[0], bias=False)
+        layers: list[nn.Module] = [nn.ReLU()]
+        for a, b in zip(hidden_sizes[:-1], hidden_sizes[1:], strict=True):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        layers.append(nn.Linear(hidden_sizes[-1], 1))
+        self.head = nn.Sequential(*layers)
+
+    def forward(
+        self, obs: np.ndarray | torch.Tensor, state: Any = None, info: Any = None
+    ) -> tuple[torch.Tensor, Any]:
+        """(B, obs_dim) observations -> ((B, n_candidates) Q-values, state)."""
+        x = torch.as_tensor(obs, dtype=torch.float32, device=self.context_in.weight.device)
+        b = x.shape[0]
+        context = x[:, : self.context_dim]
+        cands = x[:, self.context_dim :].reshape(b, self.n_candidates, self.n_features)
+        h = self.context_in(context).unsqueeze(1) + self.candidate_in(cands)
+        return self.head(h).squeeze(-1), state
+
+
+@dataclass(kw_only=True)
+class DQNConfig:
+    """Online DQN on Session-v0 in `action_mode="discrete"`; defaults fit a small world in ~20 s."""
+
+    lr: float = 1e-3
+    """Adam learning rate."""
+    gamma: float = 0.9
+    """Discount per request."""
+    n_step: int = 1
+    """n-step return horizon."""
+    eps_start: float = 1.0
+    """ε of ε-greedy exploration at the first training step (after warm-up)."""
+    eps_end: float = 0.05
+    """ε after `eps_decay_steps` env steps (then constant)."""
+    eps_decay_steps: int = 4_000
+    """Env steps over which ε falls linearly from eps_start to eps_end."""
+    buffer_size: int = 20_000
+    """Replay buffer capacity (transitions, over all envs)."""
+    n_envs: int = 4
+    """Training envs (DummyVectorEnv); each has its own copy of the world."""
+    env_steps: int = 6_000
+    """Training env steps in total (rounded up to whole epochs of `env_steps // epochs`)."""
+    epochs: int = 6
+    """Number of epochs; each ends with a test step that adds a point to the learning curve."""
+    collect_steps: int = 8
+    """Env steps collected per training step (a multiple of n_envs)."""
+    updates_per_step: float = 0.25
+    """Gradient steps per collected env step."""
+    batch_size: int = 64
+    """Transitions per gradient step."""
+    target_update_freq: int = 100
+    """Gradient steps between hard target-network updates (0: no target network)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the per-candidate MLP."""
+    huber_delta: float | None = None
+    """Huber loss threshold on the TD error; None for MSE."""
+    double: bool = True
+    """Double DQN targets."""
+    warmup_steps: int = 512
+    """Uniform-random transitions collected before training starts."""
+    test_episodes: int = 10
+    """Greedy episodes per test step (one test env)."""
+    seed: int = 0
+    """Seeds numpy's global RNG (ε-greedy), torch, the envs and the replay buffer's sampler."""
+
+
+@dataclass(kw_only=True)
+class DQNRunStats:
+    """What `train_dqn` measured."""
+
+    learning_curve: list[tuple[int, float]] = field(default_factory=list)
+    """(env step, mean greedy test return) after the initial test and every epoch."""
+    best_reward: float = float("nan")
+    env_steps: int = 0
+    gradient_steps: int = 0
+    seconds: float = 0.0
+    update_seconds: float = 0.0
+
+
+class _CurveLogger(LazyLogger):
+    """Keeps (env step, mean test return) of every test step in memory; logs nothing else."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.curve: list[tuple[int, float]] = []
+
+    def log_test_data(self, log_data: dict, step: int) -> None:
+        self.curve.append((int(step), float(log_data["returns_stat"]["mean"])))
+
+
+class _NoInfo(gym.Wrapper):
+    """Drops the info dicts of a training env: DQN does not read them, and Tianshou would copy
+    each one (responses, slate, candidates) into the replay buffer and re-scan it for NaNs after
+    every collection step."""
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        obs, _ = self.env.reset(**kwargs)
+        return obs, {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, _ = self.env.step(action)
+        return obs, reward, terminated, truncated, {}
+
+
+def _training_env(**kwargs: Any) -> gym.Env:
+    return _NoInfo(make_env(ENV_ID, **kwargs))
+
+
+def _env_kwargs(env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    kwargs = dict(env_kwargs or {})
+    if kwargs.get("action_mode", "discrete") != "discrete":
+        raise ValueError("DQN trains on action_mode='discrete'; evaluate slates via QSlatePolicy")
+    kwargs["action_mode"] = "discrete"
+    return kwargs
+
+
+def build_dqn(
+    *, user_dim: int, n_candidates: int, obs_dim: int, config: DQNConfig
+) -> DQN[DiscreteQLearningPolicy]:
+    """A fresh Tianshou DQN (policy + CandidateQNet) for Session-v0 observations of `obs_dim`."""
+    net = CandidateQNet(
+        user_dim=user_dim, n_candidates=n_candidates, hidden_sizes=tuple(config.hidden_sizes)
+    )
+    policy = DiscreteQLearningPolicy(
+        model=net,
+        action_space=spaces.Discrete(n_candidates),
+        observation_space=spaces.Box(-10.0, 10.0, shape=(obs_dim,), dtype=np.float32),
+        eps_training=config.eps_start,
+        eps_inference=0.0,
+    )
+    return DQN(
+        policy=policy,
+        optim=AdamOptimizerFactory(lr=config.lr),
+        gamma=config.gamma,
+        n_step_return_horizon=config.n_step,
+        target_update_freq=config.target_update_freq,
+        is_double=config.double,
+        huber_loss_delta=config.huber_delta,
+    )
+
+
+def train_dqn(
+    env_kwargs: dict[str, Any] | None = None,
+    config: DQNConfig | None = None,
+    progress: bool = True,
+) -> tuple[DQN[DiscreteQLearningPolicy], DQNRunStats]:
+    """Train DQN online on Session-v0 (`make_env(**env_kwargs, action_mode="discrete")`).
+
+    Uniform-random warm-up, then `epochs` epochs of ε-greedy collection (`collect_steps` env
+    steps per training step, `updates_per_step` gradient steps per env step); each epoch ends
+    with `test_episodes` greedy episodes on a separate env, recorded in the learning curve.
+    The same seed gives the same weights (Dummy envs, one torch thread).
+    """
+    cfg = config or DQNConfig()
+    kwargs = _env_kwargs(env_kwargs)
+    if cfg.collect_steps % cfg.n_envs:
+        raise ValueError(f"collect_steps ({cfg.collect_steps}) must be a multiple of n_envs")
+    start = time.perf_counter()
+    torch.set_num_threads(1)
+    np.random.seed(cfg.seed)  # Tianshou's ε-greedy draws from the global numpy RNG
+    torch.manual_seed(cfg.seed)
+    factory = functools.partial(_training_env, **kwargs)
+    train_envs = DummyVectorEnv([factory for _ in range(cfg.n_envs)])
+    test_envs = DummyVectorEnv([factory])
+    train_envs.seed(cfg.seed)
+    test_envs.seed(cfg.seed + 10_000)
+    probe = train_envs.workers[0].env.unwrapped
+    algo = build_dqn(
+        user_dim=probe.model.user_feature_dim,
+        n_candidates=probe.n_candidates,
+        obs_dim=probe.observation_space.shape[0],
+        config=cfg,
+    )
+    policy = algo.policy
+    buffer = VectorReplayBuffer(cfg.buffer_size, cfg.n_envs, random_seed=cfg.seed)
+    # The manager samples with its own RandomState, which `random_seed` does not reach (it only
+    # seeds the sub-buffers; Tianshou 2.0.1 leaves the manager at 42).
+    buffer._random_state = np.random.RandomState(cfg.seed)
+    train_collector = Collector[CollectStats](algo, train_envs, buffer, exploration_noise=True)
+    test_collector = Collector[CollectStats](algo, test_envs, exploration_noise=True)
+    with policy_within_training_step(policy):
+        train_collector.reset()
+        train_collector.collect(n_step=cfg.warmup_steps, random=True)
+
+    def set_eps(epoch: int, env_step: int) -> None:
+        frac = min(env_step / max(cfg.eps_decay_steps, 1), 1.0)
+        policy.set_eps_training(cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start))
+
+    logger = _CurveLogger()
+    epochs = max(cfg.epochs, 1)
+    result = algo.run_training(
+        OffPolicyTrainerParams(
+            training_collector=train_collector,
+            test_collector=test_collector,
+            max_epochs=epochs,
+            epoch_num_steps=-(-cfg.env_steps // epochs),
+            collection_step_num_env_steps=cfg.collect_steps,
+            update_step_num_gradient_steps_per_sample=cfg.updates_per_step,
+            batch_size=cfg.batch_size,
+            test_step_num_episodes=cfg.test_episodes,
+            training_fn=set_eps,
+            logger=logger,
+            verbose=False,
+            show_progress=progress,
+        )
+    )
+    train_envs.close()
+    test_envs.close()
+    stats = DQNRunStats(
+        learning_curve=logger.curve,
+        best_reward=float(result.best_reward),
+        env_steps=int(result.train_step),
+        gradient_steps=int(algo._iter),
+        seconds=time.perf_counter() - start,
+        update_seconds=float(result.timing.train_time_update),
+    )
+    return algo, stats
+
+
+# --------------------------------------------------------------------------- save / load
+def save_dqn(
+    algo: DQN[DiscreteQLearningPolicy],
+    config: DQNConfig,
+    path: str | Path,
+    env_kwargs: dict[str, Any] | None = None,
+) -> Path:
+    """Write `algo.state_dict()` (weights, target net, optimizer) to `path` and the config, the
+    network's input sizes and the env kwargs as JSON beside it (`path` + .json)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = algo.policy.model
+    torch.save(algo.state_dict(), path)
+    meta = {
+        "kind": "DQN",
+        "env_id": ENV_ID,
+        "config": asdict(config),
+        "user_dim": net.user_dim,
+        "n_candidates": net.n_candidates,
+        "obs_dim": int(algo.policy.observation_space.shape[0]),
+        "env_kwargs": _env_kwargs(env_kwargs),
+    }
+    path.with_name(path.name + ".json").write_text(json.dumps(meta, indent=2, default=_jsonable))
+    return path
+
+
+def load_dqn(path: str | Path) -> tuple[DQN[DiscreteQLearningPolicy], DQNConfig]:
+    """Rebuild the DQN saved by `save_dqn` (no env needed) and its config."""
+    path = Path(path)
+    meta = json.loads(path.with_name(path.name + ".json").read_text())
+    cfg_dict = meta["config"]
+    cfg_dict["hidden_sizes"] = tuple(cfg_dict["hidden_sizes"])
+    cfg = DQNConfig(**cfg_dict)
+    algo = build_dqn(
+        user_dim=meta["user_dim"],
+        n_candidates=meta["n_candidates"],
+        obs_dim=meta["obs_dim"],
+        config=cfg,
+    )
+    algo.load_state_dict(torch.load(path, weights_only=True))
+    return algo, cfg
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in the checkpoint JSON")
+
+
+__all__ = [
+    "CandidateQNet",
+    "DQNConfig",
+    "DQNRunStats",
+    "build_dqn",
+    "load_dqn",
+    "save_dqn",
+    "train_dqn",
+]

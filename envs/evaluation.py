@@ -1,0 +1,197 @@
+"""Session metrics with fixed names, multi-seed evaluation of a slate policy, and a results table.
+
+Every benchmark scores agents with these functions, so numbers are comparable across tables.
+One *session* is one env episode; each metric is first averaged over a seed's sessions (CTR is
+pooled: all clicks over all shown items of the seed), then summarised over seeds by the mean and
+a 95% Student-t interval of the per-seed values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+from scipy import stats
+
+METRICS = ("session_length", "watch_time_s", "ctr", "valid_consumption", "diversity", "follows")
+"""session_length: requests per session; watch_time_s: seconds watched per session; ctr: clicks
+per shown item; valid_consumption: shown items watched longer than VALID_WATCH_MS per session;
+diversity: distinct categories shown per session; follows: new follows per session."""
+
+VALID_WATCH_MS = 10_000
+"""A view counts towards `valid_consumption` when it is watched for strictly more than this."""
+
+
+@runtime_checkable
+class SlatePolicy(Protocol):
+    """Anything that picks an action from the current observation.
+
+    `info` is the info dict of the last `reset` or `step` (it carries ``candidates``); `env` is
+    the env being played, for policies that need its spaces (or, for oracles, its backend).
+    A policy may also define ``reset(seed: int)``; `evaluate` calls it before each seed's run,
+    so a seed fixes the policy's own randomness as well.
+    """
+
+    def act(self, obs: np.ndarray, info: dict[str, Any], env: gym.Env) -> Any: ...
+
+
+def session_totals(step_infos: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Totals of one session from the info dicts its `step` calls returned, in order.
+
+    Each info needs ``responses`` (behaviour -> (K,) array over the shown items) and
+    ``categories`` ((K,) categories of the shown items). Behaviours a backend does not produce
+    count as zero. Keys: requests, watch_s, clicks, shown, valid_views, categories, follows.
+    """
+    requests = shown = 0
+    watch_ms = clicks = valid = follows = 0.0
+    seen: set[int] = set()
+    for info in step_infos:
+        r = info["responses"]
+        cats = np.asarray(info["categories"]).reshape(-1)
+        requests += 1
+        shown += len(cats)
+        seen.update(cats.tolist())
+        if "watch_ms" in r:
+            w = np.asarray(r["watch_ms"], dtype=np.float64)
+            watch_ms += float(w.sum())
+            valid += float((w > VALID_WATCH_MS).sum())
+        if "click" in r:
+            clicks += float(np.sum(r["click"]))
+        if "follow" in r:
+            follows += float(np.sum(r["follow"]))
+    return {
+        "requests": float(requests),
+        "watch_s": watch_ms / 1000.0,
+        "clicks": clicks,
+        "shown": float(shown),
+        "valid_views": valid,
+        "categories": float(len(seen)),
+        "follows": follows,
+    }
+
+
+def seed_metrics(sessions: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """METRICS of one seed from its sessions' `session_totals`: per-session means, pooled CTR."""
+    if not sessions:
+        raise ValueError("seed_metrics needs at least one session")
+
+    def mean(key: str) -> float:
+        return float(np.mean([s[key] for s in sessions]))
+
+    shown = sum(s["shown"] for s in sessions)
+    return {
+        "session_length": mean("requests"),
+        "watch_time_s": mean("watch_s"),
+        "ctr": sum(s["clicks"] for s in sessions) / shown if shown else 0.0,
+        "valid_consumption": mean("valid_views"),
+        "diversity": mean("categories"),
+        "follows": mean("follows"),
+    }
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of a Student-t interval for the mean; the bounds are NaN below 2 values."""
+    x = np.asarray(values, dtype=np.float64)
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return m, m - half, m + half
+
+
+def summarize(per_seed: Sequence[Mapping[str, float]]) -> dict[str, dict]:
+    """Per-seed METRICS -> {metric: {"mean", "ci_low", "ci_high", "per_seed"}} (95% t interval)."""
+    out: dict[str, dict] = {}
+    for name in METRICS:
+        values = [float(s[name]) for s in per_seed]
+        m, lo, hi = t_interval(values)
+        out[name] = {"mean": m, "ci_low": lo, "ci_high": hi, "per_seed": values}
+    return out
+
+
+def run_sessions(
+    policy: SlatePolicy, env: gym.Env, episodes: int, seed: int
+) -> list[dict[str, float]]:
+    """Play `episodes` sessions on `env`: the first reset is seeded, the rest continue from it."""
+    totals = []
+    for episode in range(episodes):
+        obs, info = env.reset(seed=seed) if episode == 0 else env.reset()
+        infos = []
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(policy.act(obs, info, env))
+            infos.append(info)
+            done = terminated or truncated
+        totals.append(session_totals(infos))
+    return totals
+
+
+def evaluate(
+    policy: SlatePolicy,
+    env_fn: Callable[[int], gym.Env],
+    episodes: int = 50,
+    seeds: Sequence[int] = (0, 1, 2),
+) -> dict[str, dict]:
+    """Score `policy` on a fresh env per seed (`env_fn(seed)`), `episodes` sessions each.
+
+    Returns {metric: {"mean", "ci_low", "ci_high", "per_seed": [...]}} for every name in
+    METRICS; the interval is a 95% Student-t interval over the per-seed values.
+    """
+    per_seed = []
+    for seed in seeds:
+        if hasattr(policy, "reset"):
+            policy.reset(seed)
+        env = env_fn(seed)
+        try:
+            per_seed.append(seed_metrics(run_sessions(policy, env, episodes, seed)))
+        finally:
+            env.close()
+    return summarize(per_seed)
+
+
+def _number(x: float) -> str:
+    if not math.isfinite(x):
+        return "nan"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def format_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """Markdown table of {agent: evaluate(...)}: one row per agent, "mean [lo, hi]" per metric."""
+    lines = [
+        "| agent | " + " | ".join(METRICS) + " |",
+        "|---|" + "---|" * len(METRICS),
+    ]
+    for agent, res in results.items():
+        cells = []
+        for name in METRICS:
+            if name not in res:
+                cells.append("-")
+                continue
+            r = res[name]
+            cell = _number(r["mean"])
+            if math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"]):
+                cell += f" [{_number(r['ci_low'])}, {_number(r['ci_high'])}]"
+            cells.append(cell)
+        lines.append(f"| {agent} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "METRICS",
+    "VALID_WATCH_MS",
+    "SlatePolicy",
+    "evaluate",
+    "format_table",
+    "run_sessions",
+    "seed_metrics",
+    "session_totals",
+    "summarize",
+    "t_interval",
+]
