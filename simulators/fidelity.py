@@ -129,6 +129,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             ],
             "{}",
         )
+    row(
+        "click rate on random exposures predicted / observed (rows)",
+        [_random_cell(splits[n].get("random_exposures")) for n in names],
+        "{}",
+    )
     row("watch MAE (s)", [splits[n]["watch"]["mae_s"] for n in names], "{:.2f}")
     row("watch MAE / mean", [splits[n]["watch"]["relative_mae"] for n in names])
     sl = report["session_length"]
@@ -175,6 +180,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _random_cell(r: dict | None) -> str | None:
+    if not r or not r["rows"]:
+        return None
+    return f"{r['click_predicted']:.3f} / {r['click_observed']:.3f} ({r['rows']:,})"
+
+
 # --------------------------------------------------------------------- per-row metrics
 def _code(split: str) -> int:
     return SPLITS[split]
@@ -197,10 +208,20 @@ def _row_metrics(table: LogTable, rows: np.ndarray, pred: dict[str, np.ndarray])
         }
     logged = table.play_ms[rows].astype(np.float64)
     err = np.abs(pred["expected_watch_ms"] - logged)
+    rand = table.is_random[rows]
     return {
         "rows": int(len(rows)),
         "sessions": int(len(np.unique(table.session[rows]))),
         "behaviours": behaviours,
+        # exposure bias: a policy-shaped log over-represents items the logging policy liked;
+        # on the uniformly random exposures (is_rand = 1) the predicted rate should still hold
+        "random_exposures": {
+            "rows": int(rand.sum()),
+            "click_observed": float(table.labels["click"][rows][rand].mean())
+            if rand.any()
+            else None,
+            "click_predicted": float(pred["p_click"][rand].mean()) if rand.any() else None,
+        },
         "watch": {
             "mae_s": float(err.mean() / 1000),
             "relative_mae": float(err.mean() / max(logged.mean(), 1e-9)),
