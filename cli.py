@@ -33,11 +33,19 @@ def _data_inspect(args: argparse.Namespace) -> int:
     return inspect(args.path, args.format)
 
 
-def _bench_throughput(args: argparse.Namespace) -> int:
-    from recgym.benchmarks import throughput
-
-    argv = ["--out", args.out] + (["--quick"] if args.quick else [])
-    return throughput.main(argv)
+BENCH_SUITES = {
+    "throughput": (
+        "recgym.benchmarks.throughput",
+        "world, learned-simulator and env speed, log generation/loading, simulator training "
+        "(`recgym bench throughput --help`)",
+    ),
+    "rliv-ua": (
+        "recgym.benchmarks.rliv_ua",
+        "the RLIV-UA paper's Tables 2-3 on UserAuthor-v0: every baseline vs RLIV-UA and its "
+        "ablations, on the learned simulator and the world (`recgym bench rliv-ua --help`)",
+    ),
+}
+"""`recgym bench SUITE ...` -> SUITE's module `main(argv)`, which parses its own options."""
 
 
 def _simulator_train(args: argparse.Namespace) -> int:
@@ -134,18 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks (write JSONL rows + a markdown table)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="SUITE")
-    thr = bench_sub.add_parser(
-        "throughput",
-        help="world steps/s, full requests/s, log generation and loading speed",
-        description=(
-            "Measure world item-responses/s (batch 1, 64, 1024 x slate 6), full requests/s, "
-            "the time to generate and to load ~1M KuaiRand log rows. Appends rows to "
-            "OUT/throughput.jsonl and regenerates OUT/throughput.md."
-        ),
-    )
-    thr.add_argument("--out", default="benchmarks/results", help="results directory")
-    thr.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run (~20 s)")
-    thr.set_defaults(func=_bench_throughput)
+    for name, (_, text) in BENCH_SUITES.items():
+        # each suite parses its own options: `recgym bench SUITE --help`
+        bench_sub.add_parser(name, add_help=False, help=text)
     return parser
 
 
@@ -155,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from recgym.benchmarks import demo
 
         return demo.main(argv[1:])
+    if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCH_SUITES:
+        import importlib
+
+        module = importlib.import_module(BENCH_SUITES[argv[1]][0])
+        return int(module.main(argv[2:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
