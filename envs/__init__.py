@@ -8,6 +8,7 @@ from recgym.envs.session import SessionEnv
 
 ENV_IDS: dict[str, str] = {
     "recgym/Session-v0": "recgym.envs.session:SessionEnv",
+    "recgym/UserAuthor-v0": "recgym.envs.user_author:UserAuthorEnv",
 }
 
 

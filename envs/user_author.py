@@ -1,0 +1,266 @@
+"""`recgym/UserAuthor-v0`: the session MDP seen through user-author pairs (RLIV-UA's SCRI-MDP)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from gymnasium import spaces
+
+from recgym.data.asa import sequential_counters
+from recgym.envs import scri
+from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES, SessionEnv
+
+UA_CANDIDATE_FEATURES: tuple[str, ...] = (
+    *CANDIDATE_FEATURES,
+    *scri.AUTHOR_FEATURES,
+    *(f"log1p_{c}" for c in scri.UA_COUNTERS),
+)
+"""Per-candidate row of the observation, in order (16 values)."""
+
+_COUNT_COLUMNS = np.array([c != "watch_s" for c in scri.UA_COUNTERS])
+
+
+class UACounterTable:
+    """Sparse UA_COUNTERS per (user, author): for each user met, sorted author ids and a
+    (m, len(UA_COUNTERS)) float32 row per author. Pairs never met read as zeros."""
+
+    def __init__(self) -> None:
+        self._by_user: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def clear(self) -> None:
+        self._by_user.clear()
+
+    def __len__(self) -> int:
+        """Number of pairs with a row."""
+        return sum(len(keys) for keys, _ in self._by_user.values())
+
+    def lookup(self, user: int, authors: np.ndarray) -> np.ndarray:
+        """(...) author ids -> (..., len(UA_COUNTERS)) float32 counters of (user, author)."""
+        authors = np.asarray(authors, dtype=np.int64)
+        out = np.zeros(authors.shape + (len(scri.UA_COUNTERS),), dtype=np.float32)
+        entry = self._by_user.get(int(user))
+        if entry is None or len(entry[0]) == 0:
+            return out
+        keys, values = entry
+        idx = np.minimum(np.searchsorted(keys, authors), len(keys) - 1)
+        found = keys[idx] == authors
+        out[found] = values[idx[found]]
+        return out
+
+    def set(self, user: int, authors: np.ndarray, values: np.ndarray) -> None:
+        """Overwrite the counters of (user, a) for distinct `authors` (K,) with `values` (K, 6)."""
+        authors = np.asarray(authors, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float32)
+        keys, table = self._by_user.get(
+            int(user),
+            (np.zeros(0, dtype=np.int64), np.zeros((0, len(scri.UA_COUNTERS)), np.float32)),
+        )
+        idx = np.minimum(np.searchsorted(keys, authors), max(len(keys) - 1, 0))
+        found = (keys[idx] == authors) if len(keys) else np.zeros(len(authors), dtype=bool)
+        table[idx[found]] = values[found]
+        new = ~found
+        if new.any():
+            at = np.searchsorted(keys, authors[new])
+            keys = np.insert(keys, at, authors[new])
+            table = np.insert(table, at, values[new], axis=0)
+            order = np.argsort(keys, kind="stable")  # np.insert of unsorted new keys
+            keys, table = keys[order], table[order]
+        self._by_user[int(user)] = (keys, table)
+
+    def items(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All rows: users (P,), authors (P,), counters (P, 6), ordered by (user, author)."""
+        users, authors, values = [], [], []
+        for user in sorted(self._by_user):
+            keys, table = self._by_user[user]
+            users.append(np.full(len(keys), user, dtype=np.int64))
+            authors.append(keys)
+            values.append(table)
+        if not users:
+            return (
+                np.zeros(0, dtype=np.int64),
+                np.zeros(0, dtype=np.int64),
+                np.zeros((0, len(scri.UA_COUNTERS)), dtype=np.float32),
+            )
+        return np.concatenate(users), np.concatenate(authors), np.concatenate(values)
+
+
+class UAObservation(NamedTuple):
+    """A UserAuthor-v0 observation split into its parts (any leading batch shape)."""
+
+    user: np.ndarray  # (..., user_dim) static user features f_u
+    session: np.ndarray  # (..., len(SESSION_FEATURES))
+    candidates: np.ndarray  # (..., n_candidates, len(UA_CANDIDATE_FEATURES))
+
+
+def split_observation(obs: np.ndarray, user_dim: int) -> UAObservation:
+    """Split flat observations (..., obs_dim) into f_u, session features and candidate rows.
+
+    The number of candidates follows from the length; each candidate row is
+    UA_CANDIDATE_FEATURES (its counters as log1p, as observed).
+    """
+    obs = np.asarray(obs)
+    head = user_dim + len(SESSION_FEATURES)
+    width = len(UA_CANDIDATE_FEATURES)
+    n, rest = divmod(obs.shape[-1] - head, width)
+    if rest or n < 1:
+        raise ValueError(
+            f"an observation of length {obs.shape[-1]} is not user_dim={user_dim} + "
+            f"{len(SESSION_FEATURES)} + n_candidates * {width}"
+        )
+    cand = obs[..., head:].reshape(obs.shape[:-1] + (n, width))
+    return UAObservation(obs[..., :user_dim], obs[..., user_dim:head], cand)
+
+
+def candidate_states(obs: np.ndarray, user_dim: int) -> np.ndarray:
+    """SCRI states s_ua (..., n_candidates, state_dim) of every candidate, from observations.
+
+    Layout `[f_u | f_a | f_ua]` of `envs.scri` with RAW counters: ``expm1`` of the observed
+    log1p values, count counters rounded to integers (exact), watch_s to float32 precision
+    (observations clip at 10, so watch_s above e^10 - 1 s, about 6 hours, reads as that).
+    """
+    parts = split_observation(obs, user_dim)
+    n_cand = len(CANDIDATE_FEATURES)
+    n_auth = len(scri.AUTHOR_FEATURES)
+    f_a = parts.candidates[..., n_cand : n_cand + n_auth]
+    f_ua = np.expm1(parts.candidates[..., n_cand + n_auth :].astype(np.float64))
+    f_ua = np.where(_COUNT_COLUMNS, np.round(f_ua), f_ua)
+    f_u = np.broadcast_to(parts.user[..., None, :], f_a.shape[:-1] + (user_dim,))
+    return np.concatenate([f_u, f_a, f_ua], axis=-1).astype(np.float32)
+
+
+class UserAuthorEnv(SessionEnv):
+    """The session env where every candidate is also a user-author (UA) pair with a history.
+
+    ## Description
+    `recgym/Session-v0` (same users, candidates, slates, responses and leave model) plus the
+    SCRI-MDP of RLIV-UA (`envs.scri`): the env keeps, for every (user, author) pair, the
+    UA_COUNTERS f_ua (clicks, long views, follows, comments, gifts, seconds watched) of all
+    the pair's interactions since the env was created or last reseeded, across requests and
+    sessions of the same user. A shown item is one interaction of the pair (user, its
+    author), whatever the response; f_ua advances by ASA (Eq. 4, `scri.asa_next_counters`)
+    and nothing else changes it. Items of a slate are processed in display order, so when two
+    items of one author are shown together the second's state already includes the first's
+    increments (what ASA over the logged rows in time order gives).
+
+    ## Action Space
+    As `recgym/Session-v0`: ``Box(-1, 1, (n_candidates,))`` scores (top ``slate_size`` shown,
+    best first), or ``Discrete(n_candidates)`` with ``action_mode="discrete"``.
+
+    ## Observation Space
+    ``Box(-10, 10, (user_dim + 4 + n_candidates * 16,), float32)``:
+    ``[f_u (user_dim) | SESSION_FEATURES (4) | n_candidates rows of UA_CANDIDATE_FEATURES]``,
+    each candidate row = CANDIDATE_FEATURES (7, as Session-v0) + AUTHOR_FEATURES f_a of its
+    author (3, `scri.author_features`) + ``log1p`` of UA_COUNTERS between the user and that
+    author (6, clipped at 10). ``user_dim`` is the backend's ``user_feature_dim`` (23 for the
+    world and for learned simulators). `split_observation` splits it, `candidate_states` turns
+    it into per-candidate s_ua with raw counters. Candidate ids are in ``info["candidates"]``.
+
+    ## Starting State
+    As Session-v0. The UA table starts empty; ``reset(seed=...)`` empties it again (and
+    restores the backend), so the same seed gives the same episode; ``reset()`` keeps it.
+
+    ## Rewards
+    As Session-v0 (default: watch time in seconds). The per-item SCRI transitions of each step
+    are in ``info["scri"]``, arrays over the K shown items in display order: ``user`` (K,),
+    ``author`` (K,), ``item`` (K,), ``obs`` s_ua^t (K, state_dim) and ``obs_next`` the ASA
+    s'_ua (K, state_dim), both ``[f_u | f_a | f_ua]`` with RAW counters, ``rewards``
+    (K, len(TASKS)) `scri.task_rewards` in TASKS order (gift 0 where the backend has no
+    gifts), and ``tasks`` the TASKS the backend supports (`scri.tasks_for`; also ``env.tasks``).
+
+    ## Episode End
+    As Session-v0: ``terminated`` when the user leaves, ``truncated`` after ``max_steps``.
+    A UA pair's own process never ends; its next state is its next interaction's.
+
+    ## Arguments
+    Those of Session-v0: backend ("world" | "learned" | a UserModel), checkpoint, world_config,
+    slate_size (6), n_candidates (50), action_mode, reward_weights, max_steps (100), users.
+
+    ## Version History
+    v0: initial version.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.tasks = scri.tasks_for(tuple(self.model.behaviours))
+        self.user_dim = int(self.model.user_feature_dim)
+        self.state_dim = scri.state_dim(self.user_dim)
+        self.ua_counters = UACounterTable()
+        self._author_x = scri.author_features(self.catalogue)
+        self._head = self.user_dim + len(SESSION_FEATURES)
+        n_obs = self._head + self.n_candidates * len(UA_CANDIDATE_FEATURES)
+        self.observation_space = spaces.Box(-10.0, 10.0, shape=(n_obs,), dtype=np.float32)
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        if seed is not None:
+            self.ua_counters.clear()
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        user = int(self._user[0])
+        obs, reward, terminated, truncated, info = super().step(action)
+        info["scri"] = self._interact(user, info["slate"], info["responses"])
+        # the next candidates' counters as of after this request (the base obs read them before)
+        rows = obs[self._head :].reshape(self.n_candidates, len(UA_CANDIDATE_FEATURES))
+        rows[:, -len(scri.UA_COUNTERS) :] = self._observed_counters(user, self._candidates[0])
+        return obs, reward, terminated, truncated, info
+
+    # ------------------------------------------------------------------ helpers
+    def states(self, user: int, items: np.ndarray) -> np.ndarray:
+        """Current s_ua (len(items), state_dim) of (user, author of each item), raw counters."""
+        items = np.asarray(items, dtype=np.int64)
+        authors = self.catalogue.author[items]
+        return self._states(user, authors, self.ua_counters.lookup(user, authors))
+
+    def _states(self, user: int, authors: np.ndarray, counters: np.ndarray) -> np.ndarray:
+        f_u = self.model.user_features(np.array([user], dtype=np.int64))[0]
+        f_u = np.broadcast_to(f_u, (len(authors), self.user_dim))
+        return np.concatenate([f_u, self._author_x[authors], counters], axis=1).astype(np.float32)
+
+    def _interact(self, user: int, slate: np.ndarray, responses: dict) -> dict[str, Any]:
+        """SCRI transitions of a shown slate (display order); advances the UA table."""
+        authors = self.catalogue.author[slate]
+        start = self.ua_counters.lookup(user, authors)
+        before, _ = sequential_counters(authors, scri.counter_increments(responses), start)
+        after = scri.asa_next_counters(before, responses)  # what `sequential_counters` chains
+        k = len(slate)
+        last = k - 1 - np.unique(authors[::-1], return_index=True)[1]  # last item per author
+        self.ua_counters.set(user, authors[last], after[last])
+        return {
+            "user": np.full(k, user, dtype=np.int64),
+            "author": authors.astype(np.int64),
+            "item": np.asarray(slate, dtype=np.int64),
+            "obs": self._states(user, authors, before),
+            "obs_next": self._states(user, authors, after),
+            "rewards": scri.task_rewards(responses, scri.TASKS),
+            "tasks": self.tasks,
+        }
+
+    def _observed_counters(self, user: int, candidates: np.ndarray) -> np.ndarray:
+        counters = self.ua_counters.lookup(user, self.catalogue.author[candidates])
+        return np.minimum(np.log1p(counters.astype(np.float64)), 10.0).astype(np.float32)
+
+    def _observation(self) -> np.ndarray:
+        base = super()._observation()
+        cand = self._candidates[0]
+        per_cand = base[self._head :].reshape(self.n_candidates, len(CANDIDATE_FEATURES))
+        extra = [
+            per_cand,
+            np.clip(self._author_x[self.catalogue.author[cand]], -10.0, 10.0),
+            self._observed_counters(int(self._user[0]), cand),
+        ]
+        rows = np.concatenate(extra, axis=1).astype(np.float32)
+        return np.concatenate([base[: self._head], rows.ravel()])
+
+
+__all__ = [
+    "UA_CANDIDATE_FEATURES",
+    "UACounterTable",
+    "UAObservation",
+    "UserAuthorEnv",
+    "candidate_states",
+    "split_observation",
+]
