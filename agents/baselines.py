@@ -38,20 +38,35 @@ def n_candidates_of(space: gym.Space) -> int:
 
 
 def split_observation(
-    obs: np.ndarray, n_candidates: int
+    obs: np.ndarray, n_candidates: int, user_dim: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(..., obs_dim) Session-v0 observations -> user (..., U), session (..., S), candidates
-    (..., N, len(CANDIDATE_FEATURES)); U is what is left after the session and candidate parts."""
+    """(..., obs_dim) observations -> user (..., U), session (..., S), candidates (..., N, F).
+
+    Without `user_dim` the rows are Session-v0's (F = len(CANDIDATE_FEATURES)) and U is what is
+    left. With it, F follows from the size, so envs whose rows extend Session-v0's (UserAuthor-v0
+    appends author and user-author columns) split too; their first CANDIDATE_FEATURES columns are
+    Session-v0's.
+    """
     obs = np.asarray(obs)
-    n_f = len(CANDIDATE_FEATURES)
-    n_user = obs.shape[-1] - len(SESSION_FEATURES) - n_candidates * n_f
+    n_s = len(SESSION_FEATURES)
+    if user_dim is None:
+        n_f = len(CANDIDATE_FEATURES)
+        n_user = obs.shape[-1] - n_s - n_candidates * n_f
+    else:
+        n_user = int(user_dim)
+        n_f, rest = divmod(obs.shape[-1] - n_user - n_s, n_candidates)
+        if rest or n_f < len(CANDIDATE_FEATURES):
+            raise ValueError(
+                f"observation of size {obs.shape[-1]} is not {user_dim} user + {n_s} session "
+                f"features + {n_candidates} candidate rows of >= {len(CANDIDATE_FEATURES)}"
+            )
     if n_user < 0:
         raise ValueError(
             f"observation of size {obs.shape[-1]} is too small for {n_candidates} candidates"
         )
     user = obs[..., :n_user]
-    session = obs[..., n_user : n_user + len(SESSION_FEATURES)]
-    cands = obs[..., n_user + len(SESSION_FEATURES) :].reshape(*obs.shape[:-1], n_candidates, n_f)
+    session = obs[..., n_user : n_user + n_s]
+    cands = obs[..., n_user + n_s :].reshape(*obs.shape[:-1], n_candidates, n_f)
     return user, session, cands
 
 
@@ -398,13 +413,8 @@ class RankingModel:
     # ------------------------------------------------------------------ acting
     def predict(self, obs: np.ndarray, n_candidates: int) -> dict[str, np.ndarray]:
         """(..., obs_dim) observations -> per candidate (..., N): click, watch_ratio, watch_ms."""
-        user, _, cands = split_observation(obs, n_candidates)
-        if user.shape[-1] != USER_FEATURE_DIM:
-            raise ValueError(
-                f"observation has {user.shape[-1]} user features; the ranker reads "
-                f"{USER_FEATURE_DIM} (simulators.features.user_feature_matrix)"
-            )
-        cand_x = cands[..., _RANKER_COLS]
+        user, _, cands = split_observation(obs, n_candidates, user_dim=USER_FEATURE_DIM)
+        cand_x = cands[..., : len(CANDIDATE_FEATURES)][..., _RANKER_COLS]
         user_x = np.broadcast_to(user[..., None, :], (*cand_x.shape[:-1], user.shape[-1]))
         x = torch.from_numpy(np.concatenate([user_x, cand_x], axis=-1).astype(np.float32))
         with torch.no_grad():

@@ -40,14 +40,20 @@ class CandidateQNet(nn.Module):
 
     The observation is split with the Session-v0 layout: the first ``user_dim +
     len(SESSION_FEATURES)`` entries are the context, then ``n_candidates`` rows of
-    CANDIDATE_FEATURES. The first layer is applied to the context once per observation and to
+    `n_features` columns (CANDIDATE_FEATURES on Session-v0; UserAuthor-v0 rows add author and
+    user-author columns). The first layer is applied to the context once per observation and to
     each candidate row, then summed (the same function as a layer on the concatenation, without
     copying the context N times). Weights are shared across candidates, so the network scores
     any candidate set and is invariant to candidate order.
     """
 
     def __init__(
-        self, *, user_dim: int, n_candidates: int, hidden_sizes: tuple[int, ...] = (64, 64)
+        self,
+        *,
+        user_dim: int,
+        n_candidates: int,
+        hidden_sizes: tuple[int, ...] = (64, 64),
+        n_features: int = len(CANDIDATE_FEATURES),
     ) -> None:
         super().__init__()
         if not hidden_sizes:
@@ -55,7 +61,7 @@ class CandidateQNet(nn.Module):
         self.user_dim = int(user_dim)
         self.n_candidates = int(n_candidates)
         self.context_dim = self.user_dim + len(SESSION_FEATURES)
-        self.n_features = len(CANDIDATE_FEATURES)
+        self.n_features = int(n_features)
         self.context_in = nn.Linear(self.context_dim, hidden_sizes[0])
         self.candidate_in = nn.Linear(self.n_features, hidden_sizes[0], bias=False)
         layers: list[nn.Module] = [nn.ReLU()]
@@ -160,8 +166,8 @@ class _NoInfo(gym.Wrapper):
         return obs, reward, terminated, truncated, {}
 
 
-def _training_env(**kwargs: Any) -> gym.Env:
-    return _NoInfo(make_env(ENV_ID, **kwargs))
+def _training_env(env_id: str = ENV_ID, **kwargs: Any) -> gym.Env:
+    return _NoInfo(make_env(env_id, **kwargs))
 
 
 def _env_kwargs(env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
@@ -175,9 +181,22 @@ def _env_kwargs(env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
 def build_dqn(
     *, user_dim: int, n_candidates: int, obs_dim: int, config: DQNConfig
 ) -> DQN[DiscreteQLearningPolicy]:
-    """A fresh Tianshou DQN (policy + CandidateQNet) for Session-v0 observations of `obs_dim`."""
+    """A fresh Tianshou DQN (policy + CandidateQNet) for observations of `obs_dim`.
+
+    The observation is [user | SESSION_FEATURES | n_candidates rows]; the row width follows
+    from `obs_dim`, so the same network serves Session-v0 and the envs that extend its rows.
+    """
+    row = obs_dim - user_dim - len(SESSION_FEATURES)
+    if row <= 0 or row % n_candidates:
+        raise ValueError(
+            f"obs_dim {obs_dim} is not user_dim {user_dim} + {len(SESSION_FEATURES)} session "
+            f"features + {n_candidates} equal candidate rows"
+        )
     net = CandidateQNet(
-        user_dim=user_dim, n_candidates=n_candidates, hidden_sizes=tuple(config.hidden_sizes)
+        user_dim=user_dim,
+        n_candidates=n_candidates,
+        hidden_sizes=tuple(config.hidden_sizes),
+        n_features=row // n_candidates,
     )
     policy = DiscreteQLearningPolicy(
         model=net,
@@ -201,8 +220,11 @@ def train_dqn(
     env_kwargs: dict[str, Any] | None = None,
     config: DQNConfig | None = None,
     progress: bool = True,
+    env_id: str = ENV_ID,
 ) -> tuple[DQN[DiscreteQLearningPolicy], DQNRunStats]:
-    """Train DQN online on Session-v0 (`make_env(**env_kwargs, action_mode="discrete")`).
+    """Train DQN online on `env_id` (`make_env(env_id, **env_kwargs, action_mode="discrete")`).
+
+    Any env with Session-v0's observation layout works (Session-v0, UserAuthor-v0).
 
     Uniform-random warm-up, then `epochs` epochs of ε-greedy collection (`collect_steps` env
     steps per training step, `updates_per_step` gradient steps per env step); each epoch ends
@@ -217,7 +239,7 @@ def train_dqn(
     torch.set_num_threads(1)
     np.random.seed(cfg.seed)  # Tianshou's ε-greedy draws from the global numpy RNG
     torch.manual_seed(cfg.seed)
-    factory = functools.partial(_training_env, **kwargs)
+    factory = functools.partial(_training_env, env_id, **kwargs)
     train_envs = DummyVectorEnv([factory for _ in range(cfg.n_envs)])
     test_envs = DummyVectorEnv([factory])
     train_envs.seed(cfg.seed)
@@ -281,6 +303,7 @@ def save_dqn(
     config: DQNConfig,
     path: str | Path,
     env_kwargs: dict[str, Any] | None = None,
+    env_id: str = ENV_ID,
 ) -> Path:
     """Write `algo.state_dict()` (weights, target net, optimizer) to `path` and the config, the
     network's input sizes and the env kwargs as JSON beside it (`path` + .json)."""
@@ -290,7 +313,7 @@ def save_dqn(
     torch.save(algo.state_dict(), path)
     meta = {
         "kind": "DQN",
-        "env_id": ENV_ID,
+        "env_id": env_id,
         "config": asdict(config),
         "user_dim": net.user_dim,
         "n_candidates": net.n_candidates,

@@ -1,0 +1,921 @@
+"""TD3 (online) and CQL (offline) on slate envs through a linear ranking adapter.
+
+Tianshou's own `TD3` and `CQL` do all the learning; this file supplies the action adapter, the
+networks, the configs, the training wiring (seeded per the Tianshou 2 notes) and save/load.
+
+**The adapter.** A slate env's action is a score per candidate (``Box(-1, 1, (N,))``) or one
+candidate (``Discrete(N)``), which ties the action to N and to the candidates' order. Here the
+agent's action is instead a weight vector ``w in [-1, 1]^J`` and candidate i's score is the
+linear ranking function ``w · x_i`` over J columns of its observation row (by default all of
+its CANDIDATE_FEATURES). The env shows the candidates with the highest scores
+(`rank_scores`), or the best one on ``Discrete(N)``. So the action space is small, the same for
+any N and for any candidate order, and it has the form both papers' continuous baselines use
+(RLUR's action, `agents.rlur`, is the same with predicted feedbacks as the columns). What it
+cannot express is any ranking that is not linear in the row features: the agent chooses
+*how to weigh* features per request, not items.
+
+**Observation layout.** Every agent here reads a flat observation as a context vector followed
+by N rows of per-candidate features (`RowLayout`, `layout_of`): Session-v0's user + session
+features and CANDIDATE_FEATURES rows, and UserAuthor-v0's UA_CANDIDATE_FEATURES rows that add
+author features and log1p user-author counters (`envs.user_author.split_observation`).
+Networks pool over rows (actor) or attend over them under ``w`` (critic), so they work for
+any row width.
+
+**Offline data for CQL.** CQL learns from a Tianshou `ReplayBuffer` of (obs, w, r, obs')
+transitions. Logged KuaiRand rows cannot be turned into such transitions honestly: a log holds
+shown items, not the weight vector that ranked them, and the env's session features (and the
+candidate sets) of a logged request are not in the log. So `collect_offline_buffer` *rolls out
+a logging policy* in an env and records what it did; with ``backend="learned"`` that env is the
+simulator learned from the logs, which is what "offline from logged data" can mean when only a
+simulator of the logs exists. The logging policy is the supervised ranker projected onto the
+linear action space (per request, the least-squares weights that best reproduce the ranker's
+standardised values from the score columns) plus Gaussian noise, and the buffer stores exactly
+the (clipped) weights that were executed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from tianshou.algorithm import CQL, TD3
+from tianshou.algorithm.modelfree.ddpg import ContinuousDeterministicPolicy
+from tianshou.algorithm.modelfree.sac import AutoAlpha, SACPolicy
+from tianshou.algorithm.optim import AdamOptimizerFactory
+from tianshou.data import Batch, Collector, CollectStats, ReplayBuffer, VectorReplayBuffer
+from tianshou.env import DummyVectorEnv
+from tianshou.exploration import GaussianNoise
+from tianshou.trainer import OfflineTrainerParams, OffPolicyTrainerParams
+from tianshou.utils.logger.logger_base import LazyLogger
+from tianshou.utils.net.common import ModuleWithVectorOutput
+from tianshou.utils.net.continuous import (
+    AbstractContinuousCritic,
+    ContinuousActorDeterministic,
+    ContinuousActorProbabilistic,
+)
+from tianshou.utils.torch_utils import policy_within_training_step
+from torch import nn
+
+from recgym.agents.baselines import action_from_values, n_candidates_of
+from recgym.envs import make_env
+from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES, SessionEnv
+from recgym.envs.user_author import UA_CANDIDATE_FEATURES, UserAuthorEnv
+
+SESSION_ENV_ID = "recgym/Session-v0"
+
+
+# --------------------------------------------------------------------------- observation layout
+@dataclass(frozen=True, kw_only=True)
+class RowLayout:
+    """A flat observation as ``[context (context_dim) | n_rows rows of len(row_names)]``.
+
+    The context starts with ``user_dim`` static user features. `score_cols` are the row columns
+    a weight vector combines into a candidate's score (`linear_scores`).
+    """
+
+    user_dim: int
+    """Static user features at the start of the context."""
+    context_dim: int
+    """Length of the context: user features plus per-request (session) features."""
+    n_rows: int
+    """Candidate rows (N)."""
+    row_names: tuple[str, ...]
+    """Names of the columns of one row, in order."""
+    score_cols: tuple[int, ...] = ()
+    """Row columns the action weights combine; empty means all columns."""
+
+    @property
+    def row_dim(self) -> int:
+        return len(self.row_names)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.context_dim + self.n_rows * self.row_dim
+
+    @property
+    def cols(self) -> tuple[int, ...]:
+        """The score columns, explicit."""
+        return self.score_cols or tuple(range(self.row_dim))
+
+    @property
+    def action_dim(self) -> int:
+        """J, the length of the weight vector."""
+        return len(self.cols)
+
+    def split(self, obs: Any) -> tuple[Any, Any]:
+        """(..., obs_dim) numpy array or tensor -> context (..., C), rows (..., N, F)."""
+        if obs.shape[-1] != self.obs_dim:
+            raise ValueError(f"observation of size {obs.shape[-1]}, layout expects {self.obs_dim}")
+        rows = obs[..., self.context_dim :]
+        return obs[..., : self.context_dim], rows.reshape(
+            *obs.shape[:-1], self.n_rows, self.row_dim
+        )
+
+    def with_rows(self, extra: tuple[str, ...], score_extra_only: bool) -> RowLayout:
+        """The layout after appending columns `extra` to every row (scoring on them if asked)."""
+        names = self.row_names + tuple(extra)
+        cols = tuple(range(self.row_dim, len(names))) if score_extra_only else self.score_cols
+        return RowLayout(
+            user_dim=self.user_dim,
+            context_dim=self.context_dim,
+            n_rows=self.n_rows,
+            row_names=names,
+            score_cols=cols,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RowLayout:
+        return cls(
+            user_dim=int(data["user_dim"]),
+            context_dim=int(data["context_dim"]),
+            n_rows=int(data["n_rows"]),
+            row_names=tuple(data["row_names"]),
+            score_cols=tuple(int(c) for c in data["score_cols"]),
+        )
+
+
+def layout_of(env: gym.Env) -> RowLayout:
+    """The `RowLayout` of a recgym slate env's observation (Session-v0 or UserAuthor-v0)."""
+    base = env.unwrapped
+    if isinstance(base, UserAuthorEnv):  # before SessionEnv: it is a subclass
+        rows = UA_CANDIDATE_FEATURES
+    elif isinstance(base, SessionEnv):
+        rows = CANDIDATE_FEATURES
+    else:
+        raise TypeError(f"no row layout known for {type(base).__name__}")
+    user_dim = int(base.model.user_feature_dim)
+    layout = RowLayout(
+        user_dim=user_dim,
+        context_dim=user_dim + len(SESSION_FEATURES),
+        n_rows=int(base.n_candidates),
+        row_names=rows,
+    )
+    if layout.obs_dim != base.observation_space.shape[0]:
+        raise ValueError(f"{type(base).__name__}'s observation does not have the expected layout")
+    return layout
+
+
+def linear_scores(layout: RowLayout, obs: Any, weights: Any) -> Any:
+    """Candidate scores ``rows[:, score_cols] @ w``: (..., obs_dim), (..., J) -> (..., N).
+
+    Works on numpy arrays (float64 result) and on torch tensors (differentiable in w).
+    """
+    _, rows = layout.split(obs)
+    cols = list(layout.cols)
+    x = rows[..., cols]
+    if isinstance(x, torch.Tensor):
+        return (x * weights.unsqueeze(-2)).sum(-1)
+    x = np.asarray(x, dtype=np.float64)
+    return np.einsum("...nj,...j->...n", x, np.asarray(weights, dtype=np.float64))
+
+
+class AgentView(Protocol):
+    """What a linear-ranking agent observes and how its weights become scores.
+
+    `layout` describes `observe`'s output; its `score_cols` are the columns w combines.
+    """
+
+    layout: RowLayout
+
+    def observe(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray:
+        """The env's observation (with its last info) -> the agent's (layout.obs_dim,) vector."""
+        ...
+
+
+@dataclass
+class CandidateRowsView:
+    """The agent sees the env's observation unchanged and weighs its candidate rows' columns."""
+
+    layout: RowLayout
+
+    def observe(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray:
+        return np.asarray(obs, dtype=np.float32)
+
+
+RewardFn = Callable[[float, Mapping[str, Any], bool, bool], float]
+"""(env reward, step info, terminated, truncated) -> the reward the agent learns from."""
+
+
+class LinearScoreEnv(gym.Env):
+    """A slate env whose action is a weight vector: shows candidates ranked by ``w · x_i``.
+
+    The observation is `view.observe(obs, info, env)` (the env's own observation for
+    `CandidateRowsView`); the action is ``Box(-1, 1, (J,))``; the reward is the env's, or
+    ``reward_fn(reward, info, terminated, truncated)``. Info dicts are dropped unless
+    ``keep_info`` (Tianshou would copy each into the replay buffer); the last raw observation
+    and info stay readable as `raw_obs` / `raw_info`.
+
+    It holds the slate env as `env` rather than being a `gym.Wrapper`: Tianshou's vector-env
+    workers read spaces from ``env.unwrapped``, which would skip a wrapper's action space.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        env: gym.Env,
+        view: AgentView,
+        reward_fn: RewardFn | None = None,
+        keep_info: bool = False,
+    ) -> None:
+        self.env = env
+        self.view = view
+        self.reward_fn = reward_fn
+        self.keep_info = keep_info
+        layout = view.layout
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(layout.action_dim,), dtype=np.float32)
+        self.observation_space = spaces.Box(-10.0, 10.0, shape=(layout.obs_dim,), dtype=np.float32)
+        self.raw_obs: np.ndarray | None = None
+        self.raw_info: dict[str, Any] = {}
+        self._obs: np.ndarray | None = None
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._observe(obs, info), (info if self.keep_info else {})
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        assert self._obs is not None, "call reset first"
+        w = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
+        scores = linear_scores(self.view.layout, self._obs, w)
+        obs, reward, terminated, truncated, info = self.env.step(
+            action_from_values(scores, self.env.action_space)
+        )
+        if self.reward_fn is not None:
+            reward = self.reward_fn(float(reward), info, terminated, truncated)
+        return (
+            self._observe(obs, info),
+            float(reward),
+            terminated,
+            truncated,
+            info if self.keep_info else {},
+        )
+
+    def close(self) -> None:
+        self.env.close()
+
+    def _observe(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        self.raw_obs, self.raw_info = obs, info
+        agent_obs = self.view.observe(obs, info, self.env)
+        self._obs = np.clip(agent_obs, -10.0, 10.0).astype(np.float32)
+        return self._obs
+
+
+def make_linear_env(
+    env_id: str,
+    env_kwargs: Mapping[str, Any] | None,
+    view: AgentView | None = None,
+    reward_fn: RewardFn | None = None,
+    keep_info: bool = False,
+) -> LinearScoreEnv:
+    """`make_env(env_id, **env_kwargs)` wrapped in `LinearScoreEnv` (picklable via partial)."""
+    env = make_env(env_id, **dict(env_kwargs or {}))
+    return LinearScoreEnv(env, view or CandidateRowsView(layout_of(env)), reward_fn, keep_info)
+
+
+# --------------------------------------------------------------------------- networks
+class RowPoolingNet(ModuleWithVectorOutput):
+    """Per-request state encoder: MLP over [context ⊕ mean row ⊕ max row] (N-independent)."""
+
+    def __init__(self, layout: RowLayout, hidden_sizes: tuple[int, ...]) -> None:
+        if not hidden_sizes:
+            raise ValueError("RowPoolingNet needs at least one hidden layer")
+        super().__init__(output_dim=hidden_sizes[-1])
+        self.layout = layout
+        self.mlp = _mlp(layout.context_dim + 2 * layout.row_dim, hidden_sizes, out=None)
+
+    def forward(self, obs: Any, state: Any = None, info: Any = None) -> tuple[torch.Tensor, Any]:
+        x = torch.as_tensor(obs, dtype=torch.float32, device=_device(self))
+        context, rows = self.layout.split(x)
+        return self.mlp(torch.cat([context, rows.mean(-2), rows.amax(-2)], dim=-1)), state
+
+
+class SlateCritic(AbstractContinuousCritic):
+    """Q(s, w) from [context ⊕ mean row ⊕ soft "shown" row ⊕ w].
+
+    The soft shown row is the rows' average under ``softmax(w · x_i / T)`` over candidates
+    (learned temperature T): a differentiable stand-in for the features of what w would put on
+    top, so the critic sees *which* items the weights select, not just the weights.
+    """
+
+    def __init__(
+        self, layout: RowLayout, hidden_sizes: tuple[int, ...], temperature: float = 0.1
+    ) -> None:
+        super().__init__(output_dim=1)
+        self.layout = layout
+        n_in = layout.context_dim + 2 * layout.row_dim + layout.action_dim
+        self.mlp = _mlp(n_in, hidden_sizes, out=1)
+        self.log_temperature = nn.Parameter(torch.tensor(float(np.log(temperature))))
+
+    def forward(self, obs: Any, act: Any = None, info: Any = None) -> torch.Tensor:
+        device = _device(self)
+        x = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        w = torch.as_tensor(act, dtype=torch.float32, device=device).reshape(x.shape[0], -1)
+        context, rows = self.layout.split(x)
+        attention = torch.softmax(linear_scores(self.layout, x, w) / self.log_temperature.exp(), -1)
+        shown = (attention.unsqueeze(-1) * rows).sum(-2)
+        return self.mlp(torch.cat([context, rows.mean(-2), shown, w], dim=-1))
+
+
+def _mlp(n_in: int, hidden_sizes: tuple[int, ...], out: int | None) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden_sizes:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    if out is not None:
+        layers.append(nn.Linear(width, out))
+    return nn.Sequential(*layers)
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+# --------------------------------------------------------------------------- configs and stats
+@dataclass(kw_only=True)
+class TD3Config:
+    """Online TD3 over linear ranking weights; learning rates, gamma, tau from RLIV-UA Table 1."""
+
+    actor_lr: float = 1e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 1e-3
+    """Adam learning rate of both critics."""
+    gamma: float = 0.9
+    """Discount per request."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    n_step: int = 1
+    """n-step return horizon."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the actor's and the critics' MLPs."""
+    critic_temperature: float = 0.1
+    """Initial temperature of the critic's soft selection over candidates (learned)."""
+    exploration_noise: float = 0.2
+    """Std of the Gaussian noise added to the actor's weights while collecting."""
+    policy_noise: float = 0.2
+    """Std of TD3's target-policy smoothing noise."""
+    noise_clip: float = 0.5
+    """Clip of the target-policy smoothing noise."""
+    update_actor_freq: int = 2
+    """Critic updates per actor (and target) update."""
+    buffer_size: int = 20_000
+    """Replay buffer capacity (transitions, over all envs)."""
+    n_envs: int = 4
+    """Training envs (DummyVectorEnv); each has its own copy of the backend."""
+    env_steps: int = 6_000
+    """Training env steps in total (rounded up to whole epochs of `env_steps // epochs`)."""
+    epochs: int = 6
+    """Number of epochs; each ends with a test step that adds a point to the learning curve."""
+    collect_steps: int = 8
+    """Env steps collected per training step (a multiple of n_envs)."""
+    updates_per_step: float = 0.25
+    """Gradient steps per collected env step."""
+    batch_size: int = 128
+    """Transitions per gradient step."""
+    warmup_steps: int = 512
+    """Transitions collected with uniform random weights before training starts."""
+    test_episodes: int = 10
+    """Deterministic episodes per test step (one test env); 0 skips testing."""
+    seed: int = 0
+    """Seeds numpy's global RNG (exploration noise), torch, the envs and the buffer's sampler."""
+
+
+@dataclass(kw_only=True)
+class CQLConfig:
+    """Offline CQL (Tianshou's SAC-based `CQL`) over linear ranking weights."""
+
+    actor_lr: float = 1e-4
+    """Adam learning rate of the actor."""
+    critic_lr: float = 1e-3
+    """Adam learning rate of both critics."""
+    alpha_lr: float = 1e-3
+    """Adam learning rate of the entropy coefficient (with `auto_alpha`)."""
+    gamma: float = 0.9
+    """Discount per request."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the actor's and the critics' MLPs."""
+    critic_temperature: float = 0.1
+    """Initial temperature of the critic's soft selection over candidates (learned)."""
+    auto_alpha: bool = True
+    """Tune SAC's entropy coefficient towards entropy -J; else keep it at `alpha`."""
+    alpha: float = 0.2
+    """Fixed entropy coefficient (without `auto_alpha`)."""
+    cql_weight: float = 1.0
+    """Weight of the conservative penalty in the critic loss."""
+    with_lagrange: bool = False
+    """Tune the penalty's weight by dual descent towards `lagrange_threshold`."""
+    lagrange_threshold: float = 10.0
+    """Target of the conservative penalty with `with_lagrange`."""
+    num_repeat_actions: int = 10
+    """Sampled actions per state in the conservative penalty."""
+    calibrated: bool = False
+    """Cal-QL: floor the penalty's Q-values at the logged Monte-Carlo returns."""
+    gradient_steps: int = 3_000
+    """Gradient steps in total (rounded up to whole epochs)."""
+    epochs: int = 3
+    """Number of epochs; each ends with a test step that adds a point to the learning curve."""
+    batch_size: int = 128
+    """Transitions per gradient step."""
+    test_episodes: int = 10
+    """Deterministic episodes per test step on the test env; 0 skips testing."""
+    seed: int = 0
+    """Seeds torch and the buffer's sampler."""
+
+
+@dataclass(kw_only=True)
+class OfflineDataConfig:
+    """How `collect_offline_buffer` logs transitions with the (noisy) projected ranker."""
+
+    n_steps: int = 20_000
+    """Transitions to record."""
+    noise: float = 0.3
+    """Std of the Gaussian noise on the logging policy's weights (then clipped to [-1, 1])."""
+    seed: int = 0
+    """Seeds the env, the noise and the buffer's sampler."""
+
+
+@dataclass(kw_only=True)
+class RunStats:
+    """What a training run measured."""
+
+    learning_curve: list[tuple[int, float]] = field(default_factory=list)
+    """(env step online / gradient step offline, mean deterministic test return) per test."""
+    best_reward: float = float("nan")
+    env_steps: int = 0
+    gradient_steps: int = 0
+    seconds: float = 0.0
+    update_seconds: float = 0.0
+
+
+class CurveLogger(LazyLogger):
+    """Keeps (step, mean test return) of every test step in memory; logs nothing else."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.curve: list[tuple[int, float]] = []
+
+    def log_test_data(self, log_data: dict, step: int) -> None:
+        self.curve.append((int(step), float(log_data["returns_stat"]["mean"])))
+
+
+# --------------------------------------------------------------------------- TD3
+def build_td3(layout: RowLayout, config: TD3Config) -> TD3:
+    """A fresh Tianshou TD3 whose actor maps an observation of `layout` to weights in [-1, 1]^J."""
+    hidden = tuple(config.hidden_sizes)
+    actor = ContinuousActorDeterministic(
+        preprocess_net=RowPoolingNet(layout, hidden), action_shape=(layout.action_dim,)
+    )
+    policy = ContinuousDeterministicPolicy(
+        actor=actor,
+        exploration_noise=GaussianNoise(sigma=config.exploration_noise),
+        action_space=spaces.Box(-1.0, 1.0, shape=(layout.action_dim,), dtype=np.float32),
+        observation_space=spaces.Box(-10.0, 10.0, shape=(layout.obs_dim,), dtype=np.float32),
+        action_scaling=True,
+    )
+    return TD3(
+        policy=policy,
+        policy_optim=AdamOptimizerFactory(lr=config.actor_lr),
+        critic=SlateCritic(layout, hidden, config.critic_temperature),
+        critic_optim=AdamOptimizerFactory(lr=config.critic_lr),
+        critic2=SlateCritic(layout, hidden, config.critic_temperature),
+        critic2_optim=AdamOptimizerFactory(lr=config.critic_lr),
+        tau=config.tau,
+        gamma=config.gamma,
+        policy_noise=config.policy_noise,
+        update_actor_freq=config.update_actor_freq,
+        noise_clip=config.noise_clip,
+        n_step_return_horizon=config.n_step,
+    )
+
+
+def train_online(
+    env_factory: Callable[[], LinearScoreEnv],
+    config: TD3Config,
+    progress: bool = True,
+) -> tuple[TD3, RunStats]:
+    """Train TD3 online on envs from `env_factory` (`LinearScoreEnv`s); used by TD3 and RLUR.
+
+    Uniform-random warm-up, then `epochs` epochs of noisy collection (`collect_steps` env steps
+    per training step, `updates_per_step` gradient steps per env step); each epoch ends with
+    `test_episodes` deterministic episodes on a separate env. Same seed, same weights.
+    """
+    cfg = config
+    if cfg.collect_steps % cfg.n_envs:
+        raise ValueError(f"collect_steps ({cfg.collect_steps}) must be a multiple of n_envs")
+    start = time.perf_counter()
+    torch.set_num_threads(1)
+    np.random.seed(cfg.seed)  # Tianshou's GaussianNoise draws from the global numpy RNG
+    torch.manual_seed(cfg.seed)
+    train_envs = DummyVectorEnv([env_factory for _ in range(cfg.n_envs)])
+    train_envs.seed(cfg.seed)
+    algo = build_td3(train_envs.workers[0].env.view.layout, cfg)
+    buffer = VectorReplayBuffer(cfg.buffer_size, cfg.n_envs, random_seed=cfg.seed)
+    buffer._random_state = np.random.RandomState(cfg.seed)  # the manager ignores random_seed
+    train_collector = Collector[CollectStats](algo, train_envs, buffer, exploration_noise=True)
+    test_envs = test_collector = None
+    if cfg.test_episodes > 0:
+        test_envs = DummyVectorEnv([env_factory])
+        test_envs.seed(cfg.seed + 10_000)
+        test_collector = Collector[CollectStats](algo, test_envs)
+    with policy_within_training_step(algo.policy):
+        train_collector.reset()
+        train_collector.collect(n_step=cfg.warmup_steps, random=True)
+    logger = CurveLogger()
+    epochs = max(cfg.epochs, 1)
+    result = algo.run_training(
+        OffPolicyTrainerParams(
+            training_collector=train_collector,
+            test_collector=test_collector,
+            max_epochs=epochs,
+            epoch_num_steps=-(-cfg.env_steps // epochs),
+            collection_step_num_env_steps=cfg.collect_steps,
+            update_step_num_gradient_steps_per_sample=cfg.updates_per_step,
+            batch_size=cfg.batch_size,
+            test_step_num_episodes=max(cfg.test_episodes, 1),
+            logger=logger,
+            verbose=False,
+            show_progress=progress,
+        )
+    )
+    train_envs.close()
+    if test_envs is not None:
+        test_envs.close()
+    return algo, RunStats(
+        learning_curve=logger.curve,
+        best_reward=float(result.best_reward) if test_collector is not None else float("nan"),
+        env_steps=int(result.train_step),
+        gradient_steps=int(result.update_step) * round(cfg.updates_per_step * cfg.collect_steps),
+        seconds=time.perf_counter() - start,
+        update_seconds=float(result.timing.train_time_update),
+    )
+
+
+def train_td3(
+    env_kwargs: Mapping[str, Any] | None = None,
+    config: TD3Config | None = None,
+    env_id: str = SESSION_ENV_ID,
+    progress: bool = True,
+) -> tuple[LinearScorePolicy, RunStats]:
+    """Train TD3 online on `make_env(env_id, **env_kwargs)` through the linear adapter.
+
+    The reward is the env's (default: watch seconds). Returns the slate policy (its `algo` is
+    the Tianshou TD3) and the run's stats.
+    """
+    cfg = config or TD3Config()
+    kwargs = dict(env_kwargs or {})
+    algo, stats = train_online(
+        functools.partial(make_linear_env, env_id, kwargs), cfg, progress=progress
+    )
+    view = CandidateRowsView(algo.policy.actor.preprocess.layout)
+    return LinearScorePolicy(algo, view, config=cfg, env_id=env_id, env_kwargs=kwargs), stats
+
+
+# --------------------------------------------------------------------------- CQL (offline)
+def behaviour_weights(
+    layout: RowLayout, agent_obs: np.ndarray, values: np.ndarray | None
+) -> np.ndarray:
+    """The linear-action projection of a ranker: weights w whose scores ``rows·w`` best match
+    the ranker's per-candidate `values` (least squares on standardised values and centred
+    score columns), scaled to max |w_j| = 1 (ranking is invariant to a positive scale).
+    None or constant values give w = 0 (every candidate tied)."""
+    j = layout.action_dim
+    if values is None:
+        return np.zeros(j)
+    v = np.asarray(values, dtype=np.float64)
+    if v.std() < 1e-12:
+        return np.zeros(j)
+    _, rows = layout.split(np.asarray(agent_obs, dtype=np.float64))
+    x = rows[:, list(layout.cols)]
+    x = x - x.mean(axis=0)
+    w, *_ = np.linalg.lstsq(x, (v - v.mean()) / v.std(), rcond=None)
+    scale = np.abs(w).max()
+    return w / scale if scale > 1e-12 else np.zeros(j)
+
+
+def candidate_values(ranker: Any, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env):
+    """A supervised ranker's per-candidate values: `DeepFMRanker.candidate_values(obs, info,
+    env)`, or `RankingModel.values(obs, N)` (observation only)."""
+    if hasattr(ranker, "candidate_values"):
+        return ranker.candidate_values(obs, info, env)
+    return ranker.values(obs, n_candidates_of(env.action_space))
+
+
+def collect_offline_buffer(
+    env_kwargs: Mapping[str, Any] | None,
+    config: OfflineDataConfig | None = None,
+    ranker: Any = None,
+    env_id: str = SESSION_ENV_ID,
+    view: AgentView | None = None,
+    progress: bool = True,
+) -> ReplayBuffer:
+    """Log `n_steps` transitions of the noisy projected ranker in `make_env(env_id, **env_kwargs)`.
+
+    For CQL "from logged data" pass ``env_kwargs={"backend": "learned", "checkpoint": ...}``,
+    the simulator learned from the logs. Per request the logging policy plays
+    ``clip(behaviour_weights(ranker) + N(0, noise^2), -1, 1)`` (uniform random weights when
+    `ranker` is None); ``act`` holds exactly those weights, ``rew`` the env's reward, and
+    ``done = terminated | truncated``. Episodes follow each other in order; the first reset is
+    seeded. The buffer samples with ``RandomState(seed)``.
+    """
+    cfg = config or OfflineDataConfig()
+    torch.set_num_threads(1)  # a learned simulator's small nets run slower on more threads
+    env = make_linear_env(env_id, env_kwargs, view)
+    layout = env.view.layout
+    rng = np.random.default_rng(cfg.seed)
+    n = int(cfg.n_steps)
+    obs_buf = np.zeros((n, layout.obs_dim), dtype=np.float32)
+    next_buf = np.zeros_like(obs_buf)
+    act = np.zeros((n, layout.action_dim), dtype=np.float32)
+    rew = np.zeros(n, dtype=np.float32)
+    term = np.zeros(n, dtype=bool)
+    trunc = np.zeros(n, dtype=bool)
+    steps: Any = range(n)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="offline data")
+    obs, _ = env.reset(seed=cfg.seed)
+    for t in steps:
+        if ranker is None:
+            w = rng.uniform(-1.0, 1.0, layout.action_dim)
+        else:
+            values = candidate_values(ranker, env.raw_obs, env.raw_info, env.env)
+            w = behaviour_weights(layout, obs, values)
+            w = w + rng.normal(0.0, cfg.noise, layout.action_dim)
+        w = np.clip(w, -1.0, 1.0)
+        nxt, r, te, tr, _ = env.step(w)
+        obs_buf[t], act[t], rew[t], next_buf[t], term[t], trunc[t] = obs, w, r, nxt, te, tr
+        obs = env.reset()[0] if te or tr else nxt
+    env.close()
+    buffer = ReplayBuffer.from_data(
+        obs=obs_buf,
+        act=act,
+        rew=rew,
+        terminated=term,
+        truncated=trunc,
+        done=term | trunc,
+        obs_next=next_buf,
+    )
+    buffer._random_state = np.random.RandomState(cfg.seed)  # from_data always seeds 42
+    return buffer
+
+
+def build_cql(layout: RowLayout, config: CQLConfig) -> CQL:
+    """A fresh Tianshou CQL (SAC actor, two `SlateCritic`s) for observations of `layout`.
+
+    Tianshou 2.0.1's CQL samples its out-of-distribution actions from
+    ``U(-min_action, max_action)``, so ``min_action=1.0`` here gives the intended U(-1, 1).
+    """
+    hidden = tuple(config.hidden_sizes)
+    j = layout.action_dim
+    actor = ContinuousActorProbabilistic(
+        preprocess_net=RowPoolingNet(layout, hidden),
+        action_shape=(j,),
+        unbounded=True,
+        conditioned_sigma=True,
+    )
+    policy = SACPolicy(
+        actor=actor,
+        action_space=spaces.Box(-1.0, 1.0, shape=(j,), dtype=np.float32),
+        observation_space=spaces.Box(-10.0, 10.0, shape=(layout.obs_dim,), dtype=np.float32),
+        action_scaling=False,
+    )
+    alpha: float | AutoAlpha = config.alpha
+    if config.auto_alpha:
+        alpha = AutoAlpha(
+            target_entropy=-float(j),
+            log_alpha=float(np.log(config.alpha)),
+            optim=AdamOptimizerFactory(lr=config.alpha_lr),
+        )
+    return CQL(
+        policy=policy,
+        policy_optim=AdamOptimizerFactory(lr=config.actor_lr),
+        critic=SlateCritic(layout, hidden, config.critic_temperature),
+        critic_optim=AdamOptimizerFactory(lr=config.critic_lr),
+        critic2=SlateCritic(layout, hidden, config.critic_temperature),
+        critic2_optim=AdamOptimizerFactory(lr=config.critic_lr),
+        cql_weight=config.cql_weight,
+        tau=config.tau,
+        gamma=config.gamma,
+        alpha=alpha,
+        with_lagrange=config.with_lagrange,
+        lagrange_threshold=config.lagrange_threshold,
+        min_action=1.0,
+        max_action=1.0,
+        num_repeat_actions=config.num_repeat_actions,
+        calibrated=config.calibrated,
+    )
+
+
+def train_cql(
+    buffer: ReplayBuffer,
+    layout: RowLayout,
+    config: CQLConfig | None = None,
+    test_env_kwargs: Mapping[str, Any] | None = None,
+    env_id: str = SESSION_ENV_ID,
+    progress: bool = True,
+) -> tuple[LinearScorePolicy, RunStats]:
+    """Train CQL offline on `buffer` (from `collect_offline_buffer`; not modified).
+
+    With ``test_episodes > 0`` each epoch ends with deterministic episodes on
+    `make_env(env_id, **test_env_kwargs)` (the learning curve). Same seed, same weights.
+    Known Tianshou 2.0.1 CQL simplifications kept as they are: its logsumexp runs over 3
+    values per sampled action rather than over all samples of a state, and it bootstraps on
+    ``done`` (time-limit truncations count as terminal).
+    """
+    import copy
+
+    cfg = config or CQLConfig()
+    start = time.perf_counter()
+    torch.set_num_threads(1)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    algo = build_cql(layout, cfg)
+    data = copy.deepcopy(buffer)  # CQL.process_buffer (calibrated) edits its buffer in place
+    data._random_state = np.random.RandomState(cfg.seed)
+    test_envs = test_collector = None
+    kwargs = dict(test_env_kwargs or {})
+    if cfg.test_episodes > 0:
+        test_envs = DummyVectorEnv([functools.partial(make_linear_env, env_id, kwargs)])
+        test_envs.seed(cfg.seed + 10_000)
+        test_collector = Collector[CollectStats](algo, test_envs)
+    logger = CurveLogger()
+    epochs = max(cfg.epochs, 1)
+    result = algo.run_training(
+        OfflineTrainerParams(
+            buffer=data,
+            test_collector=test_collector,
+            max_epochs=epochs,
+            epoch_num_steps=-(-cfg.gradient_steps // epochs),
+            batch_size=cfg.batch_size,
+            test_step_num_episodes=max(cfg.test_episodes, 1),
+            logger=logger,
+            verbose=False,
+            show_progress=progress,
+        )
+    )
+    if test_envs is not None:
+        test_envs.close()
+    stats = RunStats(  # the offline trainer counts samples (batch_size per gradient step)
+        learning_curve=[(step // cfg.batch_size, ret) for step, ret in logger.curve],
+        best_reward=float(result.best_reward) if test_collector is not None else float("nan"),
+        env_steps=0,
+        gradient_steps=int(result.update_step),  # one gradient step per offline training step
+        seconds=time.perf_counter() - start,
+        update_seconds=float(result.timing.train_time_update),
+    )
+    view = CandidateRowsView(layout)
+    return LinearScorePolicy(algo, view, config=cfg, env_id=env_id, env_kwargs=kwargs), stats
+
+
+# --------------------------------------------------------------------------- slate policy
+class LinearScorePolicy:
+    """A trained TD3/CQL(/RLUR) actor as a `SlatePolicy`: weights from the actor, scores
+    ``w · x_i`` over the view's score columns, the top candidates shown (argmax if Discrete).
+
+    Acting is deterministic: TD3's actor without exploration noise, CQL's SAC actor at its mode.
+    """
+
+    kinds = {"TD3": (TD3Config, build_td3), "CQL": (CQLConfig, build_cql)}
+
+    def __init__(
+        self,
+        algo: TD3 | CQL,
+        view: AgentView,
+        config: TD3Config | CQLConfig,
+        env_id: str = SESSION_ENV_ID,
+        env_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.algo = algo
+        self.view = view
+        self.config = config
+        self.env_id = env_id
+        self.env_kwargs = dict(env_kwargs or {})
+
+    @property
+    def layout(self) -> RowLayout:
+        return self.view.layout
+
+    @property
+    def kind(self) -> str:
+        return "CQL" if isinstance(self.algo, CQL) else "TD3"
+
+    def weights(self, agent_obs: np.ndarray) -> np.ndarray:
+        """(obs_dim,) or (B, obs_dim) agent observations -> (J,) or (B, J) weights in [-1, 1]."""
+        x = np.asarray(agent_obs, dtype=np.float32)
+        batch = x[None] if x.ndim == 1 else x
+        policy = self.algo.policy
+        was_training = policy.training
+        policy.eval()
+        with torch.no_grad():
+            out = policy(Batch(obs=batch, info=Batch()))
+        policy.train(was_training)
+        w = policy.map_action(out.act).astype(np.float64)
+        return w[0] if x.ndim == 1 else w
+
+    def scores(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray:
+        """(N,) candidate scores ``w · x_i`` for one env observation."""
+        agent_obs = np.clip(self.view.observe(obs, info, env), -10.0, 10.0).astype(np.float32)
+        return linear_scores(self.layout, agent_obs, self.weights(agent_obs))
+
+    def act(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray | int:
+        return action_from_values(self.scores(obs, info, env), env.action_space)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the algorithm's state dict to `path` and kind, config, layout and env kwargs
+        as JSON beside it (`path` + .json)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.algo.state_dict(), path)
+        meta = {
+            "kind": self.kind,
+            "config": asdict(self.config),
+            "layout": self.layout.to_dict(),
+            "env_id": self.env_id,
+            "env_kwargs": self.env_kwargs,
+        }
+        _json_path(path).write_text(json.dumps(meta, indent=2, default=_jsonable))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> LinearScorePolicy:
+        """Rebuild a policy saved by `save` (TD3 or CQL; no env needed)."""
+        path = Path(path)
+        meta = json.loads(_json_path(path).read_text())
+        if meta.get("kind") not in cls.kinds:
+            raise ValueError(f"{path} holds a {meta.get('kind')} agent; load it with its class")
+        config_cls, build = cls.kinds[meta["kind"]]
+        cfg = config_from_dict(config_cls, meta["config"])
+        layout = RowLayout.from_dict(meta["layout"])
+        algo = build(layout, cfg)
+        algo.load_state_dict(torch.load(path, weights_only=True))
+        return cls(algo, CandidateRowsView(layout), cfg, meta["env_id"], meta["env_kwargs"])
+
+
+def config_from_dict(config_cls: type, data: Mapping[str, Any]) -> Any:
+    """A config dataclass from its JSON dict (lists back to tuples where the field is one)."""
+    values = dict(data)
+    for key, value in values.items():
+        if isinstance(value, list):
+            values[key] = tuple(value)
+    return config_cls(**values)
+
+
+def _json_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in the checkpoint JSON")
+
+
+__all__ = [
+    "AgentView",
+    "CQLConfig",
+    "CandidateRowsView",
+    "CurveLogger",
+    "LinearScoreEnv",
+    "LinearScorePolicy",
+    "OfflineDataConfig",
+    "RowLayout",
+    "RowPoolingNet",
+    "RunStats",
+    "SlateCritic",
+    "TD3Config",
+    "behaviour_weights",
+    "build_cql",
+    "build_td3",
+    "candidate_values",
+    "collect_offline_buffer",
+    "config_from_dict",
+    "layout_of",
+    "linear_scores",
+    "make_linear_env",
+    "train_cql",
+    "train_online",
+    "train_td3",
+]
