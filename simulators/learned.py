@@ -105,11 +105,12 @@ class SimulatorConfig:
     """Share of training rows whose item and author ids are replaced by 'unknown' (trains it)."""
     epochs: int = 4
     """Passes over the training rows for the response model."""
-    random_oversample: int = 8
+    random_oversample: int = 4
     """Times each uniformly random exposure (is_rand = 1) appears per epoch. Logged feeds show
     what the logging policy liked, so a model fitted on them alone overrates the click rate of
-    items that policy would not pick (on world logs: 0.48 predicted vs 0.32 observed on random
-    exposures); repeating the unbiased rows pulls those predictions back (1: no oversampling)."""
+    items that policy would not pick. On the default world's logs (`recgym world generate`),
+    held-out random exposures: no oversampling 0.48 predicted vs 0.32 observed (click AUC 0.751);
+    x4: 0.38 vs 0.34 (AUC 0.751); x8: 0.36 vs 0.34 but AUC 0.744. 1: no oversampling."""
     batch_size: int = 2048
     """Rows per gradient step of the response model."""
     lr: float = 2e-3
