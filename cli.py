@@ -49,14 +49,19 @@ BENCH_SUITES = {
 
 
 def _simulator_train(args: argparse.Namespace) -> int:
+    from recgym.data import DataError
     from recgym.simulators.learned import SimulatorConfig
-    from recgym.simulators.train import train_simulator
+    from recgym.simulators.train import summary_text, train_simulator
 
     config = SimulatorConfig(seed=args.seed)
     if args.epochs is not None:
         config.epochs = args.epochs
-    report = train_simulator(args.data, args.out, config, progress=not args.quiet)
-    print(json.dumps(report, indent=2, default=str))
+    try:
+        report = train_simulator(args.data, args.out, config, progress=not args.quiet)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary_text(report))
     return 0
 
 
