@@ -39,7 +39,7 @@ import functools
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,7 +55,6 @@ from tianshou.data import Batch, Collector, CollectStats, ReplayBuffer, VectorRe
 from tianshou.env import DummyVectorEnv
 from tianshou.exploration import GaussianNoise
 from tianshou.trainer import OfflineTrainerParams, OffPolicyTrainerParams
-from tianshou.utils.logger.logger_base import LazyLogger
 from tianshou.utils.net.common import ModuleWithVectorOutput
 from tianshou.utils.net.continuous import (
     AbstractContinuousCritic,
@@ -66,6 +65,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
 from recgym.agents.baselines import action_from_values, n_candidates_of
+from recgym.agents.dqn import CurveLogger, RunStats
 from recgym.envs import make_env
 from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES, SessionEnv
 from recgym.envs.user_author import UA_CANDIDATE_FEATURES, UserAuthorEnv
@@ -449,30 +449,6 @@ class OfflineDataConfig:
     """Std of the Gaussian noise on the logging policy's weights (then clipped to [-1, 1])."""
     seed: int = 0
     """Seeds the env, the noise and the buffer's sampler."""
-
-
-@dataclass(kw_only=True)
-class RunStats:
-    """What a training run measured."""
-
-    learning_curve: list[tuple[int, float]] = field(default_factory=list)
-    """(env step online / gradient step offline, mean deterministic test return) per test."""
-    best_reward: float = float("nan")
-    env_steps: int = 0
-    gradient_steps: int = 0
-    seconds: float = 0.0
-    update_seconds: float = 0.0
-
-
-class CurveLogger(LazyLogger):
-    """Keeps (step, mean test return) of every test step in memory; logs nothing else."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.curve: list[tuple[int, float]] = []
-
-    def log_test_data(self, log_data: dict, step: int) -> None:
-        self.curve.append((int(step), float(log_data["returns_stat"]["mean"])))
 
 
 # --------------------------------------------------------------------------- TD3

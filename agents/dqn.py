@@ -129,11 +129,11 @@ class DQNConfig:
 
 
 @dataclass(kw_only=True)
-class DQNRunStats:
-    """What `train_dqn` measured."""
+class RunStats:
+    """What a training run (`train_dqn`, and the TD3/CQL/RLUR trainers) measured."""
 
     learning_curve: list[tuple[int, float]] = field(default_factory=list)
-    """(env step, mean greedy test return) after the initial test and every epoch."""
+    """(env step online / gradient step offline, mean greedy test return) per test step."""
     best_reward: float = float("nan")
     env_steps: int = 0
     gradient_steps: int = 0
@@ -141,7 +141,11 @@ class DQNRunStats:
     update_seconds: float = 0.0
 
 
-class _CurveLogger(LazyLogger):
+DQNRunStats = RunStats
+"""The name `train_dqn` has always returned."""
+
+
+class CurveLogger(LazyLogger):
     """Keeps (env step, mean test return) of every test step in memory; logs nothing else."""
 
     def __init__(self) -> None:
@@ -266,7 +270,7 @@ def train_dqn(
         frac = min(env_step / max(cfg.eps_decay_steps, 1), 1.0)
         policy.set_eps_training(cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start))
 
-    logger = _CurveLogger()
+    logger = CurveLogger()
     epochs = max(cfg.epochs, 1)
     result = algo.run_training(
         OffPolicyTrainerParams(
@@ -351,6 +355,8 @@ def _jsonable(value: Any) -> Any:
 
 __all__ = [
     "CandidateQNet",
+    "CurveLogger",
+    "RunStats",
     "DQNConfig",
     "DQNRunStats",
     "build_dqn",
