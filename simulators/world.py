@@ -75,7 +75,25 @@ class WorldConfig:
 
 @dataclass(kw_only=True)
 class Dynamics:
-    """The behavioural constants of the world; changing them changes the MDP (bump env versions)."""
+    """The behavioural constants of the world; changing them changes the MDP (bump env versions).
+
+    - ``click_*``: terms of the click logit (bias; weights of interest in the item's category,
+      taste match, the item's clickbait, log popularity, following the author, category fatigue,
+      and a penalty per slate position);
+    - ``sat_*``: terms of the satisfaction logit that sets the watched fraction
+      (``min(1, 1.2 * sigmoid(sat + sat_noise * N(0, 1)))``): bias, interest, match, quality,
+      clickbait (negative), fatigue (negative), user-author bond; ``skim_ms`` is the mean time
+      spent on an item that is not clicked (exponential, at most half its duration);
+    - ``patience_*``: per item, satisfying views restore patience, disappointed clicks and hates
+      drain it, a repeated category drains it, and every item costs ``patience_cost``; after a
+      request the user leaves with ``leave_floor + (1 - leave_floor) *
+      sigmoid(8 * (leave_threshold - patience))``;
+    - ``fatigue_decay``: per-item decay of category fatigue;
+    - ``interest_*`` / ``*_drift_per_day``: interests are reinforced by satisfying views, fade
+      per day, die below ``interest_death``, new ones are born at a daily rate; taste and the
+      search share drift daily; ``session_gap_hours`` is the mean gap between sessions.
+    `World` documents each mechanism where it is computed.
+    """
 
     click_bias: float = -1.6
     click_interest: float = 2.2
