@@ -17,12 +17,22 @@ def _world_generate(args: argparse.Namespace) -> int:
     from recgym.simulators.world import WorldConfig
 
     world = WorldConfig(
-        n_users=args.users, n_items=args.items, n_authors=args.authors, seed=args.seed
+        n_users=args.users,
+        n_items=args.items,
+        n_authors=args.authors,
+        seed=args.seed,
+        real_features=args.real_features,
     )
     logs = LogConfig(days=args.days, seed=args.seed)
     if args.format == "kuaisar":
         logs.start_date = "2023-05-22"  # KuaiSAR's first day
-    summary = generate(args.out, world, logs, args.format, progress=not args.quiet)
+    from recgym.data import DataError
+
+    try:
+        summary = generate(args.out, world, logs, args.format, progress=not args.quiet)
+    except (DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -97,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--authors", type=int, default=300, help="number of authors (default 300)")
     gen.add_argument("--days", type=int, default=14, help="days of logs (default 14)")
     gen.add_argument("--seed", type=int, default=0, help="seed of world and logs (default 0)")
+    gen.add_argument(
+        "--real-features",
+        metavar="DIR",
+        default=None,
+        help="KuaiRand-Pure directory with user_features_pure.csv and "
+        "video_features_basic_pure.csv: bootstrap users' static features, video durations and "
+        "author productivity from those real rows (default: all synthetic)",
+    )
     gen.add_argument(
         "--format",
         choices=("kuairand", "kuaisar"),

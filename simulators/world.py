@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -71,6 +72,16 @@ class WorldConfig:
     """How many consumed items `history` returns per user."""
     seed: int = 0
     """Root of the world's seed tree (construction only; stepping uses the caller's generator)."""
+    real_features: str | None = None
+    """Optional directory with KuaiRand-Pure's user_features_pure.csv and
+    video_features_basic_pure.csv. Given it, the world takes its marginals from real rows
+    (`RealMarginals`): users' static features are a seeded bootstrap of whole real user rows
+    (activity level, onehot_feat0..17, register days, follow/fan/friend counts, author flag;
+    the joint distribution is kept, and activity still sets patience and session frequency),
+    item durations a bootstrap of real video durations, and author productivity a bootstrap
+    of the real items-per-author counts. Interests, tastes, categories and all behaviour stay
+    synthetic, so the static features carry only the signal the real ones carry (through
+    activity). None: everything synthetic."""
 
 
 @dataclass(kw_only=True)
@@ -157,7 +168,7 @@ class Truth:
     author_home: np.ndarray  # (A,) the author's main leaf category
     user_activity: np.ndarray  # (U,) index into ACTIVITY_LEVELS
     user_base_patience: np.ndarray  # (U,)
-    user_onehot: np.ndarray  # (U, 18) int64 codes of onehot_feat0..17
+    user_onehot: np.ndarray  # (U, 18) int64 codes of onehot_feat0..17 (-1: missing)
     user_register_days: np.ndarray  # (U,) int64
     user_is_author: np.ndarray  # (U,) bool
     user_follow_num: np.ndarray  # (U,) int64
@@ -184,9 +195,12 @@ class World:
                 "user-author bond table; use fewer users or authors"
             )
         ss_items, ss_users = np.random.SeedSequence(cfg.seed).spawn(2)
-        self.catalogue, item_truth = _build_catalogue(cfg, np.random.default_rng(ss_items))
+        real = None
+        if cfg.real_features is not None:
+            real = RealMarginals.load(cfg.real_features)
+        self.catalogue, item_truth = _build_catalogue(cfg, np.random.default_rng(ss_items), real)
         self.truth, self._initial = _build_users(
-            cfg, self.catalogue, item_truth, np.random.default_rng(ss_users)
+            cfg, self.catalogue, item_truth, np.random.default_rng(ss_users), real
         )
         self.state = copy.deepcopy(self._initial)
         self.n_users = cfg.n_users
@@ -392,7 +406,10 @@ class World:
             }
         )
         for j in range(len(ONEHOT_CARDINALITY)):
-            df[f"onehot_feat{j}"] = t.user_onehot[:, j]
+            codes = t.user_onehot[:, j]  # -1: missing, as real KuaiRand rows may have it
+            df[f"onehot_feat{j}"] = (
+                np.where(codes < 0, np.nan, codes) if (codes < 0).any() else codes
+            )
         return df
 
     def item_table(self, start_date: str = "2022-04-08") -> pd.DataFrame:
@@ -541,7 +558,69 @@ class _ItemTruth:
     centroids: np.ndarray = field(repr=False)
 
 
-def _build_catalogue(cfg: WorldConfig, rng: np.random.Generator) -> tuple[Catalogue, _ItemTruth]:
+@dataclass(kw_only=True)
+class RealMarginals:
+    """Columns of real KuaiRand-Pure feature files that a world bootstraps (`real_features`)."""
+
+    users: pd.DataFrame  # user_features_pure.csv rows (the columns `user_table` writes)
+    durations_ms: np.ndarray  # positive video_duration values
+    items_per_author: np.ndarray  # videos per author_id
+
+    USER_COLUMNS = (
+        "user_active_degree",
+        "is_video_author",
+        "follow_user_num",
+        "fans_user_num",
+        "friend_user_num",
+        "register_days",
+        *(f"onehot_feat{j}" for j in range(len(ONEHOT_CARDINALITY))),
+    )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RealMarginals:
+        """Read the two files; a missing file or column raises `DataError` naming it."""
+        from recgym.data.schema import DataError
+
+        directory = Path(directory)
+        tables = {}
+        for name, columns in (
+            ("user_features_pure.csv", cls.USER_COLUMNS),
+            ("video_features_basic_pure.csv", ("author_id", "video_duration")),
+        ):
+            path = directory / name
+            if not path.is_file():
+                raise DataError(f"{path}: not found (WorldConfig.real_features needs it)")
+            header = pd.read_csv(path, nrows=0).columns
+            missing = [c for c in columns if c not in header]
+            if missing:
+                raise DataError(f"{path}: missing column {missing[0]!r}")
+            tables[name] = pd.read_csv(path, usecols=list(columns))
+        users = tables["user_features_pure.csv"]
+        for column in cls.USER_COLUMNS[1:]:
+            values = pd.to_numeric(users[column], errors="coerce")
+            optional = column.startswith("onehot_feat")  # KuaiRand leaves some codes empty
+            if optional:
+                values = values.where(users[column].notna(), -1)
+            bad = values.isna() | ((values < 0) & ~(optional & (values == -1)))
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataError(
+                    f"{directory / 'user_features_pure.csv'}: column {column!r}, line {row + 2}: "
+                    f"expected a non-negative number, got {users[column].iloc[row]!r}"
+                )
+            users[column] = values.astype(np.int64)
+        videos = tables["video_features_basic_pure.csv"]
+        duration = pd.to_numeric(videos["video_duration"], errors="coerce").to_numpy()
+        duration = duration[np.isfinite(duration) & (duration > 0)]
+        if len(users) == 0 or len(duration) == 0:
+            raise DataError(f"{directory}: no usable user rows or video durations")
+        counts = videos["author_id"].value_counts().to_numpy()
+        return cls(users=users, durations_ms=duration, items_per_author=counts)
+
+
+def _build_catalogue(
+    cfg: WorldConfig, rng: np.random.Generator, real: RealMarginals | None = None
+) -> tuple[Catalogue, _ItemTruth]:
     n_cat = cfg.n_top_categories * cfg.leaves_per_top
     parent = np.repeat(np.arange(cfg.n_top_categories), cfg.leaves_per_top)
     top_centroid = rng.normal(0, 1, (cfg.n_top_categories, cfg.latent_dim))
@@ -554,6 +633,10 @@ def _build_catalogue(cfg: WorldConfig, rng: np.random.Generator) -> tuple[Catalo
     author_baity = rng.random(cfg.n_authors) < 0.25
     author_quality = rng.normal(0, 0.5, cfg.n_authors)
     author_live = rng.random(cfg.n_authors) < cfg.live_author_share
+    if real is not None:  # its own stream, so the synthetic draws below stay as they are
+        real_rng = np.random.default_rng([cfg.seed, 1])
+        counts = real_rng.choice(real.items_per_author, size=cfg.n_authors).astype(np.float64)
+        productivity = counts / counts.sum()
 
     author = rng.choice(cfg.n_authors, size=cfg.n_items, p=productivity)
     off_home = rng.random(cfg.n_items) < 0.2
@@ -570,6 +653,8 @@ def _build_catalogue(cfg: WorldConfig, rng: np.random.Generator) -> tuple[Catalo
     )
     quality = author_quality[author] + rng.normal(0, 1, cfg.n_items) - 0.5 * clickbait
     duration = np.clip(np.exp(rng.normal(np.log(25_000), 0.8, cfg.n_items)), 3_000, 600_000)
+    if real is not None:
+        duration = real_rng.choice(real.durations_ms, size=cfg.n_items)
     log_pop = rng.normal(0, 1, cfg.n_items) + 0.8 * clickbait + 0.3 * quality
     log_pop_z = (log_pop - log_pop.mean()) / log_pop.std()
     popularity = np.exp(log_pop)
@@ -596,10 +681,22 @@ def _build_catalogue(cfg: WorldConfig, rng: np.random.Generator) -> tuple[Catalo
 
 
 def _build_users(
-    cfg: WorldConfig, catalogue: Catalogue, items: _ItemTruth, rng: np.random.Generator
+    cfg: WorldConfig,
+    catalogue: Catalogue,
+    items: _ItemTruth,
+    rng: np.random.Generator,
+    real: RealMarginals | None = None,
 ) -> tuple[Truth, UserState]:
     n, n_cat = cfg.n_users, catalogue.n_categories
     activity = rng.choice(len(ACTIVITY_LEVELS), size=n, p=[0.25, 0.5, 0.2, 0.05])
+    rows = None
+    if real is not None:  # whole real rows, from a stream of their own
+        pick = np.random.default_rng([cfg.seed, 2]).integers(0, len(real.users), n)
+        rows = real.users.iloc[pick].reset_index(drop=True)
+        level = {name: j for j, name in enumerate(ACTIVITY_LEVELS)}
+        activity = np.array(
+            [level.get(str(v), level["UNKNOWN"]) for v in rows["user_active_degree"]]
+        )
     base_patience = np.array([0.95, 0.85, 0.75, 0.7])[activity] + rng.normal(0, 0.05, n)
     sessions_per_day = np.array([2.0, 1.4, 0.8, 0.4])[activity]
     # interests: 1..5 active categories, drawn with a skewed category popularity
@@ -626,6 +723,19 @@ def _build_users(
     onehot[:, 4] = np.minimum(n_int * 3 + rng.integers(0, 3, n), ONEHOT_CARDINALITY[4] - 1)
     onehot[:, 0] = (activity <= 1).astype(np.int64)
     is_author = rng.random(n) < 0.8
+    register_days = rng.integers(10, 2500, n)
+    follow_num = rng.geometric(0.004, n) - 1
+    fans_num = rng.geometric(0.01, n) - 1
+    friend_num = rng.geometric(0.03, n) - 1
+    if rows is not None:
+        onehot = np.stack(
+            [rows[f"onehot_feat{j}"].to_numpy() for j in range(len(ONEHOT_CARDINALITY))], axis=1
+        )
+        is_author = rows["is_video_author"].to_numpy() > 0
+        register_days = rows["register_days"].to_numpy()
+        follow_num = rows["follow_user_num"].to_numpy()
+        fans_num = rows["fans_user_num"].to_numpy()
+        friend_num = rows["friend_user_num"].to_numpy()
     truth = Truth(
         item_latent=items.latent,
         item_quality=items.quality,
@@ -635,11 +745,11 @@ def _build_users(
         user_activity=activity,
         user_base_patience=base_patience,
         user_onehot=onehot.astype(np.int64),
-        user_register_days=rng.integers(10, 2500, n),
+        user_register_days=register_days,
         user_is_author=is_author,
-        user_follow_num=rng.geometric(0.004, n) - 1,
-        user_fans_num=rng.geometric(0.01, n) - 1,
-        user_friend_num=rng.geometric(0.03, n) - 1,
+        user_follow_num=follow_num,
+        user_fans_num=fans_num,
+        user_friend_num=friend_num,
         user_hour=np.clip(rng.normal(19.0, 3.0, n), 6.0, 23.0),
         user_sessions_per_day=sessions_per_day,
         category_parent=items.category_parent,
