@@ -15,6 +15,7 @@ from .loaders import (
     load_kuaisar,
     load_lastfm,
     load_movielens,
+    read_table,
 )
 from .preprocess import dedup, implicit_feedback, k_core, sort_by_time
 from .schema import DataError, Dataset, FileRead, FilterStep, LoadReport
@@ -37,6 +38,7 @@ __all__ = [
     "load_kuaisar",
     "load_lastfm",
     "load_movielens",
+    "read_table",
     "sort_by_time",
 ]
 

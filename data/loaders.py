@@ -391,6 +391,18 @@ def _read_csv(
     return pa.Table.from_batches([empty if hook is None else hook(empty)])
 
 
+def read_table(path: PathLike, spec: FileSpec) -> pd.DataFrame:
+    """One CSV file read and checked against `spec` (as `load` reads it), as pandas.
+
+    For callers that need a single file of a dataset, such as the world's real marginals
+    (`simulators.world.RealMarginals`). Bad rows raise `DataError` naming file, column and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", file=path)
+    return _read_csv(path, spec, role="table", report=LoadReport()).to_pandas()
+
+
 def _locate(
     path: Path, layout: _Layout, row: int, start: tuple[int, int, int] = (0, -1, 0)
 ) -> tuple[int, str, int]:

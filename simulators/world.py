@@ -578,42 +578,21 @@ class RealMarginals:
 
     @classmethod
     def load(cls, directory: str | Path) -> RealMarginals:
-        """Read the two files; a missing file or column raises `DataError` naming it."""
-        from recgym.data.schema import DataError
+        """Read the two files with the loaders' schemas (`recgym.data.read_table`): a missing
+        file, column or bad value raises `DataError` naming file, column and line."""
+        from recgym.data import DataError, read_table
+        from recgym.data.schema import KUAIRAND_USER_FEATURES, KUAIRAND_VIDEO_BASIC
 
         directory = Path(directory)
-        tables = {}
-        for name, columns in (
-            ("user_features_pure.csv", cls.USER_COLUMNS),
-            ("video_features_basic_pure.csv", ("author_id", "video_duration")),
-        ):
-            path = directory / name
-            if not path.is_file():
-                raise DataError(f"{path}: not found (WorldConfig.real_features needs it)")
-            header = pd.read_csv(path, nrows=0).columns
-            missing = [c for c in columns if c not in header]
-            if missing:
-                raise DataError(f"{path}: missing column {missing[0]!r}")
-            tables[name] = pd.read_csv(path, usecols=list(columns))
-        users = tables["user_features_pure.csv"]
-        for column in cls.USER_COLUMNS[1:]:
-            values = pd.to_numeric(users[column], errors="coerce")
-            optional = column.startswith("onehot_feat")  # KuaiRand leaves some codes empty
-            if optional:
-                values = values.where(users[column].notna(), -1)
-            bad = values.isna() | ((values < 0) & ~(optional & (values == -1)))
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise DataError(
-                    f"{directory / 'user_features_pure.csv'}: column {column!r}, line {row + 2}: "
-                    f"expected a non-negative number, got {users[column].iloc[row]!r}"
-                )
-            users[column] = values.astype(np.int64)
-        videos = tables["video_features_basic_pure.csv"]
-        duration = pd.to_numeric(videos["video_duration"], errors="coerce").to_numpy()
+        users = read_table(directory / "user_features_pure.csv", KUAIRAND_USER_FEATURES)
+        videos = read_table(directory / "video_features_basic_pure.csv", KUAIRAND_VIDEO_BASIC)
+        users = users[list(cls.USER_COLUMNS)].copy()
+        for column in cls.USER_COLUMNS[1:]:  # KuaiRand leaves some onehot codes empty: -1
+            users[column] = users[column].fillna(-1).astype(np.int64)
+        duration = videos["video_duration"].to_numpy(np.float64, na_value=np.nan)
         duration = duration[np.isfinite(duration) & (duration > 0)]
         if len(users) == 0 or len(duration) == 0:
-            raise DataError(f"{directory}: no usable user rows or video durations")
+            raise DataError("no usable user rows or video durations", file=directory)
         counts = videos["author_id"].value_counts().to_numpy()
         return cls(users=users, durations_ms=duration, items_per_author=counts)
 
