@@ -184,11 +184,17 @@ class SessionEnv(gym.Env):
             "responses": r,
             "candidates_shown": self._candidates[0],
         }
+        info.update(self._after_responses(slate, r))
         self._candidates = self.generator(self.model.history(self._user), self.np_random)
         info["candidates"] = self._candidates[0]
         return self._observation(), reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ helpers
+    def _after_responses(self, slate: np.ndarray, responses: dict) -> dict[str, Any]:
+        """Hook for envs that extend this one: runs after the user responded to `slate` and
+        before the next candidates and observation are made; returns extra `info` entries."""
+        return {}
+
     def slate_from_action(self, action) -> np.ndarray:
         """The item ids an action shows: top-`slate_size` candidates by score, or the chosen one."""
         cand = self._candidates[0]

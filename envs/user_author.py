@@ -199,14 +199,9 @@ class UserAuthorEnv(SessionEnv):
             self.ua_counters.clear()
         return super().reset(seed=seed, options=options)
 
-    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        user = int(self._user[0])
-        obs, reward, terminated, truncated, info = super().step(action)
-        info["scri"] = self._interact(user, info["slate"], info["responses"])
-        # the next candidates' counters as of after this request (the base obs read them before)
-        rows = obs[self._head :].reshape(self.n_candidates, len(UA_CANDIDATE_FEATURES))
-        rows[:, -len(scri.UA_COUNTERS) :] = self._observed_counters(user, self._candidates[0])
-        return obs, reward, terminated, truncated, info
+    def _after_responses(self, slate: np.ndarray, responses: dict) -> dict[str, Any]:
+        """The request's SCRI transitions; the UA table advances before the next observation."""
+        return {"scri": self._interact(int(self._user[0]), slate, responses)}
 
     # ------------------------------------------------------------------ helpers
     def states(self, user: int, items: np.ndarray) -> np.ndarray:
@@ -224,8 +219,8 @@ class UserAuthorEnv(SessionEnv):
         """SCRI transitions of a shown slate (display order); advances the UA table."""
         authors = self.catalogue.author[slate]
         start = self.ua_counters.lookup(user, authors)
-        before, _ = sequential_counters(authors, scri.counter_increments(responses), start)
-        after = scri.asa_next_counters(before, responses)  # what `sequential_counters` chains
+        # after = before + increments per item, chained over items of one author (Eq. 4)
+        before, after = sequential_counters(authors, scri.counter_increments(responses), start)
         k = len(slate)
         last = k - 1 - np.unique(authors[::-1], return_index=True)[1]  # last item per author
         self.ua_counters.set(user, authors[last], after[last])
