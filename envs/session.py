@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from recgym.envs.backends import make_backend
 from recgym.simulators.candidates import CandidateGenerator
 from recgym.simulators.protocol import UserModel
-from recgym.simulators.world import World, WorldConfig
 
 # Per-candidate observation features, in order.
 CANDIDATE_FEATURES = (
@@ -24,23 +24,6 @@ CANDIDATE_FEATURES = (
 )
 SESSION_FEATURES = ("step_fraction", "last_click_rate", "last_watch_ratio", "history_fill")
 DEFAULT_REWARD = {"watch_ms": 1e-3}  # watch time in seconds
-
-
-def make_backend(backend: str | UserModel, checkpoint: str | None, world_config: dict | None):
-    """'world' (a `World` from `world_config`), 'learned' (a checkpoint), or a UserModel."""
-    if not isinstance(backend, str):
-        return backend
-    if backend == "world":
-        return World(WorldConfig(**(world_config or {})))
-    if backend == "learned":
-        if checkpoint is None:
-            raise ValueError(
-                "backend='learned' needs checkpoint=PATH (from `recgym simulator train`)"
-            )
-        from recgym.simulators.learned import LearnedSimulator
-
-        return LearnedSimulator.load(checkpoint)
-    raise ValueError(f"unknown backend {backend!r}; expected 'world', 'learned' or a UserModel")
 
 
 class SessionEnv(gym.Env):
