@@ -1,0 +1,203 @@
+"""Fitting a `LearnedSimulator`: the response model's and the leave model's training loops."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .config import CONDITIONAL
+from .leave import LEAVE_CLIP, LeaveModel, leave_dim, logged_leave_features
+from .response import ResponseModel, Vocab
+from .table import LogTable
+
+if TYPE_CHECKING:
+    from .simulator import LearnedSimulator
+
+
+def fit_simulator(
+    cls: type[LearnedSimulator], table: LogTable, progress: bool = False
+) -> LearnedSimulator:
+    """Fit the response and leave models on the training sessions of `table`.
+
+    Uses `config.torch_threads` threads and seeds torch's weight initialisation and batch
+    order from `config.seed` (a local generator; the global torch seed is left alone, and the
+    previous thread count is restored).
+    """
+    cfg = table.config
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.torch_threads)
+    try:
+        gen = torch.Generator().manual_seed(cfg.seed)
+        train_users = np.bincount(table.user[table.rows("train")], minlength=len(table.user_ids))
+        vocab = Vocab(
+            user_row=Vocab.rows(train_users * cfg.user_embedding),
+            item_row=Vocab.rows(table.train_item_count, cfg.min_item_count),
+            author_row=Vocab.rows(table.train_author_count),
+            category_row=Vocab.rows(table.train_category_count),
+            top_row=Vocab.rows(table.train_top_count),
+            tabs=table.train_tabs,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            response = ResponseModel(**vocab.sizes(), user_dim=table.user_x.shape[1], config=cfg)
+            leave = LeaveModel(leave_dim(table.user_x.shape[1]), cfg)
+        sim = cls(
+            config=cfg,
+            catalogue=table.catalogue,
+            user_x=table.user_x,
+            user_ids=table.user_ids,
+            item_ids=table.item_ids,
+            initial_state=table.final_state(),
+            vocab=vocab,
+            response=response,
+            leave=leave,
+        )
+        rows = table.rows("train")
+        _fit_response(sim, table, rows, gen, progress)
+        _fit_leave(sim, table, rows, gen, progress)
+    finally:
+        torch.set_num_threads(threads)
+    sim.response.eval()
+    sim.leave.eval()
+    return sim
+
+
+def _fit_response(
+    sim: LearnedSimulator, table: LogTable, rows: np.ndarray, gen: torch.Generator, progress: bool
+) -> None:
+    cfg = sim.config
+    model = sim.response.train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    extra = np.repeat(rows[table.is_random[rows]], max(cfg.random_oversample - 1, 0))
+    rows = np.concatenate([rows, extra])
+    schedule = _cosine(opt, cfg.epochs * math.ceil(len(rows) / cfg.batch_size))
+    n_bins = cfg.ratio_bins
+    ratio_class = np.where(
+        table.complete, n_bins, np.minimum((table.ratio * n_bins).astype(np.int64), n_bins - 1)
+    )
+    clicked = torch.from_numpy(table.clicked)
+    skipped = torch.from_numpy(table.skipped)
+    labels = {
+        "click": torch.from_numpy(table.labels["click"].astype(np.float32)),
+        "cond": torch.from_numpy(
+            np.stack([table.labels[b] for b in CONDITIONAL], axis=1).astype(np.float32)
+        ),
+        "ratio": torch.from_numpy(ratio_class),
+    }
+    n_batches = math.ceil(len(rows) / cfg.batch_size)
+    bar = _bar(cfg.epochs * n_batches, "response model", progress)
+    for epoch in range(cfg.epochs):
+        perm = rows[torch.randperm(len(rows), generator=gen).numpy()]
+        for i in range(n_batches):
+            r = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            t_r = torch.from_numpy(r)
+            inputs = sim._inputs(
+                user=table.user[r],
+                clicked=clicked[t_r],
+                skipped=skipped[t_r],
+                item=table.item[r],
+                affinity=table.affinity[r],
+                tab=table.tab[r],
+                position=table.position[r],
+                recency=table.recency[r],
+            )
+            if cfg.unknown_dropout > 0:
+                drop = torch.rand(len(r), generator=gen) < cfg.unknown_dropout
+                inputs["item_row"] = inputs["item_row"].masked_fill(drop, 0)
+                inputs["author_row"] = inputs["author_row"].masked_fill(drop, 0)
+            if cfg.user_dropout > 0:
+                drop = torch.rand(len(r), generator=gen) < cfg.user_dropout
+                inputs["user_row"] = inputs["user_row"].masked_fill(drop, 0)
+            out = model(**inputs)
+            loss, stats = model.loss(
+                out, labels["click"][t_r], labels["cond"][t_r], labels["ratio"][t_r]
+            )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+            bar.update(1)
+            if i % 50 == 0:
+                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", click=stats["click"])
+    bar.close()
+    model.eval()
+
+
+def _fit_leave(
+    sim: LearnedSimulator, table: LogTable, rows: np.ndarray, gen: torch.Generator, progress: bool
+) -> None:
+    cfg = sim.config
+    x = logged_leave_features(table, rows)
+    label = (table.position[rows] == table.session_length[table.session[rows]] - 1).astype(
+        np.float32
+    )
+    model = sim.leave.train()
+    low, high = np.quantile(x, [LEAVE_CLIP, 1 - LEAVE_CLIP], axis=0)
+    model.low.copy_(torch.from_numpy(low.astype(np.float32)))
+    model.high.copy_(torch.from_numpy(high.astype(np.float32)))
+    clipped = np.clip(x, low, high)
+    model.mean.copy_(torch.from_numpy(clipped.mean(axis=0)))
+    model.std.copy_(torch.from_numpy(np.maximum(clipped.std(axis=0), 1e-3)))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.leave_lr, weight_decay=cfg.leave_weight_decay)
+    t_x, t_y = torch.from_numpy(x), torch.from_numpy(label)
+    batch = min(cfg.leave_batch_size, len(rows))
+    schedule = _cosine(opt, cfg.leave_steps)
+    bar = _bar(cfg.leave_steps, "leave model", progress)
+    perm, used = torch.randperm(len(rows), generator=gen), 0
+    for i in range(cfg.leave_steps):
+        if used + batch > len(rows):  # a new pass over the rows
+            perm, used = torch.randperm(len(rows), generator=gen), 0
+        r = perm[used : used + batch]
+        used += batch
+        loss = F.binary_cross_entropy_with_logits(model(t_x[r]), t_y[r])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        schedule.step()
+        bar.update(1)
+        if i % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    bar.close()
+    model.eval()
+    # shift the output bias so that expected session ends equal observed ones on the
+    # training rows (what an exactly converged logistic fit satisfies): Newton steps
+    with torch.no_grad():
+        logits = torch.cat([model(t_x[i : i + 65536]) for i in range(0, len(t_x), 65536)])
+        shift = torch.zeros((), dtype=torch.float64)
+        for _ in range(20):
+            p = torch.sigmoid(logits.double() + shift)
+            step = (t_y.double().sum() - p.sum()) / (p * (1 - p)).sum().clamp(min=1e-9)
+            shift += step
+            if abs(step) < 1e-6:
+                break
+        model.net[-1].bias += shift.float()
+
+
+def _cosine(opt: torch.optim.Optimizer, n_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine decay of the learning rate from its initial value to 0 over `n_steps`."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / max(n_steps, 1), 1.0)))
+    )
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch")

@@ -1,0 +1,436 @@
+"""`LearnedSimulator`: the response model, the leave model and the user state composed into a user.
+
+It answers a whole slate at once from the users' state at the start of the request (see the
+package docstring for what a request is), samples with the caller's numpy generator only, and
+advances the state.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recgym.data.writers import REC_TAB, SEARCH_TAB
+from recgym.simulators.protocol import BEHAVIOURS, SEARCH, Catalogue, StepResult
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import BROWSE_MS, CONDITIONAL, LONG_VIEW_MS, SimulatorConfig
+from .fit import fit_simulator
+from .leave import LeaveModel, leave_features, session_signals
+from .response import ResponseModel, Vocab, ratio_values, sample_watch
+from .state import SessionState, UserState, push_history
+from .table import LogTable, affinity_features, context_features, slate_recency
+
+
+class LearnedSimulator:
+    """Users learned from logs; satisfies `simulators.protocol.UserModel`.
+
+    `step` for users (B,) and slate (B, K): the response model gives, per item, the click
+    probability and click-conditional probabilities of the other behaviours and of the watch
+    ratio, all from the user's state at the start of the request. Sampling uses numpy draws from
+    the caller's generator only (torch samples nothing):
+
+    1. click ~ Bernoulli(p_click);
+    2. long_view ~ Bernoulli(p_long_view | click state);
+    3. the watch ratio is drawn from the predicted ratio histogram of that click state restricted
+       to the part consistent with the drawn long_view (ratio >= t or < t, with t = min(duration,
+       18 s) / duration; uniform within a bin); watch_ms = ratio * duration, and long_view is
+       then recomputed from watch_ms by KuaiRand's rule, so the two always agree;
+    4. like, follow, comment, forward and hate ~ Bernoulli(p | click state), independently;
+    5. per exposure the hazard h_k of the leave model (on the sampled responses); the user leaves
+       after the request with probability 1 - prod_k (1 - h_k).
+
+    Then the items join the user's clicked or skipped history, the category counts grow and the
+    session state advances. `elapsed_ms` is the summed watch time plus `BROWSE_MS` per exposure.
+    `scenario` maps to the KuaiRand tab the synthetic logs use (REC -> tab 1, SEARCH -> tab 4);
+    a tab never seen in training uses the 'unknown' tab row. Users in one call must be distinct.
+    The initial state of every user is their state at the end of the log it was fitted on.
+    """
+
+    behaviours: tuple[str, ...] = tuple(b for b in BEHAVIOURS if b != "gift")
+
+    def __init__(
+        self,
+        *,
+        config: SimulatorConfig,
+        catalogue: Catalogue,
+        user_x: np.ndarray,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        initial_state: UserState,
+        vocab: Vocab,
+        response: ResponseModel,
+        leave: LeaveModel,
+        fidelity: dict | None = None,
+    ) -> None:
+        self.config = config
+        self.catalogue = catalogue
+        self.user_ids = user_ids
+        self.item_ids = item_ids
+        self.vocab = vocab
+        self.response = response.eval()
+        self.leave = leave.eval()
+        self.fidelity = fidelity or {}
+        self.history_len = config.history_len
+        self._user_x = np.ascontiguousarray(user_x, dtype=np.float32)
+        self.n_users = len(self._user_x)
+        self.user_feature_dim = self._user_x.shape[1]
+        self._initial = initial_state
+        self._user_row = vocab.user_row
+        self._item_x = catalogue.item_features(np.arange(catalogue.n_items))
+        self._tensors()
+        self.reset_state()
+
+    def _tensors(self) -> None:
+        """Lookup tables as torch tensors (catalogue id -> embedding row, item features)."""
+        cat, v = self.catalogue, self.vocab
+        # index -1 (history padding) reads the appended last entry (row 0); it is masked anyway
+        self._t_item_row = torch.from_numpy(np.append(v.item_row, 0))
+        self._t_cat_row = torch.from_numpy(np.append(v.category_row[cat.category], 0))
+        self._t_author_row = torch.from_numpy(v.author_row[cat.author])
+        self._t_top_row = torch.from_numpy(v.top_row[cat.top_category])
+        self._t_item_x = torch.from_numpy(self._item_x)
+        self._t_user_x = torch.from_numpy(self._user_x)
+        self._t_user_row = torch.from_numpy(self._user_row)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in [k for k in state if k.startswith("_t_")]:
+            del state[key]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._tensors()
+
+    # ----------------------------------------------------------------- state
+    def reset_state(self) -> None:
+        """Every user back to their state at the end of the log; no session in progress."""
+        self.state = self._initial.copy()
+        window = max(self.config.recent_window, self.config.fatigue_window)
+        self._session = SessionState.empty(self.n_users, window)
+
+    def for_sessions(self, users: np.ndarray, state: UserState | None = None) -> LearnedSimulator:
+        """A simulator sharing this one's models whose user i is a copy of `users[i]`.
+
+        Slot i starts from row i of `state` (e.g. `LogTable.state_before`; default: the users'
+        current state). Fidelity replays use it to run many logged sessions, several of the
+        same user, side by side.
+        """
+        twin = copy.copy(self)
+        twin._user_x = self._user_x[users]
+        twin._t_user_x = torch.from_numpy(twin._user_x)
+        twin._user_row = self._user_row[users]
+        twin._t_user_row = torch.from_numpy(twin._user_row)
+        twin.n_users = len(users)
+        twin.user_ids = self.user_ids[users]
+        twin._initial = self.state.take(users) if state is None else state
+        twin.reset_state()
+        return twin
+
+    # ----------------------------------------------------------------- UserModel protocol
+    def user_features(self, users: np.ndarray) -> np.ndarray:
+        return self._user_x[users]
+
+    def history(self, users: np.ndarray) -> np.ndarray:
+        return self.state.clicked[users]
+
+    def begin_session(self, users: np.ndarray, rng: np.random.Generator) -> None:
+        """Reset the session state (position, running sums, recent categories); history stays."""
+        users = np.asarray(users, dtype=np.int64)
+        s = self._session
+        s.count[users] = 0
+        s.sums[users] = 0.0
+        s.recent[users] = -1
+
+    def step(
+        self,
+        users: np.ndarray,
+        slate: np.ndarray,
+        rng: np.random.Generator,
+        scenario: np.ndarray | None = None,
+    ) -> StepResult:
+        users = np.asarray(users, dtype=np.int64)
+        slate = np.asarray(slate, dtype=np.int64)
+        b, k = slate.shape
+        ctx = self._slate_context(users, slate)
+        pred = self._predict_slate(users, slate, ctx, scenario)
+        p_click = pred["p_click"].reshape(b, k)
+        cond = pred["conditional"].reshape(b, k, len(CONDITIONAL), 2)
+        ratio_p = pred["ratio"].reshape(b, k, 2, -1)
+        duration = self.catalogue.duration_ms[slate]
+
+        u = rng.random((3 + len(CONDITIONAL), b, k))
+        click = u[0] < p_click
+        state = click.astype(np.int64)
+        p_cond = np.take_along_axis(cond, state[..., None, None], axis=-1)[..., 0]  # (B, K, 6)
+        hist = np.take_along_axis(ratio_p, state[..., None, None], axis=2)[:, :, 0]  # (B, K, R)
+        watch_ms = sample_watch(hist, u[1] < p_cond[..., 0], duration, u[2], u[3])
+        long_view = watch_ms >= np.minimum(duration, LONG_VIEW_MS)
+        responses = {"click": click, "long_view": long_view, "watch_ms": watch_ms}
+        for j, name in enumerate(CONDITIONAL[1:], start=1):
+            responses[name] = u[3 + j] < p_cond[..., j]
+
+        hazard = self._advance(users, slate, responses, ctx)
+        p_leave = 1.0 - np.prod(1.0 - hazard, axis=1)
+        left = rng.random(b) < p_leave
+        elapsed = watch_ms.sum(axis=1) + BROWSE_MS * k
+        return StepResult(
+            responses=responses,
+            left=left,
+            elapsed_ms=elapsed.astype(np.int64),
+            info={
+                "p_leave": p_leave,
+                "p_click": p_click,
+                "hazard": hazard,
+                "expected_watch_ms": pred["expected_ratio"].reshape(b, k) * duration,
+            },
+        )
+
+    def observe(
+        self,
+        users: np.ndarray,
+        slate: np.ndarray,
+        responses: dict[str, np.ndarray],
+        scenario: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Advance `users` as if they had answered `slate` with `responses` (e.g. logged ones).
+
+        `responses` needs (B, K) click, long_view, watch_ms, like, follow and hate. Returns what
+        the models predicted before seeing them (`expected_responses`' keys) plus the hazard
+        (B, K) and p_leave (B,) given them. Nothing is sampled. Fidelity checks and tests use it
+        to replay logs through exactly the code path `step` uses.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        slate = np.asarray(slate, dtype=np.int64)
+        ctx = self._slate_context(users, slate)
+        out = self._unconditional(self._predict_slate(users, slate, ctx, scenario), slate)
+        out["hazard"] = self._advance(users, slate, responses, ctx)
+        out["p_leave"] = 1.0 - np.prod(1.0 - out["hazard"], axis=1)
+        return out
+
+    def _slate_context(self, users: np.ndarray, slate: np.ndarray) -> dict[str, np.ndarray]:
+        """Session context of a slate: categories, positions and (repeat, fatigue)."""
+        s = self._session
+        cats = self.catalogue.category[slate]
+        position = s.count[users][:, None] + np.arange(slate.shape[1])
+        recency = slate_recency(s.recent[users], cats, self.config)
+        return {"cats": cats, "position": position, "recency": recency}
+
+    def _advance(
+        self,
+        users: np.ndarray,
+        slate: np.ndarray,
+        responses: dict[str, np.ndarray],
+        ctx: dict[str, np.ndarray],
+    ) -> np.ndarray:
+        """Hazard (B, K) of each exposure given the responses; then update every user state."""
+        cfg, s = self.config, self._session
+        b, k = slate.shape
+        click = np.asarray(responses["click"], dtype=bool)
+        long_view = np.asarray(responses["long_view"], dtype=bool)
+        ratio = np.clip(
+            responses["watch_ms"] / np.maximum(self.catalogue.duration_ms[slate], 1), 0, 1
+        )
+        signals = session_signals(
+            click, long_view, ratio, responses["like"], responses["hate"], ctx["recency"], cfg
+        )
+        cumulative = s.sums[users][:, None, :] + np.cumsum(signals, axis=1)
+        user_x = np.broadcast_to(self._user_x[users][:, None, :], (b, k, self.user_feature_dim))
+        position = ctx["position"]
+        x = leave_features(
+            signals, cumulative, position + 1, position % cfg.request_size, user_x, cfg.request_size
+        )
+        hazard = self._hazard(x.reshape(b * k, -1)).reshape(b, k)
+        s.count[users] += k
+        s.sums[users] = cumulative[:, -1]
+        s.recent[users] = np.concatenate([s.recent[users], ctx["cats"]], axis=1)[
+            :, -s.recent.shape[1] :
+        ]
+        follow = np.asarray(responses["follow"], dtype=bool)
+        self._record(users, slate, ctx["cats"], click, long_view, follow)
+        return hazard
+
+    # ----------------------------------------------------------------- predictions
+    def expected_responses(
+        self, users: np.ndarray, slate: np.ndarray, scenario: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Predicted probabilities for `slate` (B, K) at the users' current state (no change).
+
+        Returns unconditional `click`, `long_view`, `like`, `follow`, `comment`, `forward`, `hate`
+        (p = p_click * p(.|click) + (1 - p_click) * p(.|no click)) and `watch_ms` (expected).
+        """
+        users = np.asarray(users, dtype=np.int64)
+        slate = np.asarray(slate, dtype=np.int64)
+        ctx = self._slate_context(users, slate)
+        return self._unconditional(self._predict_slate(users, slate, ctx, scenario), slate)
+
+    def _unconditional(self, pred: dict[str, np.ndarray], slate: np.ndarray) -> dict:
+        shape = slate.shape
+        out = {"click": pred["p_click"].reshape(shape)}
+        for name in CONDITIONAL:
+            out[name] = pred[f"p_{name}"].reshape(shape)
+        out["watch_ms"] = pred["expected_ratio"].reshape(shape) * self.catalogue.duration_ms[slate]
+        return out
+
+    def _predict_slate(
+        self,
+        users: np.ndarray,
+        slate: np.ndarray,
+        ctx: dict[str, np.ndarray],
+        scenario: np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        b, k = slate.shape
+        cats = ctx["cats"]
+        st = self.state
+        tab = np.full(b, REC_TAB, dtype=np.int64)
+        if scenario is not None:
+            tab = np.where(np.asarray(scenario) == SEARCH, SEARCH_TAB, REC_TAB)
+        counts = np.concatenate(
+            [
+                st.counts[users[:, None], cats],
+                np.broadcast_to(st.totals[users][:, None, :], (b, k, 3)),
+                st.pairs.lookup(users, self.catalogue.author[slate]),
+            ],
+            axis=-1,
+        )
+        return self._predict(
+            user=np.repeat(users, k),
+            clicked=st.clicked[users],
+            skipped=st.skipped[users],
+            item=slate.ravel(),
+            affinity=counts.reshape(b * k, -1),
+            tab=np.repeat(tab, k),
+            position=ctx["position"].ravel(),
+            recency=ctx["recency"].reshape(b * k, 2),
+        )
+
+    def predict_rows(self, table: LogTable, rows: np.ndarray, batch: int = 16384) -> dict:
+        """Predictions for logged exposures `rows` of `table`, from their logged inputs.
+
+        Returns unconditional probabilities `p_click`, `p_long_view`, ..., `p_hate` and
+        `expected_ratio`, `expected_watch_ms`, each (len(rows),) float64.
+        """
+        keys = ["p_click"] + [f"p_{b}" for b in CONDITIONAL] + ["expected_ratio"]
+        out = {key: np.empty(len(rows), dtype=np.float64) for key in keys}
+        for lo in range(0, len(rows), batch):
+            r = rows[lo : lo + batch]
+            pred = self._predict(
+                user=table.user[r],
+                clicked=table.clicked[r],
+                skipped=table.skipped[r],
+                item=table.item[r],
+                affinity=table.affinity[r],
+                tab=table.tab[r],
+                position=table.position[r],
+                recency=table.recency[r],
+            )
+            for key in keys:
+                out[key][lo : lo + len(r)] = pred[key]
+        out["expected_watch_ms"] = out["expected_ratio"] * table.duration_ms[rows]
+        return out
+
+    def _inputs(
+        self,
+        *,
+        user: np.ndarray | torch.Tensor,
+        clicked: np.ndarray | torch.Tensor,
+        skipped: np.ndarray | torch.Tensor,
+        item: np.ndarray | torch.Tensor,
+        affinity: np.ndarray,
+        tab: np.ndarray,
+        position: np.ndarray,
+        recency: np.ndarray,
+    ) -> dict[str, Any]:
+        """Model inputs for N exposures; histories have one row per user group (N / G rows each)."""
+
+        def long(a: np.ndarray | torch.Tensor) -> torch.Tensor:
+            if isinstance(a, torch.Tensor):
+                return a.long()
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+
+        t_user, t_item = long(user), long(item)
+        t_clicked, t_skipped = long(clicked), long(skipped)
+        return {
+            "user_row": self._t_user_row[t_user],
+            "user_x": self._t_user_x[t_user],
+            "clicked": (
+                self._t_item_row[t_clicked].masked_fill(t_clicked < 0, -1),
+                self._t_cat_row[t_clicked],
+            ),
+            "skipped": (
+                self._t_item_row[t_skipped].masked_fill(t_skipped < 0, -1),
+                self._t_cat_row[t_skipped],
+            ),
+            "item_row": self._t_item_row[t_item],
+            "author_row": self._t_author_row[t_item],
+            "category_row": self._t_cat_row[t_item],
+            "top_row": self._t_top_row[t_item],
+            "item_x": self._t_item_x[t_item],
+            "affinity": torch.from_numpy(affinity_features(affinity)),
+            "tab_row": torch.from_numpy(self.vocab.tab_rows(tab)),
+            "context": torch.from_numpy(context_features(position, recency, self.config)),
+        }
+
+    def _predict(self, **arrays: Any) -> dict[str, np.ndarray]:
+        """Response probabilities for N exposures (arguments as `_inputs`)."""
+        with torch.inference_mode():
+            out = self.response(**self._inputs(**arrays))
+            click, cond, ratio = self.response.split_outputs(out)
+            p_click = torch.sigmoid(click).double().numpy()
+            p_cond = torch.sigmoid(cond).double().numpy()  # (N, 6, 2)
+            p_ratio = torch.softmax(ratio.double(), dim=-1).numpy()  # (N, 2, R)
+        mean_ratio = p_ratio @ ratio_values(p_ratio.shape[-1])  # (N, 2)
+        result = {
+            "p_click": p_click,
+            "conditional": p_cond,
+            "ratio": p_ratio,
+            "expected_ratio": p_click * mean_ratio[:, 1] + (1 - p_click) * mean_ratio[:, 0],
+        }
+        for j, name in enumerate(CONDITIONAL):
+            result[f"p_{name}"] = p_click * p_cond[:, j, 1] + (1 - p_click) * p_cond[:, j, 0]
+        return result
+
+    def _hazard(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return torch.sigmoid(self.leave(torch.from_numpy(x)).double()).numpy()
+
+    def _record(
+        self,
+        users: np.ndarray,
+        slate: np.ndarray,
+        cats: np.ndarray,
+        click: np.ndarray,
+        long_view: np.ndarray,
+        follow: np.ndarray,
+    ) -> None:
+        """Add a request's exposures to the users' histories, category and author counts."""
+        st = self.state
+        st.clicked[users] = push_history(st.clicked[users], np.where(click, slate, -1))
+        st.skipped[users] = push_history(st.skipped[users], np.where(click, -1, slate))
+        x = np.stack([np.ones(click.shape), click, long_view], axis=-1).astype(np.float32)
+        n_cat = self.catalogue.n_categories
+        flat = st.counts.reshape(-1, 3)  # a view: counts of user u, category c at u * C + c
+        np.add.at(flat, (users[:, None] * n_cat + cats).ravel(), x.reshape(-1, 3))
+        st.totals[users] += x.sum(axis=1)
+        pair_x = np.concatenate([x, follow[..., None]], axis=-1).astype(np.float32)
+        st.pairs.add(users, self.catalogue.author[slate], pair_x)
+
+    # ----------------------------------------------------------------- fitting and checkpoints
+    @classmethod
+    def fit(cls, table: LogTable, progress: bool = False) -> LearnedSimulator:
+        """Fit the response and leave models on the training sessions of `table` (`fit.py`)."""
+        return fit_simulator(cls, table, progress)
+
+    def save(self, path: str | Path) -> Path:
+        """Write `path`/model.pt (weights and lookup arrays), config.json and fidelity.json."""
+        return save_checkpoint(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> LearnedSimulator:
+        """Read a checkpoint directory written by `save`; any problem raises `CheckpointError`."""
+        return load_checkpoint(cls, path)
