@@ -11,7 +11,8 @@ import pytest
 
 from recgym import data
 from recgym.data import DataError, Dataset, LoadReport, load
-from recgym.data import loaders as loaders_module
+from recgym.data.loaders import movielens as movielens_loader
+from recgym.data.loaders import reading as csv_reading
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -413,8 +414,8 @@ def test_wrong_type_names_file_column_line(tmp_path):
 def test_bad_value_found_across_many_chunks_and_blank_lines(
     tmp_path, monkeypatch, column, value, problem
 ):
-    monkeypatch.setattr(loaders_module, "_BLOCK_SIZE", 1024)
-    monkeypatch.setattr(loaders_module, "_SCAN_BLOCK", 333)
+    monkeypatch.setattr(csv_reading, "_BLOCK_SIZE", 1024)
+    monkeypatch.setattr(csv_reading, "_SCAN_BLOCK", 333)
     path = write_log(tmp_path, set_field(kuairand_rows(400), 350, column, value))
     lines = path.read_text().split("\n")
     lines[100:100] = ["", "\r"]  # two blank lines push the bad row down to line 352
@@ -591,7 +592,7 @@ def test_cache_reused_then_invalidated(tmp_path, monkeypatch):
         raise AssertionError("the CSV was read despite a valid cache")
 
     with monkeypatch.context() as m:
-        m.setattr(loaders_module, "_read_csv", no_csv)
+        m.setattr(movielens_loader, "_read_csv", no_csv)
         second = load(tmp_path / "ml")
     assert second.report.from_cache and second.report.files == first.report.files
     pd.testing.assert_frame_equal(second.interactions, first.interactions)
