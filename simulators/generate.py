@@ -12,9 +12,15 @@ import pandas as pd
 from recgym.data.writers import write_kuairand, write_kuaisar
 from recgym.simulators.logs import LogConfig, simulate_logs
 from recgym.simulators.world import World, WorldConfig
+from recgym.simulators.world_state import (
+    CONFIG_FILE,
+    STATE_FILE,
+    load_world,
+    save_world_state,
+    world_fingerprint,
+)
 
 TRUTH_FILE = "world_truth.parquet"
-CONFIG_FILE = "world.json"
 
 
 def generate(
@@ -27,9 +33,11 @@ def generate(
     """Write logs of a fresh world to `out` in `fmt` ("kuairand" or "kuaisar").
 
     Besides the dataset files, `out` gets `world.json` (the configs, enough to rebuild the
-    identical world with `load_world`) and `world_truth.parquet` (per logged exposure: user_id,
-    item_id, timestamp and the world's true p_click, p_long_view and expected_watch_ms).
-    Loaders ignore both. Returns a summary dict.
+    identical world), `world_state.npz` (the users' state as it stands after the logs, see
+    `simulators.world_state`; `load_world(out)` returns that world, ready to be the env's
+    backend) and `world_truth.parquet` (per logged exposure: user_id, item_id, timestamp and
+    the world's true p_click, p_long_view and expected_watch_ms). Loaders ignore all three.
+    Returns a summary dict.
     """
     if fmt not in ("kuairand", "kuaisar"):
         raise ValueError(f"unknown format {fmt!r}; expected 'kuairand' or 'kuaisar'")
@@ -57,11 +65,15 @@ def generate(
         )
     truth = logs[["user_id", "item_id", "timestamp", "p_click", "p_long_view", "expected_watch_ms"]]
     truth.to_parquet(out / TRUTH_FILE, index=False)
-    (out / CONFIG_FILE).write_text(
-        json.dumps(
-            {"format": fmt, "world": asdict(world_config), "logs": asdict(log_config)}, indent=2
-        )
-    )
+    save_world_state(world, out)  # the world after its logs: where the env backend starts
+    config = {
+        "format": fmt,
+        "world": asdict(world_config),
+        "logs": asdict(log_config),
+        "dynamics": asdict(world.dynamics),
+        "state": {"file": STATE_FILE, "fingerprint": world_fingerprint(world)},
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     return {
         "out": str(out),
         "format": fmt,
@@ -69,11 +81,8 @@ def generate(
         "users": int(logs["user_id"].nunique()) if len(logs) else 0,
         "items": int(logs["item_id"].nunique()) if len(logs) else 0,
         "sessions": int(logs["session_id"].nunique()) if len(logs) else 0,
-        "files": [p.name for p in files] + [TRUTH_FILE, CONFIG_FILE],
+        "files": [p.name for p in files] + [TRUTH_FILE, STATE_FILE, CONFIG_FILE],
     }
 
 
-def load_world(directory: str | Path) -> World:
-    """Rebuild the world (in its initial state) that wrote the logs in `directory`."""
-    cfg = json.loads((Path(directory) / CONFIG_FILE).read_text())
-    return World(WorldConfig(**cfg["world"]))
+__all__ = ["CONFIG_FILE", "STATE_FILE", "TRUTH_FILE", "generate", "load_world"]

@@ -73,7 +73,7 @@ def test_log_features_match_the_world_history_at_each_request(world_logs):
     """Per logged exposure, the category/author shares equal the env's formula applied to the
     world's history (the user's last 20 clicks) as of the start of the exposure's request."""
     out, cfg, ds = world_logs
-    world = load_world(out)
+    world = load_world(out, state="initial")  # the pre-log world, to replay the logs
     logs = simulate_logs(world, LogConfig(**cfg["logs"]), progress=False)  # the same run again
     logs = logs.sort_values(["user_id", "timestamp"], kind="stable", ignore_index=True)
     feats = log_features(ds, RankerConfig())

@@ -475,7 +475,7 @@ def test_kuaisar_search_flags_point_at_the_next_search(kuaisar_dir, logged):
 def test_kuaisar_social_network_holds_the_world_follows(tmp_path):
     out = generated(tmp_path, "sar", 1, "kuaisar")
     social = pd.read_csv(out / "social_network.csv")
-    world = load_world(out)
+    world = load_world(out, state="initial")  # the pre-log world, to replay the logs
     simulate_logs(world, SMALL_LOGS, progress=False)  # replays the run that wrote `out`
     follows = np.argwhere(world.state.follows)
     assert len(social) > 0
