@@ -2,7 +2,7 @@
 
 `asa_samples` is the one function that turns a log into the offline buffer RLIV-UA and the
 offline baselines train on: one SCRI sample ``(s_ua, a, r_ua, s'_ua)`` per logged exposure row,
-in the Tianshou ``ReplayBuffer`` layout of the contract (`recgym.envs.scri`, whose names it
+in the Tianshou ``ReplayBuffer`` layout of the contract (`recgym.simulators.scri`, whose names it
 uses). How the samples are built:
 
 - Rows are processed per user in time order: a stable sort by (user_id, timestamp), so rows
@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from recgym.envs import scri
+from recgym.simulators import scri
 from recgym.simulators.features import user_feature_matrix
 from recgym.simulators.protocol import Catalogue, UserModel
 
@@ -74,7 +74,7 @@ OPTIONAL_COLUMNS = ("is_gift",)
 
 @dataclass(kw_only=True)
 class SCRISamples:
-    """SCRI samples in a Tianshou ``ReplayBuffer`` (layout: `recgym.envs.scri`) and what they mean.
+    """SCRI samples in a Tianshou ``ReplayBuffer`` (layout: `recgym.simulators.scri`) and what they mean.
 
     `buffer` rows are in (user, time) order. `tasks` are the TASKS the source supports (the
     reward columns are always all of TASKS; an unsupported one is all zero).

@@ -8,8 +8,8 @@ import numpy as np
 from gymnasium import spaces
 
 from recgym.data.asa import sequential_counters
-from recgym.envs import scri
 from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES, SessionEnv
+from recgym.simulators import scri
 
 UA_CANDIDATE_FEATURES: tuple[str, ...] = (
     *CANDIDATE_FEATURES,

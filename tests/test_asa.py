@@ -19,7 +19,7 @@ from recgym.data.asa import (
     sidecar_path,
 )
 from recgym.data.schema import Dataset, LoadReport
-from recgym.envs import scri
+from recgym.simulators import scri
 from recgym.simulators.features import user_feature_matrix
 
 REAL_KUAIRAND = Path(__file__).resolve().parents[2] / "shared" / "data" / "kuairand"

@@ -32,7 +32,7 @@ from recgym.agents.rliv_ua import (
     user_author_states,
 )
 from recgym.envs import make_env
-from recgym.envs.scri import TASKS, UA_COUNTERS, asa_next_counters, tasks_for
+from recgym.simulators.scri import TASKS, UA_COUNTERS, asa_next_counters, tasks_for
 
 USER_DIM = 2
 NO_GIFT = tasks_for(("click", "watch_ms", "follow"))
@@ -48,7 +48,7 @@ def scri_buffer(
     author: np.ndarray,
     rewards: np.ndarray,
 ) -> ReplayBuffer:
-    """A ReplayBuffer in the `envs.scri` layout (rewards: (n, len(TASKS)))."""
+    """A ReplayBuffer in the `simulators.scri` layout (rewards: (n, len(TASKS)))."""
     n = len(obs)
     never = np.zeros(n, dtype=bool)
     batch = Batch(

@@ -16,7 +16,6 @@ import pytest
 import recgym  # noqa: F401  (registers the envs)
 from recgym.data.asa import asa_samples
 from recgym.data.schema import Dataset, LoadReport
-from recgym.envs import scri
 from recgym.envs.session import CANDIDATE_FEATURES
 from recgym.envs.user_author import (
     UA_CANDIDATE_FEATURES,
@@ -24,6 +23,7 @@ from recgym.envs.user_author import (
     candidate_states,
     split_observation,
 )
+from recgym.simulators import scri
 
 ENV_ID = "recgym/UserAuthor-v0"
 SMALL_WORLD = {"n_users": 60, "n_items": 300, "n_authors": 30}

@@ -4,6 +4,11 @@ Everything that produces or consumes user-author (UA) transitions agrees on this
 `recgym/UserAuthor-v0` (`envs.user_author`), Adjacent State Approximation over logs
 (`data.asa`), RLIV-UA (`agents.rliv_ua`) and the baselines on that env.
 
+It lives in `simulators` (it was `envs.scri`) because it needs only numpy and the
+`simulators.protocol.Catalogue`, and every room that uses it is at or downstream of
+`simulators`: `data.asa` importing it from `envs` made the cycle data.asa -> envs (package
+`__init__`) -> envs.user_author -> data.asa. `tests/test_imports.py` keeps it gone.
+
 State (Eq. 3): ``s_ua = (f_u, f_a, f_ua)``
 - ``f_u``: the backend's static user features (`UserModel.user_features`);
 - ``f_a``: AUTHOR_FEATURES of the author, static, computed from the catalogue
