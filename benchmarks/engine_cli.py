@@ -1,0 +1,139 @@
+"""A bench's command line, generated from its keyword-only config dataclass.
+
+Each field becomes ``--field-name`` with the field's type and default; its help is the field's
+docstring (the string literal right below it, read with `ast`), so ``recgym bench SUITE --help``
+explains every option the config has. Supported types: int, float, str, bool (``--x/--no-x``),
+``Literal[...]`` (choices), ``tuple[T, ...]`` / ``list[T]`` (one or more values) and ``T | None``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import textwrap
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar
+
+C = TypeVar("C")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """{field: docstring} for a dataclass whose fields carry a string literal below them."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's docstring wins
+        if not dataclasses.is_dataclass(klass) or klass is object:
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+        for node, after in zip(body, body[1:], strict=False):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0], True
+    return tp, False
+
+
+def _argument(name: str, tp: Any, default: Any, doc: str) -> tuple[list[str], dict[str, Any]]:
+    flag = "--" + name.replace("_", "-")
+    tp, optional = _unwrap_optional(tp)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    shown = default if not isinstance(default, tuple) else " ".join(map(str, default))
+    help_text = f"{doc or name} (default: {shown})"
+    if tp is bool:
+        return [flag], {"action": argparse.BooleanOptionalAction, "default": default, "help": doc}
+    if origin is Literal:
+        return [flag], {"choices": list(args), "type": type(args[0]), "default": default,
+                        "help": help_text}  # fmt: skip
+    if origin in (tuple, list):
+        item = args[0] if args else str
+        if item not in (int, float, str):
+            raise TypeError(f"field {name}: cannot make an option for {tp}")
+        return [flag], {"nargs": "+", "type": item, "default": default, "help": help_text}
+    if tp in (int, float, str):
+        conv = tp
+        if optional:
+
+            def conv(text: str, base: Any = tp) -> Any:
+                return None if text.lower() == "none" else base(text)
+
+            help_text += "; 'none' for none"
+        return [flag], {"type": conv, "default": default, "help": help_text, "metavar": tp.__name__}
+    raise TypeError(f"field {name}: cannot make an option for {tp}")
+
+
+def config_parser(
+    cls: type,
+    *,
+    prog: str | None = None,
+    description: str | None = None,
+    exclude: Sequence[str] = (),
+    parser: argparse.ArgumentParser | None = None,
+) -> argparse.ArgumentParser:
+    """An argparse parser with one option per field of the keyword-only dataclass `cls`."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    parser = parser or argparse.ArgumentParser(
+        prog=prog,
+        description=description or (inspect.getdoc(cls) or "").split("\n")[0],
+    )
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            raise TypeError(f"field {f.name} of {cls.__name__} needs a default for the CLI")
+        flags, kwargs = _argument(f.name, hints[f.name], default, docs.get(f.name, ""))
+        parser.add_argument(*flags, dest=f.name, **kwargs)
+    return parser
+
+
+def config_from_args(cls: type[C], namespace: argparse.Namespace, **overrides: Any) -> C:
+    """The config `cls` from parsed options (list values become tuples where the field is one)."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init or not hasattr(namespace, f.name):
+            continue
+        v = getattr(namespace, f.name)
+        tp, _ = _unwrap_optional(hints[f.name])
+        if typing.get_origin(tp) is tuple and isinstance(v, list):
+            v = tuple(v)
+        values[f.name] = v
+    values.update(overrides)
+    return cls(**values)
+
+
+def parse_config(
+    cls: type[C], argv: Sequence[str] | None = None, **parser_kwargs: Any
+) -> tuple[C, argparse.Namespace]:
+    """Parse `argv` with `config_parser(cls)`; returns (config, namespace)."""
+    ns = config_parser(cls, **parser_kwargs).parse_args(argv)
+    return config_from_args(cls, ns), ns
+
+
+__all__ = ["config_from_args", "config_parser", "field_docs", "parse_config"]
