@@ -27,7 +27,9 @@ def _world_generate(args: argparse.Namespace) -> int:
     if args.format == "kuaisar":
         logs.start_date = "2023-05-22"  # KuaiSAR's first day
     from recgym.data import DataError
+    from recgym.outdir import ensure_writable_dir
 
+    ensure_writable_dir(args.out)  # an unwritable --out fails here, before the world is built
     try:
         summary = generate(args.out, world, logs, args.format, progress=not args.quiet)
     except (DataError, ValueError) as exc:
@@ -76,10 +78,13 @@ def _simulator_train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from recgym import __version__
+
     parser = argparse.ArgumentParser(
         prog="recgym",
         description="recgym: an offline-RL recommendation gym (Gymnasium envs on user simulators).",
     )
+    parser.add_argument("--version", action="version", version=f"recgym {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser(
@@ -172,7 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from recgym.outdir import OutputError
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _dispatch(argv)
+    except OutputError as exc:  # an unwritable --out: one line naming the path, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["demo"]:  # the demo parses its own options (and its own --help)
         from recgym.benchmarks import demo
 

@@ -76,8 +76,9 @@ def run(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
     from recgym.simulators.world import WorldConfig
 
     torch.set_num_threads(1)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    from recgym.outdir import ensure_writable_dir
+
+    out = ensure_writable_dir(cfg.out)  # an unwritable --out fails here, before any work
     timings: dict[str, float] = {}
     world_cfg = WorldConfig(
         n_users=cfg.users, n_items=cfg.items, n_authors=cfg.authors, seed=cfg.seed

@@ -73,6 +73,8 @@ from typing import Any
 
 import numpy as np
 
+from recgym.outdir import ensure_writable_dir
+
 ENV_ID = "recgym/UserAuthor-v0"
 ROWS = "rows.jsonl"
 BACKENDS = ("learned", "world")
@@ -1442,7 +1444,7 @@ def run(
 
     torch.set_num_threads(1)
     job = Job(cfg, Path(out), Path(work), fresh, progress)
-    job.out.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(job.out)  # an unwritable --out fails here, before any stage
     started = time.perf_counter()
     if report_only:
         last = _read_json(job.out / "run.json")
@@ -1455,7 +1457,7 @@ def run(
         rows = [r for r in read_rows(job.out / ROWS) if r["key"] in keys]
         md = report(job, rows)
         return {"markdown": md, "rows": rows, "out": str(job.out)}
-    job.work.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(job.work)
     stage_logs(job)
     stage_simulator(job)
     if set(cfg.agents) & set(RLIV_VARIANTS):

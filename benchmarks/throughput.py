@@ -65,6 +65,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recgym.outdir import ensure_writable_dir
 from recgym.simulators import oracle
 from recgym.simulators.candidates import CandidateGenerator
 from recgym.simulators.generate import generate
@@ -637,8 +638,7 @@ def run(
     unknown = sorted(set(names) - set(BENCHES))
     if unknown:
         raise ValueError(f"unknown benches {unknown}; expected some of {list(BENCHES)}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_writable_dir(out_dir)  # an unwritable --out fails here, before any bench
     _CONTEXT.update(mode="quick" if quick else "full", torch_threads=torch_threads)
     _CONTEXT.update(git_sha=git_sha(), machine=machine())
     rows: list[dict] = []

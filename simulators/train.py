@@ -10,8 +10,56 @@ from typing import Any
 
 import torch
 
+from recgym.outdir import ensure_writable_dir
 from recgym.simulators.fidelity import fidelity_report, read_truth, render_markdown
 from recgym.simulators.learned import LearnedSimulator, SimulatorConfig, build_log_table
+
+BEHAVIOUR_COLUMNS = (
+    "is_click",
+    "long_view",
+    "play_time_ms",
+    "duration_ms",
+    "is_like",
+    "is_follow",
+    "is_comment",
+    "is_forward",
+    "is_hate",
+)
+"""Log columns the simulator learns from (KuaiRand's names); data without them is refused."""
+
+EXPECTED = (
+    "KuaiRand-format logs (log_standard_*.csv / log_random_*.csv with "
+    + ", ".join(BEHAVIOUR_COLUMNS[:4])
+    + ", ...; e.g. from `recgym world generate`)"
+)
+
+
+def check_kuairand_logs(dataset: Any) -> None:
+    """Raise `DataError` unless `dataset` is KuaiRand-format logs with behaviour to learn from.
+
+    Any other format loads fine but has none of the behaviour columns: the response model would
+    fit all-zero labels (click loss 0) and the leave model nonsense, and training would "succeed".
+    So: the format must be "kuairand", every `BEHAVIOUR_COLUMNS` column present, and at least one
+    click logged (a log without a click has nothing to learn).
+    """
+    from recgym.data import DataError
+
+    if dataset.format != "kuairand":
+        raise DataError(
+            f"simulator training needs {EXPECTED}; found {dataset.format} data", file=dataset.source
+        )
+    inter = dataset.interactions
+    missing = [c for c in BEHAVIOUR_COLUMNS if c not in inter.columns]
+    if missing:
+        raise DataError(
+            f"simulator training needs {EXPECTED}; the log has no column(s) {', '.join(missing)}",
+            file=dataset.source,
+        )
+    if not (inter["is_click"].to_numpy() > 0).any():
+        raise DataError(
+            f"simulator training needs logged clicks; is_click is 0 on all {len(inter):,} rows",
+            file=dataset.source,
+        )
 
 
 def train_simulator(
@@ -27,17 +75,25 @@ def train_simulator(
     only (`simulators.fidelity`), with the world's truth when `data_dir` has world_truth.parquet.
     Torch runs with `config.torch_threads` threads throughout (restored afterwards). Returns a
     summary: paths, row counts, seconds per stage, peak resident memory and the report.
+
+    Before any training: `out` must be writable (`OutputError` otherwise) and `data_dir` must
+    hold KuaiRand-format logs (`DataError` otherwise, without loading a dataset of another
+    format; `check_kuairand_logs`).
     """
-    from recgym.data import load
+    from recgym.data import DataError, detect_format, load
 
     cfg = config or SimulatorConfig()
-    out = Path(out)
+    fmt, source = detect_format(data_dir)
+    if fmt != "kuairand":  # refuse before loading (an ML/Last.fm load can take a while)
+        raise DataError(f"simulator training needs {EXPECTED}; found {fmt} data", file=source)
+    out = ensure_writable_dir(out)
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.torch_threads)
     seconds: dict[str, float] = {}
     try:
         started = time.perf_counter()
         dataset = load(data_dir)
+        check_kuairand_logs(dataset)
         table = build_log_table(dataset, cfg)
         del dataset
         seconds["prepare"] = time.perf_counter() - started
@@ -84,7 +140,7 @@ def summary_text(result: dict[str, Any]) -> str:
     return render_markdown(result["fidelity"]) + "\n" + cost
 
 
-__all__ = ["summary_text", "train_simulator"]
+__all__ = ["BEHAVIOUR_COLUMNS", "check_kuairand_logs", "summary_text", "train_simulator"]
 
 if __name__ == "__main__":  # pragma: no cover - a convenience until the CLI is wired
     import argparse

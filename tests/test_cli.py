@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,98 @@ def test_simulator_train_on_bad_data_exits_2_with_one_line(tmp_path: Path, capsy
     assert main(["simulator", "train", "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_version_prints_the_package_version(capsys) -> None:
+    import recgym
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"recgym {recgym.__version__}"
+
+
+WRITING_COMMANDS = {
+    "world generate": ["world", "generate", "--users", "20", "--items", "50", "--days", "1",
+                       "--quiet", "--out"],
+    "demo": ["demo", "--quiet", "--out"],
+    "simulator train": ["simulator", "train", "--epochs", "1", "--quiet", "--data", "{logs}",
+                        "--out"],
+    "bench throughput": ["bench", "throughput", "--quick", "--only", "world_step", "--out"],
+    "bench rliv-ua": ["bench", "rliv-ua", "--quick", "--quiet", "--work", "{tmp}/work", "--out"],
+}  # fmt: skip
+"""Every command that writes, with options that would make it do little; `--out` goes last."""
+
+
+@pytest.mark.parametrize("blocker", ["parent is a file", "path is a file"])
+@pytest.mark.parametrize("command", list(WRITING_COMMANDS))
+def test_an_unwritable_out_is_one_line_naming_the_path_and_exit_2(
+    command: str, blocker: str, tiny_logs: Path, tmp_path: Path, capsys
+) -> None:
+    """Root ignores chmod, so the unwritable paths are ones no user can create: below a file,
+    or an existing file. Each command must refuse before doing any work (the tiny budgets are
+    a backstop: a command that trained first would still finish, and then fail the line test)."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory\n")
+    out = a_file / "out" if blocker == "parent is a file" else a_file
+    argv = [a.format(logs=tiny_logs, tmp=tmp_path) for a in WRITING_COMMANDS[command]]
+    assert main([*argv, str(out)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and str(out) in lines[0], lines
+    assert "Traceback" not in captured.err + captured.out
+    assert a_file.read_text() == "not a directory\n"
+
+
+def test_bench_rliv_ua_refuses_an_unwritable_work_dir(tmp_path: Path, capsys) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    argv = ["bench", "rliv-ua", "--quick", "--quiet", "--out", str(tmp_path / "out"),
+            "--work", str(a_file / "work")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(a_file / "work") in err[0]
+
+
+def _ml100k_like(path: Path) -> Path:
+    """A tiny hand-made MovieLens-100k directory (u.data: user, item, rating, timestamp)."""
+    path.mkdir()
+    rows = [(1, 10, 5, 881250949), (2, 20, 3, 891717742), (1, 20, 4, 878887116)]
+    (path / "u.data").write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows))
+    return path
+
+
+ML_100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
+
+
+@pytest.mark.parametrize("source", ["hand-made ml-100k", "real ml-100k"])
+def test_simulator_train_refuses_data_that_is_not_kuairand_logs(
+    source: str, tmp_path: Path, capsys
+) -> None:
+    if source == "real ml-100k":
+        if not ML_100K.is_dir():
+            pytest.skip(f"{ML_100K} not available")
+        data = ML_100K
+    else:
+        data = _ml100k_like(tmp_path / "ml")
+    out = tmp_path / "sim"
+    assert main(["simulator", "train", "--data", str(data), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+    assert "KuaiRand-format logs" in err[0] and "found ml-100k data" in err[0]
+    assert not out.exists()  # refused before anything was written
+
+
+def test_kuairand_logs_without_behaviour_are_refused(tiny_logs: Path) -> None:
+    from recgym.data import DataError, load
+    from recgym.simulators.train import check_kuairand_logs
+
+    dataset = load(tiny_logs)
+    check_kuairand_logs(dataset)  # the real thing passes
+    no_clicks = dataset.interactions.assign(is_click=0)
+    with pytest.raises(DataError, match="is_click is 0 on all"):
+        check_kuairand_logs(replace(dataset, interactions=no_clicks))
+    with pytest.raises(DataError, match="no column.*long_view"):
+        check_kuairand_logs(replace(dataset, interactions=no_clicks.drop(columns="long_view")))
+    with pytest.raises(DataError, match="found kuaisar data"):
+        check_kuairand_logs(replace(dataset, format="kuaisar"))
