@@ -80,7 +80,10 @@ def format_summary(summary: dict) -> str:
 
 
 def inspect(path: str, format: str | None = None) -> int:
-    """Load a dataset and print what was found; 0 on success, 2 (and one error line) on bad data."""
+    """Load a dataset and print what was found; 0 on success, 2 (and one error line) on bad data.
+
+    Writes nothing into `path`: the parquet cache goes to the user cache dir (see `load`).
+    """
     try:
         ds = load(path, format)
     except (DataError, FileNotFoundError, ValueError) as exc:

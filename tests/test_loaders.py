@@ -580,13 +580,21 @@ def write_ratings(directory: Path, n: int) -> Path:
     return path
 
 
+def files_under(directory: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder below `directory` with its size and mtime (ns)."""
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+    }
+
+
 def test_cache_reused_then_invalidated(tmp_path, monkeypatch):
     monkeypatch.delenv("RECGYM_CACHE_DIR")
     path = write_ratings(tmp_path / "ml", 20)
     first = load(tmp_path / "ml")
     assert not first.report.from_cache
     entry = Path(first.report.cache)
-    assert entry.parent == tmp_path / "ml" / ".recgym_cache" and entry.is_dir()
+    assert entry.is_dir() and entry.parent.parent == tmp_path / "xdg" / "recgym"
 
     def no_csv(*args, **kwargs):
         raise AssertionError("the CSV was read despite a valid cache")
@@ -604,6 +612,42 @@ def test_cache_reused_then_invalidated(tmp_path, monkeypatch):
     assert [p.name for p in entry.parent.iterdir()] == [Path(third.report.cache).name]
 
 
+def test_same_size_edit_with_new_mtime_invalidates_the_cache(tmp_path):
+    path = write_ratings(tmp_path / "ml", 20)
+    assert load(tmp_path / "ml").interactions["rating"].iloc[0] == 1
+    text = path.read_text()
+    path.write_text("1\t10\t5" + text[len("1\t10\t1") :])  # first rating 1 -> 5, same size
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    again = load(tmp_path / "ml")
+    assert not again.report.from_cache and again.interactions["rating"].iloc[0] == 5
+
+
+def test_recgym_cache_dir_is_honoured_and_cache_dir_wins(tmp_path, monkeypatch):
+    write_ratings(tmp_path / "ml", 5)
+    first = load(tmp_path / "ml")
+    assert Path(first.report.cache).is_relative_to(tmp_path / "cache")
+    assert load(tmp_path / "ml").report.from_cache
+    assert not (tmp_path / "xdg").exists()
+    explicit = load(tmp_path / "ml", cache_dir=tmp_path / "mine")
+    assert not explicit.report.from_cache
+    assert Path(explicit.report.cache).is_relative_to(tmp_path / "mine")
+    monkeypatch.delenv("RECGYM_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    default = load(tmp_path / "ml")
+    assert Path(default.report.cache).is_relative_to(tmp_path / "home" / ".cache" / "recgym")
+
+
+def test_two_datasets_with_the_same_folder_name_never_share_an_entry(tmp_path):
+    write_ratings(tmp_path / "a" / "ml", 7)
+    write_ratings(tmp_path / "b" / "ml", 9)
+    for _ in range(2):
+        a, b = load(tmp_path / "a" / "ml"), load(tmp_path / "b" / "ml")
+        assert (len(a.interactions), len(b.interactions)) == (7, 9)
+    assert a.report.from_cache and b.report.from_cache
+    assert Path(a.report.cache).parent != Path(b.report.cache).parent
+
+
 def test_cache_keeps_dtypes(tmp_path):
     path = write_kuaisar(tmp_path / "kuaisar")
     fresh, cached = load(path), load(path)
@@ -613,20 +657,40 @@ def test_cache_keeps_dtypes(tmp_path):
     pd.testing.assert_frame_equal(cached.extra["social_network"], fresh.extra["social_network"])
 
 
-def test_cache_falls_back_when_data_dir_is_not_writable(tmp_path, monkeypatch):
+def test_inspect_never_writes_into_the_data_directory(tmp_path, monkeypatch, capsys):
+    """`recgym data inspect` on a copy of a small dataset: the folder is byte-for-byte as before,
+    on the first (cache written) and the second (cache read) run; the cache is in the user's."""
     monkeypatch.delenv("RECGYM_CACHE_DIR")
-    write_ratings(tmp_path / "blocked", 5)
-    (tmp_path / "blocked" / ".recgym_cache").write_text("a file where the cache dir would go")
+    directory = write_kuaisar(tmp_path / "kuaisar")
+    before = files_under(directory)
+    assert len(before) >= 3
+    for _ in range(2):
+        assert data.inspect(str(directory)) == 0
+        assert files_under(directory) == before
+    assert "kuaisar" in capsys.readouterr().out
+    entries = list((tmp_path / "xdg" / "recgym").glob("kuaisar-*/*"))
+    assert len(entries) == 1 and (entries[0] / "meta.json").is_file()
+
+
+def test_read_only_data_directory_loads_and_caches_elsewhere(tmp_path):
     write_ratings(tmp_path / "readonly", 5)
-    (tmp_path / "readonly").chmod(0o555)  # no write bits: skipped even when running as root
+    (tmp_path / "readonly").chmod(0o555)
     try:
-        for name in ("blocked", "readonly"):
-            ds = load(tmp_path / name)
-            assert Path(ds.report.cache).is_relative_to(tmp_path / "xdg" / "recgym")
-            assert load(tmp_path / name).report.from_cache
-        assert not (tmp_path / "readonly" / ".recgym_cache").exists()
+        ds = load(tmp_path / "readonly")
+        assert Path(ds.report.cache).is_relative_to(tmp_path / "cache")
+        assert load(tmp_path / "readonly").report.from_cache
+        assert [p.name for p in (tmp_path / "readonly").iterdir()] == ["u.data"]
     finally:
         (tmp_path / "readonly").chmod(0o755)
+
+
+def test_unwritable_cache_dir_still_loads_and_says_why(tmp_path, monkeypatch):
+    (tmp_path / "blocked").write_text("a file where the cache folder would go")
+    monkeypatch.setenv("RECGYM_CACHE_DIR", str(tmp_path / "blocked"))
+    write_ratings(tmp_path / "ml", 5)
+    ds = load(tmp_path / "ml")
+    assert len(ds.interactions) == 5 and ds.report.cache is None
+    assert any(n.startswith("parquet cache not written") for n in ds.report.notes)
 
 
 # ---------------------------------------------------------------------------------------------

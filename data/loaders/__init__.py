@@ -51,10 +51,14 @@ def load(
     a separate step (`recgym.data.preprocess`).
 
     With `cache`, the typed tables are stored as parquet and reused while every input file keeps
-    its size and mtime. The cache lives in `<data dir>/.recgym_cache/`; when that is not
-    writable (or the directory has no write permission bits), in
-    `$XDG_CACHE_HOME/recgym/` (default ~/.cache/recgym), keyed by the data's absolute path.
-    `cache_dir` or the RECGYM_CACHE_DIR environment variable replace both.
+    its size and mtime (a changed file rebuilds the entry and drops the stale one). Entries live
+    under `cache_dir`, else $RECGYM_CACHE_DIR, else $XDG_CACHE_HOME/recgym (default
+    ~/.cache/recgym), in a folder per dataset named after it and a hash of its absolute path,
+    so two datasets never collide. Nothing is ever written into the data directory: loading
+    (and `recgym data inspect`) must work on read-only mounts and shared copies and must not
+    leave files in a folder the user only asked to read; the price is one cache per user rather
+    than one per dataset copy (point RECGYM_CACHE_DIR at a shared folder to share it). When the
+    cache cannot be written the load still succeeds and the report's notes say why.
     """
     if format is not None and format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")

@@ -28,7 +28,6 @@ from .reading import PathLike
 
 # Bump when the typed tables a loader produces change, so old cache entries are not reused.
 _CACHE_VERSION = 1
-_CACHE_DIRNAME = ".recgym_cache"
 
 
 @dataclass
@@ -75,27 +74,22 @@ def _cache_key(plan: _Plan) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _cache_roots(source: Path, cache_dir: PathLike | None) -> list[tuple[Path, bool]]:
-    """Where cache entries may live, best first, each with whether it sits in the data dir."""
-    tag = hashlib.sha256(str(source).encode()).hexdigest()[:12]
-    explicit = cache_dir or os.environ.get("RECGYM_CACHE_DIR")
+def cache_root() -> Path:
+    """The directory every parquet cache entry lives under: $RECGYM_CACHE_DIR if set, else
+    $XDG_CACHE_HOME/recgym, else ~/.cache/recgym. Never the data directory (see `load`)."""
+    explicit = os.environ.get("RECGYM_CACHE_DIR")
     if explicit:
-        return [(Path(explicit).expanduser() / f"{source.name}-{tag}", False)]
+        return Path(explicit).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    data_dir = source if source.is_dir() else source.parent
-    return [
-        (data_dir / _CACHE_DIRNAME, True),
-        (Path(base) / "recgym" / f"{source.name}-{tag}", False),
-    ]
+    return Path(base).expanduser() / "recgym"
 
 
-def _writable_dir(path: Path) -> bool:
-    """Writable, and not marked read-only: a directory without write bits counts as read-only
-    even for root, who could write there anyway."""
-    try:
-        return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
-    except OSError:
-        return False
+def _cache_dir_for(source: Path, cache_dir: PathLike | None) -> Path:
+    """The folder of one dataset's entries: `<root>/<name>-<hash of its absolute path>`, so two
+    datasets that share a folder name never share entries."""
+    tag = hashlib.sha256(str(source).encode()).hexdigest()[:12]
+    root = Path(cache_dir).expanduser() if cache_dir else cache_root()
+    return root / f"{source.name}-{tag}"
 
 
 def _read_cache(entry: Path) -> tuple[_Tables, LoadReport]:
@@ -153,33 +147,24 @@ def _run(plan: _Plan, *, cache: bool, cache_dir: PathLike | None) -> Dataset:
     if cache:
         label = _cache_label(plan)
         entry_name = f"{label}-{_cache_key(plan)}"
-        roots = _cache_roots(plan.source, cache_dir)
-        for root, _ in roots:
-            entry = root / entry_name
-            if (entry / "meta.json").is_file():
-                try:
-                    tables, report = _read_cache(entry)
-                    break
-                except (OSError, ValueError, KeyError, pa.ArrowException):
-                    shutil.rmtree(entry, ignore_errors=True)  # unreadable: rebuild it
+        root = _cache_dir_for(plan.source, cache_dir)
+        entry = root / entry_name
+        if (entry / "meta.json").is_file():
+            try:
+                tables, report = _read_cache(entry)
+            except (OSError, ValueError, KeyError, pa.ArrowException):
+                shutil.rmtree(entry, ignore_errors=True)  # unreadable: rebuild it
     if tables is None:
         report = LoadReport()
         tables = plan.build(report)
         _check_catalogues(tables, report)
         if cache:
-            problems = []
-            for root, in_data_dir in roots:
-                if in_data_dir and not _writable_dir(root.parent):
-                    continue
-                try:
-                    report.cache = str(root / entry_name)
-                    _write_cache(root, label, entry_name, tables, report)
-                    break
-                except OSError as exc:
-                    report.cache = None
-                    problems.append(f"{root}: {exc.strerror or exc}")
-            if report.cache is None:
-                report.notes.append(f"parquet cache not written ({'; '.join(problems)})")
+            try:
+                report.cache = str(entry)
+                _write_cache(root, label, entry_name, tables, report)
+            except OSError as exc:
+                report.cache = None
+                report.notes.append(f"parquet cache not written ({root}: {exc.strerror or exc})")
     kind = tables.timestamp_kind
     arrow = tables.release()
     del tables
