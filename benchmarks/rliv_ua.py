@@ -25,8 +25,9 @@ exists *for the same settings*; `--fresh` redoes them all):
    The gift tower and the assistance gift net of RLIV-UA do not exist here, as in the paper's
    offline study: KuaiRand-schema logs carry no gift signal (`envs.scri.tasks_for`).
 5. **evaluate**: every agent on `recgym/UserAuthor-v0` over the learned simulator AND over the
-   ground-truth world (backend "world" with the logs' WorldConfig); one JSONL row per agent x
-   backend x seed in ``rows.jsonl``.
+   ground-truth world as it stood after writing the logs (backend "world", ``world_dir`` = the
+   logs: the user state the simulator learned starts from); one JSONL row per agent x backend x
+   seed in ``rows.jsonl``.
 6. **report**: Table 2 / Table 3 layouts as markdown + CSV, a bar plot, the paper's numbers and
    a per-claim holds / does-not-hold list computed from the rows (regenerated from the JSONL,
    never edited by hand; ``--report-only`` redoes just this).
@@ -310,7 +311,9 @@ class Job:
     def logs_key(self) -> dict[str, Any]:
         if self.cfg.data:
             return {"data": str(Path(self.cfg.data).resolve())}
-        return {"world": self.cfg.world_config(), "days": self.cfg.days}
+        # "state": the logs dir also holds the post-log world (world_state.npz), which the
+        # world backend loads; older logs dirs lack it and are regenerated
+        return {"world": self.cfg.world_config(), "days": self.cfg.days, "state": "post-log"}
 
     @property
     def sim_key(self) -> dict[str, Any]:
@@ -341,7 +344,8 @@ class Job:
     def env_kwargs(self, backend: str) -> dict[str, Any]:
         if backend == "learned":
             return {"backend": "learned", "checkpoint": str(self.sim_dir), **self.env_common()}
-        return {"backend": "world", "world_config": self.cfg.world_config(), **self.env_common()}
+        # the world saved after writing the logs, not a fresh pre-log World (issue 8, point 3)
+        return {"backend": "world", "world_dir": str(self.logs_dir), **self.env_common()}
 
     # ------------------------------------------------------------------ running stages
     def say(self, msg: str) -> None:
@@ -799,6 +803,7 @@ def agent_key(job: Job, agent: str, seed: int, backend: str, records: Mapping) -
             "trained": trained,
             "env": env_key(job.env_kwargs(backend)),
             "sim": job.sim_key if backend == "learned" else None,
+            "logs": job.logs_key,  # world_dir is a path; the world it holds is the logs' world
             "episodes": job.cfg.episodes,
             "seed": seed,
         }
