@@ -74,7 +74,7 @@ OPTIONAL_COLUMNS = ("is_gift",)
 
 @dataclass(kw_only=True)
 class SCRISamples:
-    """SCRI samples in a Tianshou ``ReplayBuffer`` (layout: `recgym.simulators.scri`) and what they mean.
+    """SCRI samples in a Tianshou ``ReplayBuffer`` (layout: `simulators.scri`) and what they mean.
 
     `buffer` rows are in (user, time) order. `tasks` are the TASKS the source supports (the
     reward columns are always all of TASKS; an unsupported one is all zero).
