@@ -102,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Build a seeded ground-truth world, serve it for DAYS days with a click-biased "
             "production policy (plus random exposures), and write the logs in the exact file "
-            "names and columns of KuaiRand or KuaiSAR. Also writes world.json (configs) and "
-            "world_truth.parquet (true probabilities per logged exposure)."
+            "names and columns of KuaiRand or KuaiSAR. Also writes world.json (configs), "
+            "world_state.npz (the world as it stands after the logs: envs made with "
+            "backend='world', world_dir=OUT start there, as a simulator trained on the logs does) "
+            "and world_truth.parquet (true probabilities per logged exposure)."
         ),
     )
     gen.add_argument("--out", required=True, help="output directory (created if missing)")
