@@ -188,7 +188,7 @@ def write_claims(verdicts: Sequence[Verdict], out_dir: str | Path) -> dict[str, 
     md, js = out / "claims.md", out / "claims.json"
     md.write_text(claims_markdown(verdicts))
     payload = {"headline": headline(verdicts), "verdicts": [asdict(v) for v in verdicts]}
-    js.write_text(json.dumps(jsonable(payload), indent=2))
+    js.write_text(json.dumps(jsonable(payload, nan_as_none=True), indent=2))
     return {"markdown": md, "json": js}
 
 

@@ -52,24 +52,32 @@ ROW_FIELDS = ("env", "agent", "backend", "seed", "metric", "value", "stage_key")
 
 
 # --------------------------------------------------------------------------- canonical JSON
-def jsonable(value: Any) -> Any:
-    """Plain-JSON form of configs and results: dataclasses, tuples, numpy, paths, sets."""
+def jsonable(value: Any, nan_as_none: bool = False) -> Any:
+    """Plain-JSON form of configs and results: dataclasses, tuples, numpy, paths, sets.
+
+    Non-finite floats stay floats (Python's json writes NaN) unless `nan_as_none`, which the
+    report files use so that other tools can read them.
+    """
+
+    def conv(v: Any) -> Any:
+        return jsonable(v, nan_as_none)
+
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: conv(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): conv(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [conv(v) for v in value]
     if isinstance(value, (set, frozenset)):
-        return sorted(jsonable(v) for v in value)
+        return sorted(conv(v) for v in value)
     if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
+        return conv(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        return conv(value.item())
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN/inf; a missing bound reads as null
+    if isinstance(value, float) and nan_as_none and not math.isfinite(value):
+        return None
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     raise TypeError(f"cannot store {type(value).__name__} as JSON: {value!r}")
@@ -377,13 +385,9 @@ class Engine:
         return done
 
     def _check_writable(self) -> None:
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-            probe = self.out / f".write-test-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as e:
-            raise PermissionError(f"cannot write to {self.out}: {e.strerror}") from None
+        from recgym.outdir import ensure_writable_dir
+
+        ensure_writable_dir(self.out)  # OutputError: one line naming the path (CLI exit 2)
 
     def _run_one(self, stage: Stage, deps: dict[str, StageResult]) -> StageResult:
         key = self.key(stage, {d: r.key for d, r in deps.items()})

@@ -179,7 +179,7 @@ def write_report(
         "claims": [jsonable(v) for v in verdicts],
         **(extra_json or {}),
     }
-    (out / "results.json").write_text(json.dumps(jsonable(payload), indent=2))
+    (out / "results.json").write_text(json.dumps(jsonable(payload, nan_as_none=True), indent=2))
     if plots:
         for name in metrics:
             safe = name.replace("@", "_at_")

@@ -74,6 +74,8 @@ from typing import Any
 
 import numpy as np
 
+from recgym.benchmarks.engine import jsonable
+from recgym.benchmarks.report import fmt
 from recgym.outdir import ensure_writable_dir
 
 ENV_ID = "recgym/UserAuthor-v0"
@@ -369,7 +371,7 @@ class Job:
         self.timings[name] = seconds
         record = {"key": key, "seconds": seconds, **extra}
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps(record, indent=2, default=_jsonable))
+        marker.write_text(json.dumps(jsonable(record), indent=2))
         self.say(f"{name}: done in {seconds} s")
         return json.loads(marker.read_text())
 
@@ -380,18 +382,6 @@ class Job:
 
             self._dataset = data.load(self.logs_dir)
         return self._dataset
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"cannot store {type(value).__name__} as JSON")
 
 
 # --------------------------------------------------------------------------- data stages
@@ -1047,22 +1037,12 @@ def judge(
 
 
 # --------------------------------------------------------------------------- report
-def _num(x: float | None) -> str:
-    if x is None or not math.isfinite(x):
-        return "nan" if x is not None else "n/a"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    if abs(x) >= 1:
-        return f"{x:.2f}"
-    return f"{x:.3f}"
-
-
 def _cell_text(cell: Cell | None, metric: str, backend: str) -> str:
     if cell is None:
         return "n/a" if metric == "gifts" else "-"
-    text = _num(cell.mean)
+    text = fmt(cell.mean)
     if math.isfinite(cell.ci_low) and math.isfinite(cell.ci_high):
-        text += f" [{_num(cell.ci_low)}, {_num(cell.ci_high)}]"
+        text += f" [{fmt(cell.ci_low)}, {fmt(cell.ci_high)}]"
     return text
 
 
@@ -1210,7 +1190,7 @@ def report(job: Job, rows: Sequence[Mapping[str, Any]], records: Mapping | None 
     plot(results, cfg, out / "metrics.png")
     md = _markdown(job, results, verdicts, rows)
     (out / "results.md").write_text(md)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=_jsonable))
+    (out / "config.json").write_text(json.dumps(jsonable(cfg), indent=2))
     return md
 
 
@@ -1326,15 +1306,15 @@ def _claim_lines(verdicts: Sequence[Verdict], cfg: BenchConfig) -> list[str]:
         lo, hi = paper_value(claim.lower, claim.metric), paper_value(claim.higher, claim.metric)
         paper = paper_verdict(claim)
         if lo is not None and hi is not None:
-            paper += f" ({_num(lo)} vs {_num(hi)})"
+            paper += f" ({fmt(lo)} vs {fmt(hi)})"
         cells = [claim.text, paper]
         for backend in cfg.backends:
             v = next((v for v in verdicts if v.claim == claim and v.backend == backend), None)
             cells.append(
                 "-"
                 if v is None
-                else f"**{v.here}** ({_num(v.lower)} vs {_num(v.higher)}; difference "
-                f"[{_num(v.diff_low)}, {_num(v.diff_high)}])"
+                else f"**{v.here}** ({fmt(v.lower)} vs {fmt(v.higher)}; difference "
+                f"[{fmt(v.diff_low)}, {fmt(v.diff_high)}])"
             )
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")

@@ -26,6 +26,7 @@ from recgym.benchmarks.engine import (
     tree_provenance,
 )
 from recgym.benchmarks.engine_cli import config_from_args, config_parser, field_docs
+from recgym.outdir import OutputError
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -234,7 +235,7 @@ def test_read_rows_names_the_bad_line(tmp_path: Path) -> None:
 def test_unwritable_out_is_one_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(OSError, match="cannot write to"):
+    with pytest.raises(OutputError, match="cannot create output directory"):
         Engine(blocker / "out", progress=False).run(_pipeline())
 
 
