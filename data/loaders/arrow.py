@@ -10,9 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import (
-    KEY_COLUMNS,
-)
+from ..schema import KEY_COLUMNS
 
 _NULLABLE_KEY = b"recgym.nullable"
 # Columns larger than this return their memory to the OS as soon as they are converted.

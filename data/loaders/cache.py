@@ -16,14 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..schema import (
-    Dataset,
-    LoadReport,
-)
-from .arrow import (
-    _missing_ids,
-    _to_pandas,
-)
+from ..schema import Dataset, LoadReport
+from .arrow import _missing_ids, _to_pandas
 from .reading import PathLike
 
 # Bump when the typed tables a loader produces change, so old cache entries are not reused.

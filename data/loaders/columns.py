@@ -10,9 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import (
-    Column,
-)
+from ..schema import Column
 
 _DICT = pa.dictionary(pa.int32(), pa.string())
 

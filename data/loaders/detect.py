@@ -5,10 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..schema import (
-    FORMATS,
-    DataError,
-)
+from ..schema import FORMATS, DataError
 from .reading import PathLike
 
 _KUAIRAND_LOG = re.compile(

@@ -6,18 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import (
-    FOURSQUARE_DERIVED,
-    FOURSQUARE_TSMC,
-    DataError,
-    Dataset,
-    LoadReport,
-)
-from .arrow import (
-    _id_table,
-    _keys_first,
-    _rename,
-)
+from ..schema import FOURSQUARE_DERIVED, FOURSQUARE_TSMC, DataError, Dataset, LoadReport
+from .arrow import _id_table, _keys_first, _rename
 from .cache import _Plan, _run, _Tables
 from .detect import _FOURSQUARE_FILE, _resolve
 from .reading import PathLike, _read_csv

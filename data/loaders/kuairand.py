@@ -17,12 +17,7 @@ from ..schema import (
     FileSpec,
     LoadReport,
 )
-from .arrow import (
-    _constant_category,
-    _id_table,
-    _keys_first,
-    _rename,
-)
+from .arrow import _constant_category, _id_table, _keys_first, _rename
 from .cache import _Plan, _run, _Tables
 from .detect import _KUAIRAND_FEATURE, _KUAIRAND_LOG, _directory
 from .reading import PathLike, _read_csv, _stored_schema

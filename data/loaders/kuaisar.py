@@ -15,13 +15,7 @@ from ..schema import (
     Dataset,
     LoadReport,
 )
-from .arrow import (
-    _constant_category,
-    _id_table,
-    _keys_first,
-    _mark_nullable,
-    _rename,
-)
+from .arrow import _constant_category, _id_table, _keys_first, _mark_nullable, _rename
 from .cache import _Plan, _run, _Tables
 from .detect import _directory
 from .reading import PathLike, _read_csv, _stored_schema

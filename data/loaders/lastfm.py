@@ -17,16 +17,9 @@ from ..schema import (
     Dataset,
     LoadReport,
 )
-from .arrow import (
-    _id_table,
-    _keys_first,
-    _rename,
-)
+from .arrow import _id_table, _keys_first, _rename
 from .cache import _Plan, _run, _Tables
-from .columns import (
-    _Bad,
-    _first_true,
-)
+from .columns import _Bad, _first_true
 from .detect import _directory
 from .reading import PathLike, _read_csv
 

@@ -12,10 +12,7 @@ from ..schema import (
     Dataset,
     LoadReport,
 )
-from .arrow import (
-    _id_table,
-    _keys_first,
-)
+from .arrow import _id_table, _keys_first
 from .cache import _Plan, _run, _Tables
 from .detect import _directory
 from .reading import PathLike, _read_csv

@@ -15,22 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ..schema import (
-    Column,
-    DataError,
-    FileRead,
-    FileSpec,
-    LoadReport,
-)
+from ..schema import Column, DataError, FileRead, FileSpec, LoadReport
 from .arrow import _NULLABLE_KEY
-from .columns import (
-    _EXPECTED,
-    _READ_TYPE,
-    _STORED_TYPE,
-    _Bad,
-    _convert,
-    _show,
-)
+from .columns import _EXPECTED, _READ_TYPE, _STORED_TYPE, _Bad, _convert, _show
 
 PathLike = str | os.PathLike[str]
 
