@@ -66,6 +66,7 @@ from torch import nn
 
 from recgym.agents.baselines import action_from_values, n_candidates_of
 from recgym.agents.dqn import CurveLogger, RunStats
+from recgym.agents.progress import stage_bar
 from recgym.envs import make_env
 from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES, SessionEnv
 from recgym.envs.user_author import UA_CANDIDATE_FEATURES, UserAuthorEnv
@@ -485,8 +486,11 @@ def train_online(
     env_factory: Callable[[], LinearScoreEnv],
     config: TD3Config,
     progress: bool = True,
+    desc: str = "TD3",
 ) -> tuple[TD3, RunStats]:
     """Train TD3 online on envs from `env_factory` (`LinearScoreEnv`s); used by TD3 and RLUR.
+
+    With `progress`, one bar over the run's env steps, labelled `desc`.
 
     Uniform-random warm-up, then `epochs` epochs of noisy collection (`collect_steps` env steps
     per training step, `updates_per_step` gradient steps per env step); each epoch ends with
@@ -513,23 +517,25 @@ def train_online(
     with policy_within_training_step(algo.policy):
         train_collector.reset()
         train_collector.collect(n_step=cfg.warmup_steps, random=True)
-    logger = CurveLogger()
     epochs = max(cfg.epochs, 1)
+    epoch_steps = -(-cfg.env_steps // epochs)
+    logger = CurveLogger(stage_bar(epochs * epoch_steps, desc, progress, unit="env step"))
     result = algo.run_training(
         OffPolicyTrainerParams(
             training_collector=train_collector,
             test_collector=test_collector,
             max_epochs=epochs,
-            epoch_num_steps=-(-cfg.env_steps // epochs),
+            epoch_num_steps=epoch_steps,
             collection_step_num_env_steps=cfg.collect_steps,
             update_step_num_gradient_steps_per_sample=cfg.updates_per_step,
             batch_size=cfg.batch_size,
             test_step_num_episodes=max(cfg.test_episodes, 1),
             logger=logger,
             verbose=False,
-            show_progress=progress,
+            show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
         )
     )
+    logger.close()
     train_envs.close()
     if test_envs is not None:
         test_envs.close()
@@ -732,21 +738,24 @@ def train_cql(
         test_envs = DummyVectorEnv([functools.partial(make_linear_env, env_id, kwargs)])
         test_envs.seed(cfg.seed + 10_000)
         test_collector = Collector[CollectStats](algo, test_envs)
-    logger = CurveLogger()
     epochs = max(cfg.epochs, 1)
+    epoch_steps = -(-cfg.gradient_steps // epochs)
+    bar = stage_bar(epochs * epoch_steps, "CQL", progress, unit="update")
+    logger = CurveLogger(bar, counts="update")
     result = algo.run_training(
         OfflineTrainerParams(
             buffer=data,
             test_collector=test_collector,
             max_epochs=epochs,
-            epoch_num_steps=-(-cfg.gradient_steps // epochs),
+            epoch_num_steps=epoch_steps,
             batch_size=cfg.batch_size,
             test_step_num_episodes=max(cfg.test_episodes, 1),
             logger=logger,
             verbose=False,
-            show_progress=progress,
+            show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
         )
     )
+    logger.close()
     if test_envs is not None:
         test_envs.close()
     stats = RunStats(  # the offline trainer counts samples (batch_size per gradient step)

@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -25,10 +25,10 @@ from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
 from tianshou.env import DummyVectorEnv
 from tianshou.trainer import OffPolicyTrainerParams
-from tianshou.utils.logger.logger_base import LazyLogger
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
+from recgym.agents.progress import BarLogger, stage_bar
 from recgym.envs import make_env
 from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES
 
@@ -145,11 +145,12 @@ DQNRunStats = RunStats
 """The name `train_dqn` has always returned."""
 
 
-class CurveLogger(LazyLogger):
-    """Keeps (env step, mean test return) of every test step in memory; logs nothing else."""
+class CurveLogger(BarLogger):
+    """Keeps (env step, mean test return) of every test step in memory and moves the run's one
+    progress bar (`agents.progress.BarLogger`: `bar` may be None); logs nothing else."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, bar: Any = None, counts: Literal["env", "update"] = "env") -> None:
+        super().__init__(bar, counts)
         self.curve: list[tuple[int, float]] = []
 
     def log_test_data(self, log_data: dict, step: int) -> None:
@@ -270,14 +271,15 @@ def train_dqn(
         frac = min(env_step / max(cfg.eps_decay_steps, 1), 1.0)
         policy.set_eps_training(cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start))
 
-    logger = CurveLogger()
     epochs = max(cfg.epochs, 1)
+    epoch_steps = -(-cfg.env_steps // epochs)
+    logger = CurveLogger(stage_bar(epochs * epoch_steps, "DQN", progress, unit="env step"))
     result = algo.run_training(
         OffPolicyTrainerParams(
             training_collector=train_collector,
             test_collector=test_collector,
             max_epochs=epochs,
-            epoch_num_steps=-(-cfg.env_steps // epochs),
+            epoch_num_steps=epoch_steps,
             collection_step_num_env_steps=cfg.collect_steps,
             update_step_num_gradient_steps_per_sample=cfg.updates_per_step,
             batch_size=cfg.batch_size,
@@ -285,9 +287,10 @@ def train_dqn(
             training_fn=set_eps,
             logger=logger,
             verbose=False,
-            show_progress=progress,
+            show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
         )
     )
+    logger.close()
     train_envs.close()
     test_envs.close()
     stats = DQNRunStats(

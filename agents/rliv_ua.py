@@ -69,11 +69,11 @@ from tianshou.algorithm.algorithm_base import (
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data import Batch, ReplayBuffer
 from tianshou.trainer import OfflineTrainerParams
-from tianshou.utils.logger.logger_base import LazyLogger
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 from torch.nn import functional as F
 
+from recgym.agents.progress import BarLogger, stage_bar
 from recgym.envs.user_author import candidate_states as ua_candidate_states
 from recgym.simulators.scri import AUTHOR_FEATURES, TASKS, UA_COUNTERS, split_state
 
@@ -122,7 +122,7 @@ class RLIVUAConfig:
     1024 samples (20 passes over 100k samples) take about a minute on one busy core. With Table
     1's tau the values are then only partly propagated (see `train_rliv_ua`)."""
     steps_per_epoch: int = 500
-    """Gradient steps per epoch (one progress bar each)."""
+    """Gradient steps per epoch."""
     seed: int = 0
     """Seeds torch (initialisation, id dropout) and the buffer's sampler."""
 
@@ -730,15 +730,17 @@ class RLIVUARunStats:
     update_seconds: float = 0.0
 
 
-class _LossLogger(LazyLogger):
-    """Averages the update losses of each epoch in memory; logs nothing else."""
+class _LossLogger(BarLogger):
+    """Averages the update losses of each epoch in memory and moves the run's one progress bar
+    (`bar` may be None); logs nothing else."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, bar: Any = None) -> None:
+        super().__init__(bar, counts="update")
         self.curve: list[tuple[int, float]] = []
         self._losses: list[float] = []
 
     def log_update_data(self, log_data: dict, step: int) -> None:
+        super().log_update_data(log_data, step)
         self._losses.append(float(log_data["loss"]))
 
     def log_info_data(self, log_data: dict, step: int) -> None:
@@ -755,7 +757,7 @@ def train_rliv_ua(
     """Train RLIV-UA offline on a SCRI buffer with Tianshou's OfflineTrainer.
 
     `config.epochs` epochs of `config.steps_per_epoch` gradient steps on `config.batch_size`
-    samples drawn uniformly with replacement (a tqdm bar per epoch when `progress`). Reseeds
+    samples drawn uniformly with replacement (one bar for the run when `progress`). Reseeds
     the buffer's sampler with `config.seed`, so a seed fixes the weights (one torch thread).
     Pass `algo` to continue training a built or loaded model. For `data.asa` samples:
     ``train_rliv_ua(samples.buffer, RLIVUAConfig(tasks=samples.tasks))``.
@@ -774,7 +776,8 @@ def train_rliv_ua(
         algo = build_rliv_ua(buffer, cfg)
     torch.manual_seed(cfg.seed)
     buffer._random_state = np.random.RandomState(cfg.seed)  # Tianshou's default is 42
-    logger = _LossLogger()
+    bar = stage_bar(cfg.epochs * cfg.steps_per_epoch, "RLIV-UA", progress, unit="update")
+    logger = _LossLogger(bar)
     result = algo.run_training(
         OfflineTrainerParams(
             buffer=buffer,
@@ -783,9 +786,10 @@ def train_rliv_ua(
             batch_size=cfg.batch_size,
             logger=logger,
             verbose=False,
-            show_progress=progress,
+            show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
         )
     )
+    logger.close()
     return algo, RLIVUARunStats(
         loss_curve=logger.curve,
         gradient_steps=int(result.update_step),

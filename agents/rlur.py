@@ -205,7 +205,7 @@ def train_rlur(
     feedback = _as_feedback_ranker(ranker)
     shaping = RLURShaping(cfg.retention_reward, dict(cfg.immediate_weights))
     factory = functools.partial(_rlur_env, env_id, kwargs, feedback, shaping)
-    algo, stats = train_online(factory, cfg, progress=progress)
+    algo, stats = train_online(factory, cfg, progress=progress, desc="RLUR")
     agent_layout = algo.policy.actor.preprocess.layout
     view = FeedbackView(feedback, _env_layout_of(agent_layout, len(feedback.feedback_names)))
     return RLURPolicy(algo, view, cfg, env_id, kwargs), stats

@@ -21,6 +21,17 @@ METRICS = ("session_length", "watch_time_s", "ctr", "valid_consumption", "divers
 per shown item; valid_consumption: shown items watched longer than VALID_WATCH_MS per session;
 diversity: distinct categories shown per session; follows: new follows per session."""
 
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "session_length": (0.0, math.inf),
+    "watch_time_s": (0.0, math.inf),
+    "ctr": (0.0, 1.0),
+    "valid_consumption": (0.0, math.inf),
+    "diversity": (0.0, math.inf),
+    "follows": (0.0, math.inf),
+}
+"""The values each metric can take (counts and seconds >= 0, the CTR rate in [0, 1]); `summarize`
+clips its intervals to them."""
+
 VALID_WATCH_MS = 10_000
 """A view counts towards `valid_consumption` when it is watched for strictly more than this."""
 
@@ -103,11 +114,21 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
 
 
 def summarize(per_seed: Sequence[Mapping[str, float]]) -> dict[str, dict]:
-    """Per-seed METRICS -> {metric: {"mean", "ci_low", "ci_high", "per_seed"}} (95% t interval)."""
+    """Per-seed METRICS -> {metric: {"mean", "ci_low", "ci_high", "per_seed"}} (95% t interval).
+
+    The t interval is symmetric, so with few seeds a small count's interval can reach below
+    zero (the greedy ranker's follows: [-0.014, 0.314]), a value no session can have. Each
+    bound is clipped to the metric's `METRIC_RANGES`: the clipped interval keeps every value of
+    the t interval that the metric can take, and its coverage is unchanged (the mean cannot lie
+    outside the range either). A bootstrap interval would respect the range by construction but
+    is unreliable with 3-5 seeds, which is what the benchmarks run.
+    """
     out: dict[str, dict] = {}
     for name in METRICS:
         values = [float(s[name]) for s in per_seed]
         m, lo, hi = t_interval(values)
+        low, high = METRIC_RANGES[name]
+        lo, hi = min(max(lo, low), high), min(max(hi, low), high)  # NaN bounds stay NaN
         out[name] = {"mean": m, "ci_low": lo, "ci_high": hi, "per_seed": values}
     return out
 
@@ -185,6 +206,7 @@ def format_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
 
 __all__ = [
     "METRICS",
+    "METRIC_RANGES",
     "VALID_WATCH_MS",
     "SlatePolicy",
     "evaluate",
