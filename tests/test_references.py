@@ -177,3 +177,70 @@ def test_reference_panel_names_and_oracle_only_with_a_world():
     assert tuple(reference_panel(box, rankers=rankers)) == REFERENCE_NAMES[:-1]
     with pytest.raises(ValueError, match="needs rankers"):
         reference_panel(box)
+
+
+def test_the_panel_fitted_on_logs_plays_the_post_log_world(tiny_logs):
+    """End to end: rankers fitted on the tiny world's logs, every reference scored with
+    `evaluate` on the world as it stood after those logs (the oracle on its own copy of it)."""
+    import gymnasium as gym
+
+    from recgym.agents.baselines import RankerConfig
+    from recgym.data import load
+    from recgym.envs.evaluation import METRICS, evaluate
+    from recgym.simulators.world_state import load_world
+
+    env_kwargs = {"n_candidates": 20, "max_steps": 8}
+
+    def env_fn(seed: int) -> gym.Env:
+        return gym.make(
+            "recgym/Session-v0", backend="world", world_dir=str(tiny_logs), **env_kwargs
+        )
+
+    box = env_fn(0).action_space
+    panel = reference_panel(
+        box,
+        dataset=load(tiny_logs),
+        world=load_world(tiny_logs),
+        ranker_config=RankerConfig(epochs=1),
+    )
+    assert tuple(panel) == REFERENCE_NAMES
+    click, watch = panel["click ranker"], panel["myopic watch ranker"]
+    assert click.net is watch.net
+    obs, _ = env_fn(0).reset(seed=0)
+    pred = click.predict(obs)
+    np.testing.assert_array_equal(watch.values(obs), pred["watch_ms"])
+    np.testing.assert_array_equal(click.values(obs), pred["click"])
+    results = {}
+    for name, policy in panel.items():
+        fn = env_fn
+        if getattr(policy, "reads_hidden_state", False):
+            fn = lambda seed, p=policy: p.make_env(**env_kwargs)  # noqa: E731
+        results[name] = evaluate(policy, fn, episodes=3, seeds=(0, 1))
+        assert set(METRICS) <= set(results[name]), name
+    # the oracle's env starts from the post-log users too (after its own evaluation runs)
+    oracle = panel[REFERENCE_NAMES[-1]]
+    warm = oracle.make_env(**env_kwargs).unwrapped.model.state
+    logged = load_world(tiny_logs).state
+    np.testing.assert_array_equal(warm.history, logged.history)
+    np.testing.assert_array_equal(warm.bond, logged.bond)
+    assert results["longest-first"] != results["duration+diversity"]
+
+
+def test_rules_and_the_oracle_collect_through_a_tianshou_collector():
+    """Through the contract's Tianshou adapter (in-process DummyVectorEnv: the oracle must share
+    the env's world object, which a subprocess would copy)."""
+    from tianshou.data import Collector
+    from tianshou.env import DummyVectorEnv
+
+    from recgym.envs.contract import TianshouSlatePolicy
+
+    world = World(WORLD)
+    oracle = PatienceOracle(world, slate_size=6)
+    env = oracle.make_env(n_candidates=30, max_steps=6)
+    for policy in (oracle, DurationDiversity(env.action_space), LongestFirst(env.action_space)):
+        venv = DummyVectorEnv([lambda: oracle.make_env(n_candidates=30, max_steps=6)])
+        policy.action_space = env.action_space
+        collector = Collector(TianshouSlatePolicy(policy, env.action_space), venv)
+        stats = collector.collect(n_episode=2, reset_before_collect=True)
+        assert stats.n_collected_episodes == 2 and stats.n_collected_steps >= 2
+        venv.close()
