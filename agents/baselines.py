@@ -1,13 +1,15 @@
 """Baseline slate policies: uniform random, the greedy supervised ranker, and a Q-value adapter.
 
-All of them act from the env's observation vector alone (`split_observation` parses its layout),
-so they run unchanged on the ground-truth world and on a learned simulator.
+All of them act from the env's observation dict alone (`envs.contract`: ``act(obs)``, the
+action space fixed at construction), so they run unchanged on the ground-truth world and on a
+learned simulator.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,14 @@ from gymnasium import spaces
 from torch import nn
 from torch.nn import functional as F
 
-from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES
+from recgym.envs.contract import (
+    Obs,
+    action_from_values,
+    candidate_columns,
+    flatten_observation,
+    n_candidates,
+    rank_scores,
+)
 from recgym.simulators.features import USER_FEATURE_DIM, user_feature_matrix
 
 DAY_MS = 86_400_000
@@ -37,76 +46,26 @@ def n_candidates_of(space: gym.Space) -> int:
     raise TypeError(f"expected a Box or Discrete action space, got {space}")
 
 
-def split_observation(
-    obs: np.ndarray, n_candidates: int, user_dim: int | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(..., obs_dim) observations -> user (..., U), session (..., S), candidates (..., N, F).
-
-    Without `user_dim` the rows are Session-v0's (F = len(CANDIDATE_FEATURES)) and U is what is
-    left. With it, F follows from the size, so envs whose rows extend Session-v0's (UserAuthor-v0
-    appends author and user-author columns) split too; their first CANDIDATE_FEATURES columns are
-    Session-v0's.
-    """
-    obs = np.asarray(obs)
-    n_s = len(SESSION_FEATURES)
-    if user_dim is None:
-        n_f = len(CANDIDATE_FEATURES)
-        n_user = obs.shape[-1] - n_s - n_candidates * n_f
-    else:
-        n_user = int(user_dim)
-        n_f, rest = divmod(obs.shape[-1] - n_user - n_s, n_candidates)
-        if rest or n_f < len(CANDIDATE_FEATURES):
-            raise ValueError(
-                f"observation of size {obs.shape[-1]} is not {user_dim} user + {n_s} session "
-                f"features + {n_candidates} candidate rows of >= {len(CANDIDATE_FEATURES)}"
-            )
-    if n_user < 0:
-        raise ValueError(
-            f"observation of size {obs.shape[-1]} is too small for {n_candidates} candidates"
-        )
-    user = obs[..., :n_user]
-    session = obs[..., n_user : n_user + n_s]
-    cands = obs[..., n_user + n_s :].reshape(*obs.shape[:-1], n_candidates, n_f)
-    return user, session, cands
-
-
-def rank_scores(values: np.ndarray) -> np.ndarray:
-    """(..., N) values -> float32 scores in [-1, 1] with the same order (best = 1, worst = -1).
-
-    Ranks rather than raw values, so any value scale fits the Box action space; ties keep the
-    candidate order.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    n = values.shape[-1]
-    order = np.argsort(-values, axis=-1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(n), axis=-1)
-    return (1.0 - 2.0 * rank / max(n - 1, 1)).astype(np.float32)
-
-
-def action_from_values(values: np.ndarray, action_space: gym.Space) -> np.ndarray | int:
-    """Per-candidate values (N,) -> the action showing the best: rank scores, or the argmax."""
-    if isinstance(action_space, spaces.Discrete):
-        return int(np.argmax(values))
-    return rank_scores(values)
-
-
 # --------------------------------------------------------------------------- random
 class RandomPolicy:
-    """Uniform scores (Box) or a uniform item (Discrete), from its own seeded generator."""
+    """Uniform scores (Box, or None: scores in [-1, 1] for the observation's N candidates) or a
+    uniform item (Discrete), from its own seeded generator."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, action_space: gym.Space | None = None) -> None:
         self.rng = np.random.default_rng(seed)
+        self.action_space = action_space
 
     def reset(self, seed: int) -> None:
         """Restart the generator (`evaluate` calls this once per seed)."""
         self.rng = np.random.default_rng(seed)
 
-    def act(self, obs: np.ndarray, info: dict[str, Any], env: gym.Env) -> np.ndarray | int:
-        space = env.action_space
+    def act(self, obs: Obs) -> np.ndarray | int:
+        space = self.action_space
         if isinstance(space, spaces.Discrete):
             return int(self.rng.integers(space.n))
-        return self.rng.uniform(space.low, space.high).astype(space.dtype)
+        if isinstance(space, spaces.Box):
+            return self.rng.uniform(space.low, space.high).astype(space.dtype)
+        return self.rng.uniform(-1.0, 1.0, size=n_candidates(obs)).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- supervised ranker
@@ -117,7 +76,6 @@ RANKER_FEATURES = (
     "history_category_share",
     "history_author_share",
 )
-_RANKER_COLS = np.array([CANDIDATE_FEATURES.index(f) for f in RANKER_FEATURES])
 
 
 @dataclass(kw_only=True)
@@ -343,11 +301,17 @@ class RankingModel:
     (6 rows per request) and an approximation on real KuaiRand.
     """
 
-    def __init__(self, config: RankerConfig | None = None, target: str = "click") -> None:
+    def __init__(
+        self,
+        config: RankerConfig | None = None,
+        target: str = "click",
+        action_space: gym.Space | None = None,
+    ) -> None:
         if target not in ("click", "watch"):
             raise ValueError(f"target must be 'click' or 'watch', got {target!r}")
         self.config = config or RankerConfig()
         self.target = target
+        self.action_space = action_space
         self.net = RankingNet(USER_FEATURE_DIM + len(RANKER_FEATURES), self.config.hidden_sizes)
 
     # ------------------------------------------------------------------ training
@@ -411,30 +375,34 @@ class RankingModel:
         )
 
     # ------------------------------------------------------------------ acting
-    def predict(self, obs: np.ndarray, n_candidates: int) -> dict[str, np.ndarray]:
-        """(..., obs_dim) observations -> per candidate (..., N): click, watch_ratio, watch_ms."""
-        user, _, cands = split_observation(obs, n_candidates, user_dim=USER_FEATURE_DIM)
-        cand_x = cands[..., : len(CANDIDATE_FEATURES)][..., _RANKER_COLS]
+    def predict(self, obs: Obs) -> dict[str, np.ndarray]:
+        """An observation dict (or a batch) -> per candidate (..., N): click, watch_ratio,
+        watch_ms."""
+        user = np.asarray(obs["user"], dtype=np.float32)
+        if user.shape[-1] != USER_FEATURE_DIM:
+            raise ValueError(
+                f"observation has {user.shape[-1]} user features, expected {USER_FEATURE_DIM}"
+            )
+        cand_x = candidate_columns(obs, RANKER_FEATURES)
         user_x = np.broadcast_to(user[..., None, :], (*cand_x.shape[:-1], user.shape[-1]))
         x = torch.from_numpy(np.concatenate([user_x, cand_x], axis=-1).astype(np.float32))
         with torch.no_grad():
             logit, ratio = self.net(x)
         ratio = ratio.clamp_min(0.0).numpy().astype(np.float64)
-        duration_ms = np.expm1(6.0 * cands[..., CANDIDATE_FEATURES.index("log_duration")]) * 1e3
+        duration_ms = np.expm1(6.0 * candidate_columns(obs, "log_duration")) * 1e3
         return {
             "click": torch.sigmoid(logit).numpy().astype(np.float64),
             "watch_ratio": ratio,
             "watch_ms": ratio * duration_ms,
         }
 
-    def values(self, obs: np.ndarray, n_candidates: int) -> np.ndarray:
+    def values(self, obs: Obs) -> np.ndarray:
         """The ranking value per candidate: P(click) or expected watch ms, per `target`."""
-        pred = self.predict(obs, n_candidates)
+        pred = self.predict(obs)
         return pred["click"] if self.target == "click" else pred["watch_ms"]
 
-    def act(self, obs: np.ndarray, info: dict[str, Any], env: gym.Env) -> np.ndarray | int:
-        space = env.action_space
-        return action_from_values(self.values(obs, n_candidates_of(space)), space)
+    def act(self, obs: Obs) -> np.ndarray | int:
+        return action_from_values(self.values(obs), self.action_space, obs["mask"])
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
@@ -447,12 +415,12 @@ class RankingModel:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> RankingModel:
+    def load(cls, path: str | Path, action_space: gym.Space | None = None) -> RankingModel:
         path = Path(path)
         meta = json.loads(_json_path(path).read_text())
         cfg = meta["config"]
         cfg["hidden_sizes"] = tuple(cfg["hidden_sizes"])
-        model = cls(RankerConfig(**cfg), target=meta["target"])
+        model = cls(RankerConfig(**cfg), target=meta["target"], action_space=action_space)
         model.net.load_state_dict(torch.load(path, weights_only=True))
         model.net.eval()
         return model
@@ -467,18 +435,23 @@ class QSlatePolicy:
     """Shows the top-K candidates by Q-value: wraps a Q-network returning (B, N) values.
 
     `q` may be a Tianshou `DiscreteQLearningPolicy` (its `.model` is used), a Tianshou
-    `Algorithm` (its `.policy.model`), or any module mapping (B, obs_dim) observations to
-    (B, N) values or to a ``(values, state)`` pair. On a Box (scores) action space the values
-    become rank scores, so the env shows the `slate_size` best; on Discrete(N) the argmax.
+    `Algorithm` (its `.policy.model`), or any module mapping (B, obs_dim) flat observations
+    (`envs.contract.flatten_observation`) to (B, N) values or to a ``(values, state)`` pair.
+    On a Box (scores) or None action space the values become rank scores, so the env shows the
+    `slate_size` best; on Discrete(N) the argmax.
     """
 
-    def __init__(self, q: nn.Module) -> None:
+    def __init__(self, q: nn.Module, action_space: gym.Space | None = None) -> None:
         if hasattr(q, "policy"):
             q = q.policy
         self.net: nn.Module = getattr(q, "model", q)
+        self.action_space = action_space
 
-    def q_values(self, obs: np.ndarray) -> np.ndarray:
-        """(obs_dim,) or (B, obs_dim) -> (N,) or (B, N) float64 Q-values."""
+    def q_values(self, obs: Obs | np.ndarray) -> np.ndarray:
+        """An observation dict (or a batch), or flat (obs_dim,) / (B, obs_dim) observations ->
+        (N,) or (B, N) float64 Q-values."""
+        if isinstance(obs, Mapping):
+            obs = flatten_observation(obs)
         obs = np.asarray(obs, dtype=np.float32)
         batch = obs[None] if obs.ndim == 1 else obs
         was_training = self.net.training
@@ -490,8 +463,8 @@ class QSlatePolicy:
         q = q.numpy().astype(np.float64)
         return q[0] if obs.ndim == 1 else q
 
-    def act(self, obs: np.ndarray, info: dict[str, Any], env: gym.Env) -> np.ndarray | int:
-        return action_from_values(self.q_values(obs), env.action_space)
+    def act(self, obs: Obs) -> np.ndarray | int:
+        return action_from_values(self.q_values(obs), self.action_space, obs["mask"])
 
 
 __all__ = [
@@ -507,5 +480,4 @@ __all__ = [
     "log_features",
     "n_candidates_of",
     "rank_scores",
-    "split_observation",
 ]

@@ -14,12 +14,13 @@ any N and for any candidate order, and it has the form both papers' continuous b
 cannot express is any ranking that is not linear in the row features: the agent chooses
 *how to weigh* features per request, not items.
 
-**Observation layout.** Every agent here reads a flat observation as a context vector followed
-by N rows of per-candidate features (`RowLayout`, `layout_of`): Session-v0's user + session
-features and CANDIDATE_FEATURES rows, and UserAuthor-v0's UA_CANDIDATE_FEATURES rows that add
-author features and log1p user-author counters (`envs.user_author.split_observation`).
-Networks pool over rows (actor) or attend over them under ``w`` (critic), so they work for
-any row width.
+**Observation layout.** The networks read the flat vector of `envs.contract.flatten_observation`
+(a context vector followed by N rows of per-candidate features, described by the contract's
+`RowLayout`, `row_layout(env.observation_space)`): Session-v0's user + session features and
+CANDIDATE_FEATURES rows, or UserAuthor-v0's UA_CANDIDATE_FEATURES rows that add author
+features and log1p user-author counters. An `AgentView` turns the env's observation dict into
+that vector. Networks pool over rows (actor) or attend over them under ``w`` (critic), so they
+work for any row width.
 
 **Offline data for CQL.** CQL learns from a Tianshou `ReplayBuffer` of (obs, w, r, obs')
 transitions. Logged KuaiRand rows cannot be turned into such transitions honestly: a log holds
@@ -64,110 +65,22 @@ from tianshou.utils.net.continuous import (
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
-from recgym.agents.baselines import action_from_values, n_candidates_of
 from recgym.agents.dqn import CurveLogger, RunStats
 from recgym.agents.progress import stage_bar
 from recgym.envs import make_env
-from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES, SessionEnv
-from recgym.envs.user_author import UA_CANDIDATE_FEATURES, UserAuthorEnv
+from recgym.envs.contract import (
+    Obs,
+    RowLayout,
+    action_from_values,
+    flatten_observation,
+    for_env,
+    row_layout,
+)
 
 SESSION_ENV_ID = "recgym/Session-v0"
 
 
 # --------------------------------------------------------------------------- observation layout
-@dataclass(frozen=True, kw_only=True)
-class RowLayout:
-    """A flat observation as ``[context (context_dim) | n_rows rows of len(row_names)]``.
-
-    The context starts with ``user_dim`` static user features. `score_cols` are the row columns
-    a weight vector combines into a candidate's score (`linear_scores`).
-    """
-
-    user_dim: int
-    """Static user features at the start of the context."""
-    context_dim: int
-    """Length of the context: user features plus per-request (session) features."""
-    n_rows: int
-    """Candidate rows (N)."""
-    row_names: tuple[str, ...]
-    """Names of the columns of one row, in order."""
-    score_cols: tuple[int, ...] = ()
-    """Row columns the action weights combine; empty means all columns."""
-
-    @property
-    def row_dim(self) -> int:
-        return len(self.row_names)
-
-    @property
-    def obs_dim(self) -> int:
-        return self.context_dim + self.n_rows * self.row_dim
-
-    @property
-    def cols(self) -> tuple[int, ...]:
-        """The score columns, explicit."""
-        return self.score_cols or tuple(range(self.row_dim))
-
-    @property
-    def action_dim(self) -> int:
-        """J, the length of the weight vector."""
-        return len(self.cols)
-
-    def split(self, obs: Any) -> tuple[Any, Any]:
-        """(..., obs_dim) numpy array or tensor -> context (..., C), rows (..., N, F)."""
-        if obs.shape[-1] != self.obs_dim:
-            raise ValueError(f"observation of size {obs.shape[-1]}, layout expects {self.obs_dim}")
-        rows = obs[..., self.context_dim :]
-        return obs[..., : self.context_dim], rows.reshape(
-            *obs.shape[:-1], self.n_rows, self.row_dim
-        )
-
-    def with_rows(self, extra: tuple[str, ...], score_extra_only: bool) -> RowLayout:
-        """The layout after appending columns `extra` to every row (scoring on them if asked)."""
-        names = self.row_names + tuple(extra)
-        cols = tuple(range(self.row_dim, len(names))) if score_extra_only else self.score_cols
-        return RowLayout(
-            user_dim=self.user_dim,
-            context_dim=self.context_dim,
-            n_rows=self.n_rows,
-            row_names=names,
-            score_cols=cols,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RowLayout:
-        return cls(
-            user_dim=int(data["user_dim"]),
-            context_dim=int(data["context_dim"]),
-            n_rows=int(data["n_rows"]),
-            row_names=tuple(data["row_names"]),
-            score_cols=tuple(int(c) for c in data["score_cols"]),
-        )
-
-
-def layout_of(env: gym.Env) -> RowLayout:
-    """The `RowLayout` of a recgym slate env's observation (Session-v0 or UserAuthor-v0)."""
-    base = env.unwrapped
-    if isinstance(base, UserAuthorEnv):  # before SessionEnv: it is a subclass
-        rows = UA_CANDIDATE_FEATURES
-    elif isinstance(base, SessionEnv):
-        rows = CANDIDATE_FEATURES
-    else:
-        raise TypeError(f"no row layout known for {type(base).__name__}")
-    user_dim = int(base.model.user_feature_dim)
-    layout = RowLayout(
-        user_dim=user_dim,
-        context_dim=user_dim + len(SESSION_FEATURES),
-        n_rows=int(base.n_candidates),
-        row_names=rows,
-    )
-    if layout.obs_dim != base.observation_space.shape[0]:
-        raise ValueError(f"{type(base).__name__}'s observation does not have the expected layout")
-    return layout
-
-
 def linear_scores(layout: RowLayout, obs: Any, weights: Any) -> Any:
     """Candidate scores ``rows[:, score_cols] @ w``: (..., obs_dim), (..., J) -> (..., N).
 
@@ -190,19 +103,20 @@ class AgentView(Protocol):
 
     layout: RowLayout
 
-    def observe(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray:
-        """The env's observation (with its last info) -> the agent's (layout.obs_dim,) vector."""
+    def observe(self, obs: Obs) -> np.ndarray:
+        """The env's observation dict -> the agent's (layout.obs_dim,) vector."""
         ...
 
 
 @dataclass
 class CandidateRowsView:
-    """The agent sees the env's observation unchanged and weighs its candidate rows' columns."""
+    """The agent sees the env's observation flattened (`flatten_observation`) and weighs its
+    candidate rows' columns."""
 
     layout: RowLayout
 
-    def observe(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray:
-        return np.asarray(obs, dtype=np.float32)
+    def observe(self, obs: Obs) -> np.ndarray:
+        return flatten_observation(obs)
 
 
 RewardFn = Callable[[float, Mapping[str, Any], bool, bool], float]
@@ -212,7 +126,7 @@ RewardFn = Callable[[float, Mapping[str, Any], bool, bool], float]
 class LinearScoreEnv(gym.Env):
     """A slate env whose action is a weight vector: shows candidates ranked by ``w · x_i``.
 
-    The observation is `view.observe(obs, info, env)` (the env's own observation for
+    The observation is `view.observe(obs)` (the env's observation flattened for
     `CandidateRowsView`); the action is ``Box(-1, 1, (J,))``; the reward is the env's, or
     ``reward_fn(reward, info, terminated, truncated)``. Info dicts are dropped unless
     ``keep_info`` (Tianshou would copy each into the replay buffer); the last raw observation
@@ -238,7 +152,7 @@ class LinearScoreEnv(gym.Env):
         layout = view.layout
         self.action_space = spaces.Box(-1.0, 1.0, shape=(layout.action_dim,), dtype=np.float32)
         self.observation_space = spaces.Box(-10.0, 10.0, shape=(layout.obs_dim,), dtype=np.float32)
-        self.raw_obs: np.ndarray | None = None
+        self.raw_obs: Obs | None = None
         self.raw_info: dict[str, Any] = {}
         self._obs: np.ndarray | None = None
 
@@ -269,9 +183,9 @@ class LinearScoreEnv(gym.Env):
     def close(self) -> None:
         self.env.close()
 
-    def _observe(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+    def _observe(self, obs: Obs, info: dict[str, Any]) -> np.ndarray:
         self.raw_obs, self.raw_info = obs, info
-        agent_obs = self.view.observe(obs, info, self.env)
+        agent_obs = self.view.observe(obs)
         self._obs = np.clip(agent_obs, -10.0, 10.0).astype(np.float32)
         return self._obs
 
@@ -285,7 +199,8 @@ def make_linear_env(
 ) -> LinearScoreEnv:
     """`make_env(env_id, **env_kwargs)` wrapped in `LinearScoreEnv` (picklable via partial)."""
     env = make_env(env_id, **dict(env_kwargs or {}))
-    return LinearScoreEnv(env, view or CandidateRowsView(layout_of(env)), reward_fn, keep_info)
+    view = view or CandidateRowsView(row_layout(env.observation_space))
+    return LinearScoreEnv(env, view, reward_fn, keep_info)
 
 
 # --------------------------------------------------------------------------- networks
@@ -591,12 +506,12 @@ def behaviour_weights(
     return w / scale if scale > 1e-12 else np.zeros(j)
 
 
-def candidate_values(ranker: Any, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env):
-    """A supervised ranker's per-candidate values: `DeepFMRanker.candidate_values(obs, info,
-    env)`, or `RankingModel.values(obs, N)` (observation only)."""
+def candidate_values(ranker: Any, obs: Obs) -> np.ndarray:
+    """A supervised ranker's per-candidate values for one observation dict:
+    `DeepFMRanker.candidate_values(obs)` or `RankingModel.values(obs)`."""
     if hasattr(ranker, "candidate_values"):
-        return ranker.candidate_values(obs, info, env)
-    return ranker.values(obs, n_candidates_of(env.action_space))
+        return ranker.candidate_values(obs)
+    return ranker.values(obs)
 
 
 def collect_offline_buffer(
@@ -620,6 +535,8 @@ def collect_offline_buffer(
     torch.set_num_threads(1)  # a learned simulator's small nets run slower on more threads
     env = make_linear_env(env_id, env_kwargs, view)
     layout = env.view.layout
+    if ranker is not None:
+        ranker = for_env(ranker, env.env)  # a DeepFM reads the backend's ids as raw ids
     rng = np.random.default_rng(cfg.seed)
     n = int(cfg.n_steps)
     obs_buf = np.zeros((n, layout.obs_dim), dtype=np.float32)
@@ -638,7 +555,7 @@ def collect_offline_buffer(
         if ranker is None:
             w = rng.uniform(-1.0, 1.0, layout.action_dim)
         else:
-            values = candidate_values(ranker, env.raw_obs, env.raw_info, env.env)
+            values = candidate_values(ranker, env.raw_obs)
             w = behaviour_weights(layout, obs, values)
             w = w + rng.normal(0.0, cfg.noise, layout.action_dim)
         w = np.clip(w, -1.0, 1.0)
@@ -787,12 +704,14 @@ class LinearScorePolicy:
         config: TD3Config | CQLConfig,
         env_id: str = SESSION_ENV_ID,
         env_kwargs: Mapping[str, Any] | None = None,
+        action_space: gym.Space | None = None,
     ) -> None:
         self.algo = algo
         self.view = view
         self.config = config
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs or {})
+        self.action_space = action_space
 
     @property
     def layout(self) -> RowLayout:
@@ -815,13 +734,13 @@ class LinearScorePolicy:
         w = policy.map_action(out.act).astype(np.float64)
         return w[0] if x.ndim == 1 else w
 
-    def scores(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray:
-        """(N,) candidate scores ``w · x_i`` for one env observation."""
-        agent_obs = np.clip(self.view.observe(obs, info, env), -10.0, 10.0).astype(np.float32)
+    def scores(self, obs: Obs) -> np.ndarray:
+        """(N,) candidate scores ``w · x_i`` for one env observation dict."""
+        agent_obs = np.clip(self.view.observe(obs), -10.0, 10.0).astype(np.float32)
         return linear_scores(self.layout, agent_obs, self.weights(agent_obs))
 
-    def act(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray | int:
-        return action_from_values(self.scores(obs, info, env), env.action_space)
+    def act(self, obs: Obs) -> np.ndarray | int:
+        return action_from_values(self.scores(obs), self.action_space, obs["mask"])
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
@@ -841,8 +760,9 @@ class LinearScorePolicy:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> LinearScorePolicy:
-        """Rebuild a policy saved by `save` (TD3 or CQL; no env needed)."""
+    def load(cls, path: str | Path, action_space: gym.Space | None = None) -> LinearScorePolicy:
+        """Rebuild a policy saved by `save` (TD3 or CQL; no env needed) acting in
+        `action_space` (None: scores)."""
         path = Path(path)
         meta = json.loads(_json_path(path).read_text())
         if meta.get("kind") not in cls.kinds:
@@ -852,7 +772,9 @@ class LinearScorePolicy:
         layout = RowLayout.from_dict(meta["layout"])
         algo = build(layout, cfg)
         algo.load_state_dict(torch.load(path, weights_only=True))
-        return cls(algo, CandidateRowsView(layout), cfg, meta["env_id"], meta["env_kwargs"])
+        return cls(
+            algo, CandidateRowsView(layout), cfg, meta["env_id"], meta["env_kwargs"], action_space
+        )
 
 
 def config_from_dict(config_cls: type, data: Mapping[str, Any]) -> Any:
@@ -897,7 +819,6 @@ __all__ = [
     "candidate_values",
     "collect_offline_buffer",
     "config_from_dict",
-    "layout_of",
     "linear_scores",
     "make_linear_env",
     "train_cql",

@@ -10,10 +10,11 @@ each task has its own first-order weights and DNN output. Tasks: click, watch ra
 Fields, and how each is available both in a KuaiRand log and at serving time in an env:
 - sparse: user id, item id, author id, leaf category. The model keeps its own vocabularies of
   the log's raw ids and its own item -> author / category table (from the items file); at
-  serving it maps the env's candidate ids (``info["candidates"]``) and user
-  (``info["user_id"]``) to raw ids through the backend (`raw_ids`: a learned simulator's
-  ``item_ids`` / ``user_ids``; the ground-truth world's ids are the raw ids) and looks author
-  and category up in its own table. Ids it never saw share an "unknown" embedding.
+  serving it maps the observation's candidate ids (``obs["item_id"]``) and user
+  (``obs["user_id"]``) to raw ids through the id maps of the backend it was bound to
+  (`for_backend`: a learned simulator's ``item_ids`` / ``user_ids``; the ground-truth world's
+  ids are the raw ids, the default) and looks author and category up in its own table. Ids it
+  never saw share an "unknown" embedding.
 - dense (one field each, ``e_f = x_f v_f``): the static user features and RANKER_FEATURES
   (log duration, log popularity, history category / author share). These come from
   `agents.baselines.log_features` on the log side and from the observation's rows at serving,
@@ -22,6 +23,7 @@ Fields, and how each is available both in a KuaiRand log and at serving time in 
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Mapping
@@ -36,13 +38,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from recgym.agents.baselines import (
-    RANKER_FEATURES,
-    RankerConfig,
-    action_from_values,
-    log_features,
-)
-from recgym.agents.continuous import RowLayout, layout_of
+from recgym.agents.baselines import RANKER_FEATURES, RankerConfig, log_features
+from recgym.envs.contract import Obs, action_from_values, candidate_columns, user_id
 from recgym.simulators.features import USER_FEATURE_DIM
 
 TASKS: tuple[str, ...] = ("click", "watch", "long_view", "like", "follow")
@@ -273,28 +270,27 @@ def _lookup(sorted_ids: np.ndarray, raw: np.ndarray) -> np.ndarray:
     return np.where(found, pos_c + 1, 0).astype(np.int64)
 
 
-def raw_ids(env: gym.Env, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """An env's user and item ids as the raw ids of the logs its backend stands for.
-
-    A learned simulator indexes users and items densely and keeps the raw ids in
-    ``user_ids`` / ``item_ids``; the ground-truth world's ids are its logs' ids.
-    """
-    model = getattr(env.unwrapped, "model", None)
-    user_map = getattr(model, "user_ids", None)
-    item_map = getattr(model, "item_ids", None)
-    users = np.asarray(users, dtype=np.int64)
-    items = np.asarray(items, dtype=np.int64)
+def backend_id_maps(backend: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A backend's (user, item) id -> raw log id maps: a learned simulator indexes users and
+    items densely and keeps the raw ids in ``user_ids`` / ``item_ids``; None where the
+    backend's ids are the raw ids (the ground-truth world)."""
+    user_map = getattr(backend, "user_ids", None)
+    item_map = getattr(backend, "item_ids", None)
     return (
-        users if user_map is None else np.asarray(user_map)[users],
-        items if item_map is None else np.asarray(item_map)[items],
+        None if user_map is None else np.asarray(user_map, dtype=np.int64),
+        None if item_map is None else np.asarray(item_map, dtype=np.int64),
     )
 
 
-def _ranker_cols(layout: RowLayout) -> list[int]:
-    missing = [f for f in RANKER_FEATURES if f not in layout.row_names]
-    if missing:
-        raise ValueError(f"observation rows lack the ranker's features {missing}")
-    return [layout.row_names.index(f) for f in RANKER_FEATURES]
+def raw_ids(backend: Any, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A backend's user and item ids as the raw ids of the logs it stands for."""
+    user_map, item_map = backend_id_maps(backend)
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    return (
+        users if user_map is None else user_map[users],
+        items if item_map is None else item_map[items],
+    )
 
 
 class DeepFMRanker:
@@ -306,7 +302,9 @@ class DeepFMRanker:
     for rankers that fuse them (RLUR).
     """
 
-    def __init__(self, config: DeepFMConfig | None = None) -> None:
+    def __init__(
+        self, config: DeepFMConfig | None = None, action_space: gym.Space | None = None
+    ) -> None:
         self.config = config or DeepFMConfig()
         cfg = self.config
         unknown = set(cfg.tasks) - set(TASKS)
@@ -317,6 +315,19 @@ class DeepFMRanker:
         self.tasks = tuple(cfg.tasks)
         self.vocab: Vocabulary | None = None
         self.net: DeepFMNet | None = None
+        self.action_space = action_space
+        self.user_ids: np.ndarray | None = None
+        """Raw log id of each backend user id; None: the backend's ids are raw (`for_backend`)."""
+        self.item_ids: np.ndarray | None = None
+        """Raw log id of each backend item id; None: the backend's ids are raw."""
+
+    def for_backend(self, backend: Any) -> DeepFMRanker:
+        """A copy (sharing the weights) that reads observation ids as `backend`'s ids, mapped to
+        raw log ids by `backend_id_maps`. Harnesses call this once per env (setup, not acting);
+        without it, observation ids are taken as raw ids (right for the ground-truth world)."""
+        clone = copy.copy(self)
+        clone.user_ids, clone.item_ids = backend_id_maps(backend)
+        return clone
 
     @property
     def feedback_names(self) -> tuple[str, ...]:
@@ -423,22 +434,24 @@ class DeepFMRanker:
         )
 
     # ------------------------------------------------------------------ acting
-    def predict(
-        self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env
-    ) -> dict[str, np.ndarray]:
-        """Per-candidate predictions (N,) for one env observation: ``p_<task>`` for binary
+    def predict(self, obs: Obs) -> dict[str, np.ndarray]:
+        """Per-candidate predictions (N,) for one observation dict: ``p_<task>`` for binary
         tasks, ``watch_ratio`` and ``watch_ms`` (ratio times the candidate's duration)."""
         if self.net is None or self.vocab is None:
             raise RuntimeError("DeepFMRanker is not fitted")
-        layout = layout_of(env)
-        context, rows = layout.split(np.asarray(obs, dtype=np.float32))
-        user_x = context[: layout.user_dim]
-        if user_x.shape[-1] != USER_FEATURE_DIM:
+        user_x = np.asarray(obs["user"], dtype=np.float32)
+        if user_x.shape != (USER_FEATURE_DIM,):
             raise ValueError(
-                f"observation has {user_x.shape[-1]} user features, expected {USER_FEATURE_DIM}"
+                f"DeepFMRanker acts on one observation with {USER_FEATURE_DIM} user features, "
+                f"got 'user' of shape {user_x.shape}"
             )
-        cand_x = rows[:, _ranker_cols(layout)]
-        users, items = raw_ids(env, np.asarray(info["user_id"]), np.asarray(info["candidates"]))
+        cand_x = candidate_columns(obs, RANKER_FEATURES)
+        users = np.full(len(cand_x), int(user_id(obs)), dtype=np.int64)
+        items = np.asarray(obs["item_id"], dtype=np.int64)
+        if self.user_ids is not None:
+            users = self.user_ids[users]
+        if self.item_ids is not None:
+            items = self.item_ids[items]
         sparse = self.vocab.encode(users, items)
         dense = np.concatenate(
             [np.broadcast_to(user_x, (len(cand_x), len(user_x))), cand_x], axis=1
@@ -457,23 +470,21 @@ class DeepFMRanker:
                 pred[f"p_{task}"] = 1.0 / (1.0 + np.exp(-out[:, j]))
         return pred
 
-    def feedbacks(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray:
+    def feedbacks(self, obs: Obs) -> np.ndarray:
         """(N, len(feedback_names)) predicted feedbacks: probabilities and watch seconds."""
-        pred = self.predict(obs, info, env)
+        pred = self.predict(obs)
         return np.stack(
             [pred["watch_ms"] / 1000.0 if t == "watch" else pred[f"p_{t}"] for t in self.tasks],
             axis=1,
         )
 
-    def candidate_values(
-        self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env
-    ) -> np.ndarray:
+    def candidate_values(self, obs: Obs) -> np.ndarray:
         """The ranking value per candidate: expected watch ms or P(click), per `target`."""
-        pred = self.predict(obs, info, env)
+        pred = self.predict(obs)
         return pred["watch_ms"] if self.config.target == "watch" else pred["p_click"]
 
-    def act(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray | int:
-        return action_from_values(self.candidate_values(obs, info, env), env.action_space)
+    def act(self, obs: Obs) -> np.ndarray | int:
+        return action_from_values(self.candidate_values(obs), self.action_space, obs["mask"])
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
@@ -489,11 +500,11 @@ class DeepFMRanker:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> DeepFMRanker:
+    def load(cls, path: str | Path, action_space: gym.Space | None = None) -> DeepFMRanker:
         path = Path(path)
         meta = json.loads(path.with_name(path.name + ".json").read_text())
         cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
-        model = cls(DeepFMConfig(**cfg))
+        model = cls(DeepFMConfig(**cfg), action_space=action_space)
         state = torch.load(path, weights_only=True)
         model._build(Vocabulary.from_arrays({k: v.numpy() for k, v in state["vocab"].items()}))
         assert model.net is not None
@@ -510,6 +521,7 @@ __all__ = [
     "SPARSE_FIELDS",
     "TASKS",
     "Vocabulary",
+    "backend_id_maps",
     "fm_interaction",
     "raw_ids",
 ]

@@ -30,7 +30,8 @@ from torch import nn
 
 from recgym.agents.progress import BarLogger, stage_bar
 from recgym.envs import make_env
-from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES
+from recgym.envs.contract import FlattenCandidates, RowLayout, row_features, row_layout
+from recgym.envs.session import SESSION_FEATURES
 
 ENV_ID = "recgym/Session-v0"
 
@@ -38,30 +39,24 @@ ENV_ID = "recgym/Session-v0"
 class CandidateQNet(nn.Module):
     """Q(s, i) for every candidate i by one MLP over [user + session part ⊕ candidate i's row].
 
-    The observation is split with the Session-v0 layout: the first ``user_dim +
-    len(SESSION_FEATURES)`` entries are the context, then ``n_candidates`` rows of
-    `n_features` columns (CANDIDATE_FEATURES on Session-v0; UserAuthor-v0 rows add author and
-    user-author columns). The first layer is applied to the context once per observation and to
-    each candidate row, then summed (the same function as a layer on the concatenation, without
-    copying the context N times). Weights are shared across candidates, so the network scores
-    any candidate set and is invariant to candidate order.
+    Input: the flat observation of `envs.contract.FlattenCandidates` (``[user | context |
+    candidate rows]``), split by the contract's `RowLayout` (rows of CANDIDATE_FEATURES on
+    Session-v0; UserAuthor-v0 rows add author and user-author columns). The first layer is
+    applied to the context once per observation and to each candidate row, then summed (the
+    same function as a layer on the concatenation, without copying the context N times).
+    Weights are shared across candidates, so the network scores any candidate set and is
+    invariant to candidate order.
     """
 
-    def __init__(
-        self,
-        *,
-        user_dim: int,
-        n_candidates: int,
-        hidden_sizes: tuple[int, ...] = (64, 64),
-        n_features: int = len(CANDIDATE_FEATURES),
-    ) -> None:
+    def __init__(self, *, layout: RowLayout, hidden_sizes: tuple[int, ...] = (64, 64)) -> None:
         super().__init__()
         if not hidden_sizes:
             raise ValueError("CandidateQNet needs at least one hidden layer")
-        self.user_dim = int(user_dim)
-        self.n_candidates = int(n_candidates)
-        self.context_dim = self.user_dim + len(SESSION_FEATURES)
-        self.n_features = int(n_features)
+        self.layout = layout
+        self.user_dim = layout.user_dim
+        self.n_candidates = layout.n_rows
+        self.context_dim = layout.context_dim
+        self.n_features = layout.row_dim
         self.context_in = nn.Linear(self.context_dim, hidden_sizes[0])
         self.candidate_in = nn.Linear(self.n_features, hidden_sizes[0], bias=False)
         layers: list[nn.Module] = [nn.ReLU()]
@@ -73,11 +68,9 @@ class CandidateQNet(nn.Module):
     def forward(
         self, obs: np.ndarray | torch.Tensor, state: Any = None, info: Any = None
     ) -> tuple[torch.Tensor, Any]:
-        """(B, obs_dim) observations -> ((B, n_candidates) Q-values, state)."""
+        """(B, obs_dim) flat observations -> ((B, n_candidates) Q-values, state)."""
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.context_in.weight.device)
-        b = x.shape[0]
-        context = x[:, : self.context_dim]
-        cands = x[:, self.context_dim :].reshape(b, self.n_candidates, self.n_features)
+        context, cands = self.layout.split(x)
         h = self.context_in(context).unsqueeze(1) + self.candidate_in(cands)
         return self.head(h).squeeze(-1), state
 
@@ -160,7 +153,7 @@ class CurveLogger(BarLogger):
 class _NoInfo(gym.Wrapper):
     """Drops the info dicts of a training env: DQN does not read them, and Tianshou would copy
     each one (responses, slate, candidates) into the replay buffer and re-scan it for NaNs after
-    every collection step."""
+    every collection step. Wraps the flat-Box env (`FlattenCandidates`)."""
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
         obs, _ = self.env.reset(**kwargs)
@@ -172,7 +165,7 @@ class _NoInfo(gym.Wrapper):
 
 
 def _training_env(env_id: str = ENV_ID, **kwargs: Any) -> gym.Env:
-    return _NoInfo(make_env(env_id, **kwargs))
+    return _NoInfo(FlattenCandidates(make_env(env_id, **kwargs)))
 
 
 def _env_kwargs(env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
@@ -183,30 +176,14 @@ def _env_kwargs(env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     return kwargs
 
 
-def build_dqn(
-    *, user_dim: int, n_candidates: int, obs_dim: int, config: DQNConfig
-) -> DQN[DiscreteQLearningPolicy]:
-    """A fresh Tianshou DQN (policy + CandidateQNet) for observations of `obs_dim`.
-
-    The observation is [user | SESSION_FEATURES | n_candidates rows]; the row width follows
-    from `obs_dim`, so the same network serves Session-v0 and the envs that extend its rows.
-    """
-    row = obs_dim - user_dim - len(SESSION_FEATURES)
-    if row <= 0 or row % n_candidates:
-        raise ValueError(
-            f"obs_dim {obs_dim} is not user_dim {user_dim} + {len(SESSION_FEATURES)} session "
-            f"features + {n_candidates} equal candidate rows"
-        )
-    net = CandidateQNet(
-        user_dim=user_dim,
-        n_candidates=n_candidates,
-        hidden_sizes=tuple(config.hidden_sizes),
-        n_features=row // n_candidates,
-    )
+def build_dqn(*, layout: RowLayout, config: DQNConfig) -> DQN[DiscreteQLearningPolicy]:
+    """A fresh Tianshou DQN (policy + CandidateQNet) for flat observations of `layout`
+    (`envs.contract.row_layout(env.observation_space)`: Session-v0, UserAuthor-v0)."""
+    net = CandidateQNet(layout=layout, hidden_sizes=tuple(config.hidden_sizes))
     policy = DiscreteQLearningPolicy(
         model=net,
-        action_space=spaces.Discrete(n_candidates),
-        observation_space=spaces.Box(-10.0, 10.0, shape=(obs_dim,), dtype=np.float32),
+        action_space=spaces.Discrete(layout.n_rows),
+        observation_space=spaces.Box(-10.0, 10.0, shape=(layout.obs_dim,), dtype=np.float32),
         eps_training=config.eps_start,
         eps_inference=0.0,
     )
@@ -249,12 +226,8 @@ def train_dqn(
     test_envs = DummyVectorEnv([factory])
     train_envs.seed(cfg.seed)
     test_envs.seed(cfg.seed + 10_000)
-    probe = train_envs.workers[0].env.unwrapped
     algo = build_dqn(
-        user_dim=probe.model.user_feature_dim,
-        n_candidates=probe.n_candidates,
-        obs_dim=probe.observation_space.shape[0],
-        config=cfg,
+        layout=row_layout(train_envs.workers[0].env.unwrapped.observation_space), config=cfg
     )
     policy = algo.policy
     buffer = VectorReplayBuffer(cfg.buffer_size, cfg.n_envs, random_seed=cfg.seed)
@@ -322,9 +295,7 @@ def save_dqn(
         "kind": "DQN",
         "env_id": env_id,
         "config": asdict(config),
-        "user_dim": net.user_dim,
-        "n_candidates": net.n_candidates,
-        "obs_dim": int(algo.policy.observation_space.shape[0]),
+        "layout": net.layout.to_dict(),
         "env_kwargs": _env_kwargs(env_kwargs),
     }
     path.with_name(path.name + ".json").write_text(json.dumps(meta, indent=2, default=_jsonable))
@@ -338,14 +309,21 @@ def load_dqn(path: str | Path) -> tuple[DQN[DiscreteQLearningPolicy], DQNConfig]
     cfg_dict = meta["config"]
     cfg_dict["hidden_sizes"] = tuple(cfg_dict["hidden_sizes"])
     cfg = DQNConfig(**cfg_dict)
-    algo = build_dqn(
-        user_dim=meta["user_dim"],
-        n_candidates=meta["n_candidates"],
-        obs_dim=meta["obs_dim"],
-        config=cfg,
-    )
+    algo = build_dqn(layout=_saved_layout(meta), config=cfg)
     algo.load_state_dict(torch.load(path, weights_only=True))
     return algo, cfg
+
+
+def _saved_layout(meta: dict[str, Any]) -> RowLayout:
+    """The network's layout from a checkpoint's JSON (older files stored only its sizes)."""
+    if "layout" in meta:
+        return RowLayout.from_dict(meta["layout"])
+    user_dim, n = int(meta["user_dim"]), int(meta["n_candidates"])
+    context_dim = user_dim + len(SESSION_FEATURES)
+    row = (int(meta["obs_dim"]) - context_dim) // n
+    return RowLayout(
+        user_dim=user_dim, context_dim=context_dim, n_rows=n, row_names=row_features(row)
+    )
 
 
 def _jsonable(value: Any) -> Any:

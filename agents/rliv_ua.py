@@ -17,9 +17,10 @@ What the model is, in the paper's terms:
 - total loss ``sum over towers of L_Q + L_A`` (Eq. 10), one Adam step per batch.
 
 Serving ranks a request's candidates by the LIV ``min(Q1, Q2)`` of `rank_task` (watch time by
-default, as in the paper's offline study): `LIVSlatePolicy(algo).act(obs, info, env)` on
-`recgym/UserAuthor-v0` (adapter `user_author_states`), `score_candidates` from raw arrays, or
-the Tianshou policy's `forward`. Scores are ranks in [-1, 1]; candidates of one author share
+default, as in the paper's offline study): `LIVSlatePolicy(algo).act(obs)` on
+`recgym/UserAuthor-v0` observations (adapter `user_author_states`), `score_candidates` from raw
+arrays, or the Tianshou policy's `forward` (also on UserAuthor-v0 observation batches).
+Scores are ranks in [-1, 1]; candidates of one author share
 s_ua, hence one LIV and one score, and the env's stable top-K shows them in candidate order.
 
 Decisions where the paper is silent (each also noted where it is made):
@@ -47,7 +48,6 @@ Decisions where the paper is silent (each also noted where it is made):
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 import warnings
@@ -74,6 +74,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recgym.agents.progress import BarLogger, stage_bar
+from recgym.envs.contract import Obs, action_from_values, user_id
 from recgym.envs.user_author import candidate_states as ua_candidate_states
 from recgym.simulators.scri import AUTHOR_FEATURES, TASKS, UA_COUNTERS, split_state
 
@@ -360,8 +361,8 @@ class CandidateStates(NamedTuple):
     """(..., N) author id of each candidate, or None."""
 
 
-StatesFn = Callable[[np.ndarray, Any], CandidateStates]
-"""(observations, infos) -> CandidateStates: how a policy reads an env's observation."""
+StatesFn = Callable[[Obs], CandidateStates]
+"""observation(s) -> CandidateStates: how a policy reads an env's observation."""
 
 
 def liv_scores(values: np.ndarray) -> np.ndarray:
@@ -388,9 +389,11 @@ class RLIVUAPolicy(Policy):
     """Scores candidates by the LIV ``min(Q1, Q2)`` of `rank_task`.
 
     `forward` maps a batch of observations to (B, N) scores in [-1, 1]: the observations are
-    read by `states_fn` (an env adapter such as `user_author_states`); without one, ``obs`` must
-    already be (B, N, state_dim) candidate states, with optional ``info.user`` (B,) and
-    ``info.author`` (B, N). Any N works; `action_space` only names the env's.
+    read by `states_fn` (an adapter such as `user_author_states`); without one, UserAuthor-v0
+    observation batches (Tianshou `Batch` with a ``candidates`` entry) are read by
+    `user_author_states`, and anything else must already be (B, N, state_dim) candidate states,
+    with optional ``info.user`` (B,) and ``info.author`` (B, N). Any N works; `action_space`
+    only names the env's.
     """
 
     def __init__(
@@ -460,7 +463,9 @@ class RLIVUAPolicy(Policy):
 
     def candidate_states(self, obs: Any, info: Any) -> CandidateStates:
         if self.states_fn is not None:
-            return self.states_fn(obs, info)
+            return self.states_fn(obs)
+        if isinstance(obs, Batch | dict) and "candidates" in obs:
+            return user_author_states(obs)
         users = authors = None
         if isinstance(info, Batch | dict):
             users = info["user"] if "user" in info else None
@@ -843,55 +848,47 @@ def score_candidates(
     return liv_scores(policy.values(states, users, authors))
 
 
-def user_author_states(obs: np.ndarray, info: Any, env: gym.Env) -> CandidateStates:
-    """The `recgym/UserAuthor-v0` adapter: candidate states from an observation (or a batch).
+def user_author_states(obs: Obs) -> CandidateStates:
+    """The `recgym/UserAuthor-v0` adapter: candidate states from an observation dict (or a
+    batch of them).
 
     States are `envs.user_author.candidate_states` (raw counters recovered from the observed
-    log1p), the user id is ``info["user_id"]`` and the authors are the env catalogue's authors
-    of ``info["candidates"]``. Ids are the env backend's: train on samples built with
-    ``data.asa.asa_samples(..., backend=env.unwrapped.model)`` (``id_space == "backend"``),
-    otherwise a learned simulator's dense ids would address the wrong embeddings.
+    log1p), the user id is ``obs["user_id"]`` and the authors are ``obs["author_id"]``. Ids are
+    the env backend's: train on samples built with ``data.asa.asa_samples(...,
+    backend=<the env's backend>)`` (``id_space == "backend"``), otherwise a learned simulator's
+    dense ids would address the wrong embeddings.
     """
-    base = env.unwrapped
-    states = ua_candidate_states(obs, base.user_dim)
-    users = np.asarray(info["user_id"], dtype=np.int64) if "user_id" in info else None
-    authors = None
-    if "candidates" in info:
-        authors = base.catalogue.author[np.asarray(info["candidates"], dtype=np.int64)]
-    return CandidateStates(states, users, authors)
-
-
-def env_states_fn(env: gym.Env) -> StatesFn:
-    """`RLIVUAPolicy`'s `states_fn` for a UserAuthor-v0 env (e.g. under a Tianshou Collector)."""
-    return functools.partial(user_author_states, env=env)
+    states = ua_candidate_states(obs)
+    authors = np.asarray(obs["author_id"], dtype=np.int64)
+    return CandidateStates(states, user_id(obs), authors)
 
 
 class LIVSlatePolicy:
-    """`act(obs, info, env)` for `envs.evaluation`: scores a request's candidates by the LIV.
+    """`act(obs)` for `envs.evaluation`: scores a request's candidates by the LIV.
 
-    `states_fn(obs, info, env) -> CandidateStates` reads the env's observation (default: the
-    UserAuthor-v0 adapter `user_author_states`); on a Box (scores) action space the result is
+    `states_fn(obs) -> CandidateStates` reads the observation (default: the UserAuthor-v0
+    adapter `user_author_states`); on a Box (scores) or None action space the result is
     `liv_scores`, on Discrete(N) the argmax.
     """
 
     def __init__(
         self,
         model: RLIVUA | RLIVUAPolicy,
-        states_fn: Callable[
-            [np.ndarray, dict[str, Any], gym.Env], CandidateStates
-        ] = user_author_states,
+        states_fn: StatesFn = user_author_states,
+        action_space: gym.Space | None = None,
     ) -> None:
         self.policy = _as_policy(model)
         self.states_fn = states_fn
+        self.action_space = action_space
 
-    def values(self, obs: np.ndarray, info: dict[str, Any], env: gym.Env) -> np.ndarray:
-        cands = self.states_fn(obs, info, env)
+    def values(self, obs: Obs) -> np.ndarray:
+        cands = self.states_fn(obs)
         return self.policy.values(cands.states, cands.users, cands.authors)
 
-    def act(self, obs: np.ndarray, info: dict[str, Any], env: gym.Env) -> np.ndarray | int:
-        values = self.values(obs, info, env)
-        if isinstance(env.action_space, spaces.Discrete):
-            return int(np.argmax(values))
+    def act(self, obs: Obs) -> np.ndarray | int:
+        values = self.values(obs)
+        if isinstance(self.action_space, spaces.Discrete):
+            return action_from_values(values, self.action_space, obs.get("mask"))
         return liv_scores(values)
 
 
@@ -976,7 +973,6 @@ __all__ = [
     "CandidateStates",
     "check_scri_buffer",
     "EnsembleMLP",
-    "env_states_fn",
     "liv_scores",
     "LIVNet",
     "LIVOutput",

@@ -34,6 +34,7 @@ time. The fused predictions come from our supervised ranker, not a production mu
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from collections.abc import Mapping
@@ -45,7 +46,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from recgym.agents.baselines import RankingModel, n_candidates_of
+from recgym.agents.baselines import RankingModel
 from recgym.agents.continuous import (
     SESSION_ENV_ID,
     LinearScoreEnv,
@@ -55,11 +56,11 @@ from recgym.agents.continuous import (
     TD3Config,
     build_td3,
     config_from_dict,
-    layout_of,
     train_online,
 )
 from recgym.agents.deepfm import DeepFMRanker
 from recgym.envs import make_env
+from recgym.envs.contract import Obs, flatten_observation, row_layout
 
 DEFAULT_IMMEDIATE_WEIGHTS: dict[str, float] = {
     "watch_ms": 1.0 / 60_000.0,
@@ -138,8 +139,8 @@ class FeedbackRanker(Protocol):
 
     feedback_names: tuple[str, ...]
 
-    def feedbacks(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray:
-        """(N, len(feedback_names)) predictions for the candidates of one observation."""
+    def feedbacks(self, obs: Obs) -> np.ndarray:
+        """(N, len(feedback_names)) predictions for the candidates of one observation dict."""
         ...
 
 
@@ -150,8 +151,8 @@ class RankingModelFeedbacks:
     model: RankingModel
     feedback_names: tuple[str, ...] = ("p_click", "watch_s")
 
-    def feedbacks(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray:
-        pred = self.model.predict(obs, n_candidates_of(env.action_space))
+    def feedbacks(self, obs: Obs) -> np.ndarray:
+        pred = self.model.predict(obs)
         return np.stack([pred["click"], pred["watch_ms"] / 1000.0], axis=1)
 
 
@@ -172,9 +173,9 @@ class FeedbackView:
         names = tuple(f"z_{name}" for name in ranker.feedback_names)
         self.layout = env_layout.with_rows(names, score_extra_only=True)
 
-    def observe(self, obs: np.ndarray, info: Mapping[str, Any], env: gym.Env) -> np.ndarray:
-        context, rows = self.env_layout.split(np.asarray(obs, dtype=np.float32))
-        z = standardise(self.ranker.feedbacks(obs, info, env))
+    def observe(self, obs: Obs) -> np.ndarray:
+        context, rows = self.env_layout.split(flatten_observation(obs))
+        z = standardise(self.ranker.feedbacks(obs))
         rows = np.concatenate([rows, z.astype(np.float32)], axis=1)
         return np.concatenate([context, rows.reshape(-1)]).astype(np.float32)
 
@@ -183,11 +184,18 @@ def _rlur_env(
     env_id: str, env_kwargs: Mapping[str, Any], ranker: FeedbackRanker, shaping: RLURShaping
 ) -> LinearScoreEnv:
     env = make_env(env_id, **dict(env_kwargs))
-    return LinearScoreEnv(env, FeedbackView(ranker, layout_of(env)), reward_fn=shaping)
+    ranker = _for_backend(ranker, env.unwrapped.model)
+    view = FeedbackView(ranker, row_layout(env.observation_space))
+    return LinearScoreEnv(env, view, reward_fn=shaping)
 
 
 def _as_feedback_ranker(ranker: Any) -> FeedbackRanker:
     return RankingModelFeedbacks(ranker) if isinstance(ranker, RankingModel) else ranker
+
+
+def _for_backend(ranker: Any, backend: Any) -> Any:
+    """The ranker reading `backend`'s ids (DeepFM's raw-id maps), else the ranker itself."""
+    return ranker.for_backend(backend) if hasattr(ranker, "for_backend") else ranker
 
 
 # --------------------------------------------------------------------------- training and policy
@@ -234,6 +242,13 @@ class RLURPolicy(LinearScorePolicy):
         fb = self.view.ranker
         return fb.model if isinstance(fb, RankingModelFeedbacks) else fb
 
+    def for_backend(self, backend: Any) -> RLURPolicy:
+        """A copy whose ranker reads `backend`'s ids (`DeepFMRanker.for_backend`); harnesses
+        call it once per env, as for DeepFM itself."""
+        clone = copy.copy(self)
+        clone.view = FeedbackView(_for_backend(self.view.ranker, backend), self.view.env_layout)
+        return clone
+
     def save(self, path: str | Path) -> Path:
         """`LinearScorePolicy.save` plus the ranker at `path` + ".ranker" (its own format)."""
         path = super().save(path)
@@ -241,7 +256,7 @@ class RLURPolicy(LinearScorePolicy):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> RLURPolicy:
+    def load(cls, path: str | Path, action_space: gym.Space | None = None) -> RLURPolicy:
         path = Path(path)
         meta = json.loads(path.with_name(path.name + ".json").read_text())
         if meta.get("kind") != "RLUR":
@@ -256,7 +271,7 @@ class RLURPolicy(LinearScorePolicy):
         feedback = _as_feedback_ranker(ranker_cls.load(ranker_path))
         n = len(feedback.feedback_names)
         view = FeedbackView(feedback, _env_layout_of(layout, n))
-        return cls(algo, view, cfg, meta["env_id"], meta["env_kwargs"])
+        return cls(algo, view, cfg, meta["env_id"], meta["env_kwargs"], action_space)
 
 
 def _ranker_path(path: Path) -> Path:

@@ -619,8 +619,9 @@ def _collect_cql_buffer(job: Job) -> Path:
 def _train_cql(job: Job, seed: int, data: Path, env: dict[str, Any]) -> dict[str, Any]:
     from tianshou.data import ReplayBuffer
 
-    from recgym.agents.continuous import layout_of, train_cql
+    from recgym.agents.continuous import train_cql
     from recgym.envs import make_env
+    from recgym.envs.contract import row_layout
 
     path = ckpt_path(job, "cql", seed)
     buffer_key = json.loads(data.with_name(data.name + ".done.json").read_text())["key"]
@@ -629,7 +630,7 @@ def _train_cql(job: Job, seed: int, data: Path, env: dict[str, Any]) -> dict[str
     def run() -> dict:
         buffer = ReplayBuffer.load_hdf5(str(data))
         probe = make_env(ENV_ID, **env)
-        layout = layout_of(probe)
+        layout = row_layout(probe.observation_space)
         probe.close()
         policy, stats = train_cql(buffer, layout, cql_config(job, seed), env, ENV_ID, False)
         policy.save(path)
@@ -755,18 +756,20 @@ def play_seed(policy: Any, env: Any, episodes: int, seed: int) -> dict[str, floa
     as in `envs.evaluation.run_sessions`). Gifts are counted from each step's responses; a
     backend that never reports a ``gift`` behaviour gets None (not zero).
     """
+    from recgym.envs.contract import for_env
     from recgym.envs.evaluation import seed_metrics, session_totals
 
+    policy = for_env(policy, env)  # a DeepFM (or RLUR over one) maps the backend's ids
     if hasattr(policy, "reset"):
         policy.reset(seed)
     totals, gifts = [], []
     has_gifts = False
     for episode in range(episodes):
-        obs, info = env.reset(seed=seed) if episode == 0 else env.reset()
+        obs, _ = env.reset(seed=seed) if episode == 0 else env.reset()
         infos, gift = [], 0.0
         done = False
         while not done:
-            obs, _, terminated, truncated, info = env.step(policy.act(obs, info, env))
+            obs, _, terminated, truncated, info = env.step(policy.act(obs))
             infos.append(info)
             if "gift" in info["responses"]:
                 has_gifts = True

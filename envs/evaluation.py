@@ -16,6 +16,8 @@ import gymnasium as gym
 import numpy as np
 from scipy import stats
 
+from recgym.envs.contract import for_env
+
 METRICS = ("session_length", "watch_time_s", "ctr", "valid_consumption", "diversity", "follows")
 """session_length: requests per session; watch_time_s: seconds watched per session; ctr: clicks
 per shown item; valid_consumption: shown items watched longer than VALID_WATCH_MS per session;
@@ -38,15 +40,16 @@ VALID_WATCH_MS = 10_000
 
 @runtime_checkable
 class SlatePolicy(Protocol):
-    """Anything that picks an action from the current observation.
+    """Anything that picks an action from the current observation alone (`envs.contract`).
 
-    `info` is the info dict of the last `reset` or `step` (it carries ``candidates``); `env` is
-    the env being played, for policies that need its spaces (or, for oracles, its backend).
-    A policy may also define ``reset(seed: int)``; `evaluate` calls it before each seed's run,
-    so a seed fixes the policy's own randomness as well.
+    `obs` is one observation dict of a recgym slate env; the policy reads nothing else (its
+    action space is fixed when it is made). Oracles that read the world's hidden state are the
+    one exception and say so with ``reads_hidden_state = True``. A policy may also define
+    ``reset(seed: int)``; `evaluate` calls it before each seed's run, so a seed fixes the
+    policy's own randomness as well; and ``for_backend(backend)`` (`envs.contract.for_env`).
     """
 
-    def act(self, obs: np.ndarray, info: dict[str, Any], env: gym.Env) -> Any: ...
+    def act(self, obs: Mapping[str, Any]) -> Any: ...
 
 
 def session_totals(step_infos: Iterable[Mapping[str, Any]]) -> dict[str, float]:
@@ -136,14 +139,17 @@ def summarize(per_seed: Sequence[Mapping[str, float]]) -> dict[str, dict]:
 def run_sessions(
     policy: SlatePolicy, env: gym.Env, episodes: int, seed: int
 ) -> list[dict[str, float]]:
-    """Play `episodes` sessions on `env`: the first reset is seeded, the rest continue from it."""
+    """Play `episodes` sessions on `env`: the first reset is seeded, the rest continue from it.
+
+    The policy is first set up for the env's backend ids (`envs.contract.for_env`)."""
+    policy = for_env(policy, env)
     totals = []
     for episode in range(episodes):
-        obs, info = env.reset(seed=seed) if episode == 0 else env.reset()
+        obs, _ = env.reset(seed=seed) if episode == 0 else env.reset()
         infos = []
         done = False
         while not done:
-            obs, _, terminated, truncated, info = env.step(policy.act(obs, info, env))
+            obs, _, terminated, truncated, info = env.step(policy.act(obs))
             infos.append(info)
             done = terminated or truncated
         totals.append(session_totals(infos))

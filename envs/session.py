@@ -9,20 +9,16 @@ import numpy as np
 from gymnasium import spaces
 
 from recgym.envs.backends import make_backend
+from recgym.envs.contract import (
+    CANDIDATE_FEATURES,
+    FLOAT_HIGH,
+    FLOAT_LOW,
+    SESSION_FEATURES,
+    slate_observation_space,
+)
 from recgym.simulators.candidates import CandidateGenerator
 from recgym.simulators.protocol import UserModel
 
-# Per-candidate observation features, in order.
-CANDIDATE_FEATURES = (
-    "log_duration",
-    "log_popularity",
-    "author_is_live",
-    "history_category_share",
-    "history_author_share",
-    "session_category_exposure",
-    "shown_this_session",
-)
-SESSION_FEATURES = ("step_fraction", "last_click_rate", "last_watch_ratio", "history_fill")
 DEFAULT_REWARD = {"watch_ms": 1e-3}  # watch time in seconds
 
 
@@ -44,18 +40,35 @@ class SessionEnv(gym.Env):
     the single item shown in this request (the slate size is then 1).
 
     ## Observation Space
-    A flat ``float32`` vector: the backend's static user features, then SESSION_FEATURES
-    (request index / max_steps, click rate and mean watch ratio of the previous request, fill of
-    the history), then ``n_candidates`` rows of CANDIDATE_FEATURES (log duration, log
+    A ``Dict`` (`envs.contract.slate_observation_space`): ``"user"`` float32 (U,) the backend's
+    static user features; ``"context"`` float32 (4,) SESSION_FEATURES (request index /
+    max_steps, click rate and mean watch ratio of the previous request, fill of the history);
+    ``"candidates"`` float32 (n_candidates, 7) rows of CANDIDATE_FEATURES (log duration, log
     popularity, live author, share of the user's history in the candidate's category and by
     its author, how often its category was shown this session (decayed), whether it was shown
-    already this session). Candidate ids are in ``info["candidates"]``.
+    already this session), all clipped to [-10, 10]; ``"item_id"``, ``"author_id"``,
+    ``"category_id"`` int64 (n_candidates,) the candidates' catalogue ids; ``"mask"`` int8
+    (n_candidates,) all ones; ``"user_id"`` int64 (1,). `envs.contract.FlattenCandidates`
+    gives the flat Box ``[user | context | candidates.ravel()]`` of earlier versions.
+    ``info["candidates"]`` (the item ids) and ``info["user_id"]`` stay for compatibility.
 
     ## Starting State
     ``reset`` draws a user uniformly from ``users`` (default: all), starts a session for them
     in the backend (time passes since their last one) and retrieves the first candidates.
     ``reset(seed=...)`` also returns the backend to its initial state, so the same seed gives
     the same episode.
+
+    Randomness comes from four generators spawned from the seed (`np.random.SeedSequence`):
+    users (which user opens the next session: one draw per reset), time (the backend's
+    `begin_session` draws, e.g. the world's time gaps), candidates (retrieval) and responses
+    (the backend's `step`). So under one seed every policy meets the same users in the same
+    order, whatever it showed and however long the sessions lasted (paired comparisons).
+
+    ## Invalid actions
+    ``step`` raises ``ValueError`` (naming the env) for a Discrete index outside
+    [0, n_candidates) or not an integer, for scores that are not of shape (n_candidates,), and
+    for NaN or infinite scores. Finite scores outside [-1, 1] are accepted: only their order
+    counts.
 
     ## Rewards
     ``sum_k sum_b reward_weights[b] * response_b[k]`` over shown items k and behaviours b.
@@ -68,10 +81,15 @@ class SessionEnv(gym.Env):
     ## Arguments
     backend ("world" | "learned" | a UserModel), checkpoint (for "learned"), world_config (dict
     of WorldConfig fields), slate_size (6), n_candidates (50), action_mode ("scores" |
-    "discrete"), reward_weights ({behaviour: weight}), max_steps (100), users (ids to sample).
+    "discrete"), reward_weights ({behaviour: weight}), max_steps (100), users (ids to sample),
+    world_dir (a saved world to load, for backend "world").
 
     ## Version History
-    v0: initial version.
+    v0: initial version. Later changed in place, dynamics unchanged (same users, candidates,
+    responses and rewards for the same random draws): the observation became the Dict above
+    (its numbers are the former flat vector's), randomness was split into the four seeded
+    streams above (so a given seed now draws different episodes than before), and invalid
+    actions raise ``ValueError``.
     """
 
     metadata = {"render_modes": []}
@@ -87,8 +105,12 @@ class SessionEnv(gym.Env):
         reward_weights: dict[str, float] | None = None,
         max_steps: int = 100,
         users: np.ndarray | None = None,
+        world_dir: str | None = None,
     ):
-        self.model: UserModel = make_backend(backend, checkpoint, world_config)
+        if world_dir is None:
+            self.model: UserModel = make_backend(backend, checkpoint, world_config)
+        else:  # envs/backends.py's make_backend gains `world_dir` (the "state" change)
+            self.model = make_backend(backend, checkpoint, world_config, world_dir=world_dir)
         if action_mode not in ("scores", "discrete"):
             raise ValueError(f"action_mode must be 'scores' or 'discrete', got {action_mode!r}")
         self.action_mode = action_mode
@@ -107,12 +129,7 @@ class SessionEnv(gym.Env):
             catalogue=self.catalogue, n_candidates=self.n_candidates
         )
         self._initial_state = _snapshot(self.model)
-        n_obs = (
-            self.model.user_feature_dim
-            + len(SESSION_FEATURES)
-            + self.n_candidates * len(CANDIDATE_FEATURES)
-        )
-        self.observation_space = spaces.Box(-10.0, 10.0, shape=(n_obs,), dtype=np.float32)
+        self.observation_space = self._observation_space(len(CANDIDATE_FEATURES))
         if action_mode == "scores":
             self.action_space = spaces.Box(-1.0, 1.0, shape=(self.n_candidates,), dtype=np.float32)
         else:
@@ -123,32 +140,70 @@ class SessionEnv(gym.Env):
         self._shown = np.zeros(self.catalogue.n_items, dtype=bool)
         self._last = np.zeros(2)
         self._steps = 0
+        self._streams: dict[str, Any] | None = None
+
+    def _observation_space(self, row_width: int) -> spaces.Dict:
+        return slate_observation_space(
+            user_dim=self.model.user_feature_dim,
+            n_candidates=self.n_candidates,
+            row_width=row_width,
+            n_users=self.model.n_users,
+            n_items=self.catalogue.n_items,
+            n_authors=self.catalogue.n_authors,
+            n_categories=self.catalogue.n_categories,
+        )
+
+    @property
+    def _name(self) -> str:
+        return self.spec.id if self.spec is not None else type(self).__name__
+
+    def _seed_streams(self, seed: int | None) -> None:
+        """Independent generators for users, time, candidates and responses from `seed`.
+
+        Without a seed (first reset of an unseeded env) the streams come from gymnasium's
+        `np_random`, itself seeded from OS entropy."""
+        if seed is None:
+            seed = int(self.np_random.integers(2**63))
+        users, time, candidates, responses = np.random.SeedSequence(seed).spawn(4)
+        self._streams = {
+            "users": np.random.default_rng(users),
+            "time": np.random.default_rng(time),
+            "candidates": np.random.default_rng(candidates),
+            "responses": np.random.default_rng(responses),
+        }
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         if seed is not None:
             _restore(self.model, self._initial_state)
+        if seed is not None or self._streams is None:
+            self._seed_streams(seed)
+        assert self._streams is not None
+        # one draw per reset, even when options name the user: the sequence stays paired
+        drawn = self.users[self._streams["users"].integers(len(self.users))]
         user = (options or {}).get("user")
-        if user is None:
-            user = self.users[self.np_random.integers(len(self.users))]
-        self._user = np.array([int(user)], dtype=np.int64)
-        self.model.begin_session(self._user, self.np_random)
+        self._user = np.array([int(drawn if user is None else user)], dtype=np.int64)
+        self.model.begin_session(self._user, self._streams["time"])
         self._session_exposure[:] = 0.0
         self._shown[:] = False
         self._last[:] = 0.0
         self._steps = 0
-        self._candidates = self.generator(self.model.history(self._user), self.np_random)
+        self._candidates = self.generator(
+            self.model.history(self._user), self._streams["candidates"]
+        )
         return self._observation(), {
             "user_id": int(self._user[0]),
             "candidates": self._candidates[0],
         }
 
-    def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if self._streams is None:
+            raise RuntimeError(f"{self._name}: call reset() before step()")
         slate = self.slate_from_action(action)
-        res = self.model.step(self._user, slate[None, :], self.np_random)
+        res = self.model.step(self._user, slate[None, :], self._streams["responses"])
         r = {name: np.asarray(v)[0] for name, v in res.responses.items()}
         reward = float(sum(w * r[b].sum() for b, w in self.reward_weights.items() if b in r))
         cats = self.catalogue.category[slate]
@@ -168,7 +223,9 @@ class SessionEnv(gym.Env):
             "candidates_shown": self._candidates[0],
         }
         info.update(self._after_responses(slate, r))
-        self._candidates = self.generator(self.model.history(self._user), self.np_random)
+        self._candidates = self.generator(
+            self.model.history(self._user), self._streams["candidates"]
+        )
         info["candidates"] = self._candidates[0]
         return self._observation(), reward, terminated, truncated, info
 
@@ -179,18 +236,60 @@ class SessionEnv(gym.Env):
         return {}
 
     def slate_from_action(self, action) -> np.ndarray:
-        """The item ids an action shows: top-`slate_size` candidates by score, or the chosen one."""
+        """The item ids an action shows: top-`slate_size` candidates by score, or the chosen one.
+
+        Raises ValueError for an invalid action (see the class docstring)."""
         cand = self._candidates[0]
+        n = self.n_candidates
         if self.action_mode == "discrete":
-            return cand[[int(np.asarray(action).reshape(-1)[0])]]
-        scores = np.asarray(action, dtype=np.float64).reshape(-1)
-        if scores.shape[0] != self.n_candidates:
-            raise ValueError(f"expected {self.n_candidates} scores, got shape {np.shape(action)}")
+            return cand[[self._index_from_action(action)]]
+        try:
+            scores = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{self._name}: action must be {n} numeric scores, got {action!r}"
+            ) from None
+        if scores.shape != (n,):
+            raise ValueError(
+                f"{self._name}: action must be scores of shape ({n},) (one per candidate), "
+                f"got shape {scores.shape}"
+            )
+        bad = ~np.isfinite(scores)
+        if bad.any():
+            raise ValueError(
+                f"{self._name}: action scores must be finite; candidates "
+                f"{np.flatnonzero(bad)[:10].tolist()} are NaN or infinite"
+            )
         order = np.argsort(-scores, kind="stable")[: self.slate_size]
         return cand[order]
 
-    def _observation(self) -> np.ndarray:
-        return observe(
+    def _index_from_action(self, action: Any) -> int:
+        """A Discrete action as a candidate index: one integer (any int dtype, shape () or (1,))."""
+        n = self.n_candidates
+        a = np.asarray(action)
+        if a.size != 1 or a.ndim > 1:
+            raise ValueError(
+                f"{self._name}: a Discrete({n}) action is one candidate index, got shape {a.shape}"
+            )
+        value = a.reshape(-1)[0]
+        if not np.issubdtype(a.dtype, np.integer):
+            if not (
+                np.issubdtype(a.dtype, np.floating)
+                and np.isfinite(value)
+                and float(value).is_integer()
+            ):
+                raise ValueError(
+                    f"{self._name}: a Discrete({n}) action must be an integer, got {value!r}"
+                )
+        index = int(value)
+        if not 0 <= index < n:
+            raise ValueError(
+                f"{self._name}: action {index} is outside Discrete({n}) (valid: 0..{n - 1})"
+            )
+        return index
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        obs = observe(
             self.model,
             self._user,
             self._candidates,
@@ -199,7 +298,8 @@ class SessionEnv(gym.Env):
             ),
             session_exposure=self._session_exposure[None, :],
             shown=self._shown[None, :],
-        )[0]
+        )
+        return {key: value[0].copy() for key, value in obs.items()}  # never views of env state
 
 
 def observe(
@@ -209,8 +309,9 @@ def observe(
     session: np.ndarray,
     session_exposure: np.ndarray,
     shown: np.ndarray,
-) -> np.ndarray:
-    """Observation rows for a batch: (B,) users, (B, N) candidates -> (B, obs_dim) float32.
+) -> dict[str, np.ndarray]:
+    """Session-v0 observations of a batch: (B,) users, (B, N) candidates -> the contract's
+    entries with a leading B axis (user (B, U), context (B, 4), candidates (B, N, 7), ids...).
 
     `session` is (B, 3) (step fraction, last click rate, last watch ratio), `session_exposure`
     (B, C) decayed category counts of this session, `shown` (B, n_items) the items shown
@@ -235,10 +336,23 @@ def observe(
             np.stack([cat_share, author_share, exposure, was_shown], axis=-1).astype(np.float32),
         ],
         axis=-1,
-    ).reshape(b, -1)
+    )
     history_fill = valid.mean(axis=1, keepdims=True)
-    obs = np.concatenate([model.user_features(users), session, history_fill, per_cand], axis=1)
-    return np.clip(obs, -10.0, 10.0).astype(np.float32)
+
+    def clip(x: np.ndarray) -> np.ndarray:
+        return np.clip(x, FLOAT_LOW, FLOAT_HIGH).astype(np.float32)
+
+    candidates = np.asarray(candidates, dtype=np.int64)
+    return {
+        "user": clip(model.user_features(users)),
+        "context": clip(np.concatenate([session, history_fill], axis=1)),
+        "candidates": clip(per_cand),
+        "item_id": candidates,
+        "author_id": cand_author.astype(np.int64),
+        "category_id": cand_cat.astype(np.int64),
+        "mask": np.ones((b, n), dtype=np.int8),
+        "user_id": np.asarray(users, dtype=np.int64).reshape(b, 1),
+    }
 
 
 def _snapshot(model: UserModel) -> Any:
@@ -251,3 +365,6 @@ def _restore(model: UserModel, snapshot: Any) -> None:
         model.restore(snapshot)
     elif hasattr(model, "reset_state"):
         model.reset_state()
+
+
+__all__ = ["CANDIDATE_FEATURES", "DEFAULT_REWARD", "SESSION_FEATURES", "SessionEnv", "observe"]

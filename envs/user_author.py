@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 
 from recgym.data.asa import sequential_counters
-from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES, SessionEnv
-from recgym.simulators import scri
-
-UA_CANDIDATE_FEATURES: tuple[str, ...] = (
-    *CANDIDATE_FEATURES,
-    *scri.AUTHOR_FEATURES,
-    *(f"log1p_{c}" for c in scri.UA_COUNTERS),
+from recgym.envs.contract import (
+    CANDIDATE_FEATURES,
+    FLOAT_HIGH,
+    FLOAT_LOW,
+    UA_AUTHOR_COLUMNS,
+    UA_CANDIDATE_FEATURES,
+    UA_COUNTER_COLUMNS,
+    candidate_columns,
 )
-"""Per-candidate row of the observation, in order (16 values)."""
+from recgym.envs.session import SessionEnv
+from recgym.simulators import scri
 
 _COUNT_COLUMNS = np.array([c != "watch_s" for c in scri.UA_COUNTERS])
 
@@ -85,47 +87,20 @@ class UACounterTable:
         return np.concatenate(users), np.concatenate(authors), np.concatenate(values)
 
 
-class UAObservation(NamedTuple):
-    """A UserAuthor-v0 observation split into its parts (any leading batch shape)."""
-
-    user: np.ndarray  # (..., user_dim) static user features f_u
-    session: np.ndarray  # (..., len(SESSION_FEATURES))
-    candidates: np.ndarray  # (..., n_candidates, len(UA_CANDIDATE_FEATURES))
-
-
-def split_observation(obs: np.ndarray, user_dim: int) -> UAObservation:
-    """Split flat observations (..., obs_dim) into f_u, session features and candidate rows.
-
-    The number of candidates follows from the length; each candidate row is
-    UA_CANDIDATE_FEATURES (its counters as log1p, as observed).
-    """
-    obs = np.asarray(obs)
-    head = user_dim + len(SESSION_FEATURES)
-    width = len(UA_CANDIDATE_FEATURES)
-    n, rest = divmod(obs.shape[-1] - head, width)
-    if rest or n < 1:
-        raise ValueError(
-            f"an observation of length {obs.shape[-1]} is not user_dim={user_dim} + "
-            f"{len(SESSION_FEATURES)} + n_candidates * {width}"
-        )
-    cand = obs[..., head:].reshape(obs.shape[:-1] + (n, width))
-    return UAObservation(obs[..., :user_dim], obs[..., user_dim:head], cand)
-
-
-def candidate_states(obs: np.ndarray, user_dim: int) -> np.ndarray:
-    """SCRI states s_ua (..., n_candidates, state_dim) of every candidate, from observations.
+def candidate_states(obs: Mapping[str, Any]) -> np.ndarray:
+    """SCRI states s_ua (..., n_candidates, state_dim) of every candidate, from observations
+    (one UserAuthor-v0 observation dict or a batch of them).
 
     Layout `[f_u | f_a | f_ua]` of `envs.scri` with RAW counters: ``expm1`` of the observed
     log1p values, count counters rounded to integers (exact), watch_s to float32 precision
     (observations clip at 10, so watch_s above e^10 - 1 s, about 6 hours, reads as that).
     """
-    parts = split_observation(obs, user_dim)
-    n_cand = len(CANDIDATE_FEATURES)
-    n_auth = len(scri.AUTHOR_FEATURES)
-    f_a = parts.candidates[..., n_cand : n_cand + n_auth]
-    f_ua = np.expm1(parts.candidates[..., n_cand + n_auth :].astype(np.float64))
+    user = np.asarray(obs["user"])
+    f_a = candidate_columns(obs, UA_AUTHOR_COLUMNS)
+    f_ua = candidate_columns(obs, UA_COUNTER_COLUMNS)
+    f_ua = np.expm1(f_ua.astype(np.float64))
     f_ua = np.where(_COUNT_COLUMNS, np.round(f_ua), f_ua)
-    f_u = np.broadcast_to(parts.user[..., None, :], f_a.shape[:-1] + (user_dim,))
+    f_u = np.broadcast_to(user[..., None, :], f_a.shape[:-1] + (user.shape[-1],))
     return np.concatenate([f_u, f_a, f_ua], axis=-1).astype(np.float32)
 
 
@@ -148,13 +123,15 @@ class UserAuthorEnv(SessionEnv):
     best first), or ``Discrete(n_candidates)`` with ``action_mode="discrete"``.
 
     ## Observation Space
-    ``Box(-10, 10, (user_dim + 4 + n_candidates * 16,), float32)``:
-    ``[f_u (user_dim) | SESSION_FEATURES (4) | n_candidates rows of UA_CANDIDATE_FEATURES]``,
-    each candidate row = CANDIDATE_FEATURES (7, as Session-v0) + AUTHOR_FEATURES f_a of its
-    author (3, `scri.author_features`) + ``log1p`` of UA_COUNTERS between the user and that
-    author (6, clipped at 10). ``user_dim`` is the backend's ``user_feature_dim`` (23 for the
-    world and for learned simulators). `split_observation` splits it, `candidate_states` turns
-    it into per-candidate s_ua with raw counters. Candidate ids are in ``info["candidates"]``.
+    Session-v0's ``Dict`` (`envs.contract`) with 16 columns per candidate row:
+    ``"candidates"`` float32 (n_candidates, 16) rows of UA_CANDIDATE_FEATURES =
+    CANDIDATE_FEATURES (7, as Session-v0) + AUTHOR_FEATURES f_a of its author (3, named
+    ``f_a_<feature>``, `scri.author_features`) + ``log1p`` of UA_COUNTERS between the user and
+    that author (6, named ``log1p_<counter>``, clipped at 10); ``"user"`` is f_u (the
+    backend's ``user_feature_dim``, 23 for the world and for learned simulators);
+    ``"context"``, ``"item_id"``, ``"author_id"``, ``"category_id"``, ``"mask"`` and
+    ``"user_id"`` as Session-v0. `candidate_states` turns an observation into
+    per-candidate s_ua with raw counters (the user id and ``"author_id"`` name the pairs).
 
     ## Starting State
     As Session-v0. The UA table starts empty; ``reset(seed=...)`` empties it again (and
@@ -174,10 +151,13 @@ class UserAuthorEnv(SessionEnv):
 
     ## Arguments
     Those of Session-v0: backend ("world" | "learned" | a UserModel), checkpoint, world_config,
-    slate_size (6), n_candidates (50), action_mode, reward_weights, max_steps (100), users.
+    slate_size (6), n_candidates (50), action_mode, reward_weights, max_steps (100), users,
+    world_dir.
 
     ## Version History
-    v0: initial version.
+    v0: initial version. Later changed in place as Session-v0 (dynamics unchanged): the Dict
+    observation (numbers as the former flat vector's), the four seeded random streams and
+    ``ValueError`` on invalid actions.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -187,14 +167,12 @@ class UserAuthorEnv(SessionEnv):
         self.state_dim = scri.state_dim(self.user_dim)
         self.ua_counters = UACounterTable()
         self._author_x = scri.author_features(self.catalogue)
-        self._head = self.user_dim + len(SESSION_FEATURES)
-        n_obs = self._head + self.n_candidates * len(UA_CANDIDATE_FEATURES)
-        self.observation_space = spaces.Box(-10.0, 10.0, shape=(n_obs,), dtype=np.float32)
+        self.observation_space = self._observation_space(len(UA_CANDIDATE_FEATURES))
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if seed is not None:
             self.ua_counters.clear()
         return super().reset(seed=seed, options=options)
@@ -238,24 +216,22 @@ class UserAuthorEnv(SessionEnv):
         counters = self.ua_counters.lookup(user, self.catalogue.author[candidates])
         return np.minimum(np.log1p(counters.astype(np.float64)), 10.0).astype(np.float32)
 
-    def _observation(self) -> np.ndarray:
-        base = super()._observation()
+    def _observation(self) -> dict[str, np.ndarray]:
+        obs = super()._observation()
         cand = self._candidates[0]
-        per_cand = base[self._head :].reshape(self.n_candidates, len(CANDIDATE_FEATURES))
-        extra = [
-            per_cand,
-            np.clip(self._author_x[self.catalogue.author[cand]], -10.0, 10.0),
+        assert obs["candidates"].shape[-1] == len(CANDIDATE_FEATURES)
+        rows = [
+            obs["candidates"],
+            np.clip(self._author_x[self.catalogue.author[cand]], FLOAT_LOW, FLOAT_HIGH),
             self._observed_counters(int(self._user[0]), cand),
         ]
-        rows = np.concatenate(extra, axis=1).astype(np.float32)
-        return np.concatenate([base[: self._head], rows.ravel()])
+        obs["candidates"] = np.concatenate(rows, axis=1).astype(np.float32)
+        return obs
 
 
 __all__ = [
     "UA_CANDIDATE_FEATURES",
     "UACounterTable",
-    "UAObservation",
     "UserAuthorEnv",
     "candidate_states",
-    "split_observation",
 ]

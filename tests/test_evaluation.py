@@ -61,7 +61,7 @@ class ScriptedEnv(gym.Env):
 
 
 class FirstItem:
-    def act(self, obs, info, env):
+    def act(self, obs):
         return 0
 
 

@@ -16,14 +16,11 @@ import pytest
 import recgym  # noqa: F401  (registers the envs)
 from recgym.data.asa import asa_samples
 from recgym.data.schema import Dataset, LoadReport
+from recgym.envs.contract import UA_AUTHOR_COLUMNS, candidate_columns
 from recgym.envs.session import CANDIDATE_FEATURES
-from recgym.envs.user_author import (
-    UA_CANDIDATE_FEATURES,
-    UserAuthorEnv,
-    candidate_states,
-    split_observation,
-)
+from recgym.envs.user_author import UA_CANDIDATE_FEATURES, UserAuthorEnv, candidate_states
 from recgym.simulators import scri
+from recgym.simulators.world import Dynamics, World, WorldConfig
 
 ENV_ID = "recgym/UserAuthor-v0"
 SMALL_WORLD = {"n_users": 60, "n_items": 300, "n_authors": 30}
@@ -49,7 +46,10 @@ def run(env: UserAuthorEnv, steps: int, seed: int) -> list[dict]:
 
 
 def test_scri_transitions_are_what_asa_computes_from_the_envs_own_log() -> None:
-    env = make(users=np.array([0, 1, 2]), max_steps=6)  # few users: many returning sessions
+    # few users: many returning sessions; follows made common (they are ~1/1000 views by
+    # default) so the follow counter is exercised under any random draws
+    world = World(WorldConfig(**SMALL_WORLD), Dynamics(follow_bias=-4.0))
+    env = make(backend=world, users=np.array([0, 1, 2]), max_steps=6)
     steps = run(env, steps=90, seed=3)
     k = len(steps[0]["item"])
     cat = env.catalogue
@@ -141,8 +141,8 @@ def test_counters_persist_across_sessions_and_a_seeded_reset_clears_them() -> No
     assert before[:, -1].sum() > 0  # watch seconds at least
     obs, info = env.reset()  # the same user's next session
     np.testing.assert_array_equal(env.ua_counters.lookup(7, met), before)
-    states = candidate_states(obs, env.user_dim)
-    exact = env.states(7, info["candidates"])
+    states = candidate_states(obs)
+    exact = env.states(7, obs["item_id"])
     np.testing.assert_array_equal(states[:, :-1], exact[:, :-1])
     np.testing.assert_allclose(states[:, -1], exact[:, -1], rtol=1e-5)
     # the next session's first transition of a known author starts from the stored counters
@@ -156,7 +156,7 @@ def test_counters_persist_across_sessions_and_a_seeded_reset_clears_them() -> No
     assert len(env.ua_counters) > 0
     obs, _ = env.reset(seed=1)
     assert len(env.ua_counters) == 0
-    assert (split_observation(obs, env.user_dim).candidates[:, -6:] == 0).all()
+    assert (obs["candidates"][:, -6:] == 0).all()
 
 
 def test_observation_extends_the_session_observation() -> None:
@@ -164,28 +164,28 @@ def test_observation_extends_the_session_observation() -> None:
     session = gym.make("recgym/Session-v0", world_config=SMALL_WORLD).unwrapped
     obs, info = ua.reset(seed=4)
     base, _ = session.reset(seed=4)
-    assert obs.shape == ua.observation_space.shape == (23 + 4 + 50 * 16,)
+    assert obs["candidates"].shape == ua.observation_space["candidates"].shape == (50, 16)
     assert len(UA_CANDIDATE_FEATURES) == 16
-    parts = split_observation(obs, ua.user_dim)
     n_c = len(CANDIDATE_FEATURES)
-    np.testing.assert_array_equal(np.concatenate([parts.user, parts.session]), base[:27])
-    np.testing.assert_array_equal(parts.candidates[:, :n_c].ravel(), base[27:])
+    for key in ("user", "context", "item_id", "author_id", "category_id", "mask", "user_id"):
+        np.testing.assert_array_equal(obs[key], base[key])
+    np.testing.assert_array_equal(obs["candidates"][:, :n_c], base["candidates"])
     authors = ua.catalogue.author[info["candidates"]]
     f_a = scri.author_features(ua.catalogue)[authors]
-    np.testing.assert_array_equal(parts.candidates[:, n_c : n_c + 3], f_a)
+    np.testing.assert_array_equal(candidate_columns(obs, UA_AUTHOR_COLUMNS), f_a)
     # after a step the observed counters are those after the request (the table's)
     for _ in range(5):
         obs, *_, info = ua.step(ua.action_space.sample())
-    exact = ua.states(info["user_id"], info["candidates"])
-    got = candidate_states(obs, ua.user_dim)
+    exact = ua.states(int(obs["user_id"][0]), obs["item_id"])
+    got = candidate_states(obs)
     assert (exact[:, -6:] > 0).any()
     np.testing.assert_array_equal(got[:, :-1], exact[:, :-1])
     np.testing.assert_allclose(got[:, -1], exact[:, -1], rtol=1e-5)
-    # a batch of observations splits the same way
-    batch = np.stack([obs, obs])
-    assert candidate_states(batch, ua.user_dim).shape == (2, 50, ua.state_dim)
-    with pytest.raises(ValueError, match="not user_dim"):
-        split_observation(obs[:-1], ua.user_dim)
+    # a batch of observations (stacked entries) gives a batch of states
+    batch = {k: np.stack([v, v]) for k, v in obs.items()}
+    assert candidate_states(batch).shape == (2, 50, ua.state_dim)
+    with pytest.raises(ValueError, match="no \\['clicks'\\]|have no"):
+        candidate_columns(base, ["log1p_clicks"])  # Session-v0 rows have no UA columns
 
 
 def test_learned_backend_has_no_gift_task_and_runs(tiny_checkpoint: Path) -> None:
