@@ -252,3 +252,21 @@ def test_random_slates_meet_warm_users_not_cold_ones(world_dir):
     p_loaded = load_world(world_dir).expected_responses(users, slates)["click"].mean()
     assert p_warm == p_loaded
     assert abs(p_warm - p_cold) > 0.005
+
+
+def test_world_dir_env_and_the_simulator_learned_from_the_logs_share_user_histories(
+    tiny_logs, tiny_checkpoint
+):
+    """The point of world_dir: both backends start from the same users. Every user's history
+    (last clicked items) in the world_dir env equals the learned simulator's, row for row."""
+    from recgym.simulators.learned import LearnedSimulator
+
+    sim = LearnedSimulator.load(tiny_checkpoint)
+    env = gym.make("recgym/Session-v0", backend="world", world_dir=str(tiny_logs))
+    world = env.unwrapped.model
+    users = np.asarray(sim.user_ids)
+    np.testing.assert_array_equal(world.history(users), sim.history(np.arange(sim.n_users)))
+    assert (world.history(users) >= 0).sum() > len(users)  # real histories, not padding
+    config = json.loads((tiny_logs / CONFIG_FILE).read_text())["world"]
+    cold = gym.make("recgym/Session-v0", backend="world", world_config=config)
+    assert (cold.unwrapped.model.history(users) < 0).all()
