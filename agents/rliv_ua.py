@@ -1,5 +1,5 @@
 """RLIV-UA (Li et al. 2025, Sec. 3): multi-task lifelong-interaction-value critics of
-user-author pairs, a Tianshou 2 offline algorithm trained on SCRI samples (`envs.scri`).
+user-author pairs, a Tianshou 2 offline algorithm trained on SCRI samples (`simulators.scri`).
 
 What the model is, in the paper's terms:
 
@@ -87,7 +87,7 @@ class RLIVUAConfig:
     """RLIV-UA hyperparameters (Table 1 where the paper gives them) and ablation switches."""
 
     tasks: tuple[str, ...] = TASKS
-    """Tasks the data source really has (`envs.scri.tasks_for(behaviours)`); one tower each."""
+    """Tasks the data source really has (`scri.tasks_for(behaviours)`); one tower each."""
     rank_task: str = "watch_time"
     """Whose LIV ranks candidates at serving (the paper's offline study uses watch time)."""
     multi_task: bool = True
@@ -618,7 +618,7 @@ class RLIVUA(OfflineAlgorithm[RLIVUAPolicy], LaggedNetworkPolyakUpdateAlgorithmM
 
 # --------------------------------------------------------------------------- build / train
 def check_scri_buffer(buffer: ReplayBuffer, state_dim: int | None = None) -> None:
-    """Raise ValueError unless `buffer` has the SCRI layout of `envs.scri`."""
+    """Raise ValueError unless `buffer` has the SCRI layout of `simulators.scri`."""
     if len(buffer) == 0:
         raise ValueError("the SCRI buffer is empty")
     head = buffer[np.arange(min(len(buffer), 2))]
@@ -632,7 +632,7 @@ def check_scri_buffer(buffer: ReplayBuffer, state_dim: int | None = None) -> Non
     info = head.get("info")
     missing = [k for k in ("user", "author", "rewards") if info is None or k not in info]
     if missing:
-        raise ValueError(f"SCRI buffer lacks info.{', info.'.join(missing)} (see envs.scri)")
+        raise ValueError(f"SCRI buffer lacks info.{', info.'.join(missing)} (see simulators.scri)")
     rewards = np.asarray(info.rewards)
     if rewards.ndim != 2 or rewards.shape[1] != len(TASKS):
         raise ValueError(
@@ -674,7 +674,7 @@ def build_rliv_ua(
     if "gift" in cfg.towers and not (rewards[:, TASKS.index("gift")] > 0).any():
         warnings.warn(
             "the gift tower trains on a buffer without a single gift; pass "
-            "tasks=envs.scri.tasks_for(behaviours) if the source has no gift signal",
+            "tasks=simulators.scri.tasks_for(behaviours) if the source has no gift signal",
             stacklevel=2,
         )
     torch.manual_seed(cfg.seed)

@@ -23,7 +23,7 @@ exists *for the same settings*; `--fresh` redoes them all):
      fusion weights of the seed's DeepFM predictions, `agents.rlur`);
    - random slates as a reference row.
    The gift tower and the assistance gift net of RLIV-UA do not exist here, as in the paper's
-   offline study: KuaiRand-schema logs carry no gift signal (`envs.scri.tasks_for`).
+   offline study: KuaiRand-schema logs carry no gift signal (`simulators.scri.tasks_for`).
 5. **evaluate**: every agent on `recgym/UserAuthor-v0` over the learned simulator AND over the
    ground-truth world as it stood after writing the logs (backend "world", ``world_dir`` = the
    logs: the user state the simulator learned starts from); one JSONL row per agent x backend x

@@ -91,7 +91,7 @@ def candidate_states(obs: Mapping[str, Any]) -> np.ndarray:
     """SCRI states s_ua (..., n_candidates, state_dim) of every candidate, from observations
     (one UserAuthor-v0 observation dict or a batch of them).
 
-    Layout `[f_u | f_a | f_ua]` of `envs.scri` with RAW counters: ``expm1`` of the observed
+    Layout `[f_u | f_a | f_ua]` of `simulators.scri` with RAW counters: ``expm1`` of the observed
     log1p values, count counters rounded to integers (exact), watch_s to float32 precision
     (observations clip at 10, so watch_s above e^10 - 1 s, about 6 hours, reads as that).
     """
@@ -109,7 +109,7 @@ class UserAuthorEnv(SessionEnv):
 
     ## Description
     `recgym/Session-v0` (same users, candidates, slates, responses and leave model) plus the
-    SCRI-MDP of RLIV-UA (`envs.scri`): the env keeps, for every (user, author) pair, the
+    SCRI-MDP of RLIV-UA (`simulators.scri`): the env keeps, for every (user, author) pair, the
     UA_COUNTERS f_ua (clicks, long views, follows, comments, gifts, seconds watched) of all
     the pair's interactions since the env was created or last reseeded, across requests and
     sessions of the same user. A shown item is one interaction of the pair (user, its
