@@ -146,3 +146,17 @@ def test_kuairand_logs_without_behaviour_are_refused(tiny_logs: Path) -> None:
         check_kuairand_logs(replace(dataset, interactions=no_clicks.drop(columns="long_view")))
     with pytest.raises(DataError, match="found kuaisar data"):
         check_kuairand_logs(replace(dataset, format="kuaisar"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_default_world_simulator_meets_the_readme_fidelity_targets(tmp_path: Path) -> None:
+    """The README's claim, with the commands it names at their defaults: `recgym world generate`
+    (1,000 users, 14 days) then `recgym simulator train` meet both fidelity targets (click AUC
+    >= 0.75 on held-out data, session-length mean within 10%). About 45 s and 1 GB on 2 cores."""
+    logs, sim = tmp_path / "world", tmp_path / "sim"
+    assert main(["world", "generate", "--out", str(logs), "--quiet"]) == 0
+    assert main(["simulator", "train", "--data", str(logs), "--out", str(sim), "--quiet"]) == 0
+    targets = json.loads((sim / "fidelity.json").read_text())["targets"]
+    assert set(targets) == {"click_auc", "session_length_mean_relative_error"}
+    assert all(t["met"] for t in targets.values()), targets

@@ -116,3 +116,35 @@ def test_summaries_never_leave_a_metrics_range() -> None:
 def test_one_seed_still_gives_nan_bounds() -> None:
     out = summarize([dict.fromkeys(METRICS, 0.5)])
     assert all(math.isnan(out[m]["ci_low"]) and math.isnan(out[m]["ci_high"]) for m in METRICS)
+
+
+def _marked_tests() -> dict[str, set[str]]:
+    """{mark: {"file::test"}} for the `pytest.mark.<mark>` decorators of every test function."""
+    import ast
+
+    marked: dict[str, set[str]] = {}
+    for path in sorted(Path(__file__).parent.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test_"):
+                continue
+            for dec in node.decorator_list:
+                dec = dec.func if isinstance(dec, ast.Call) else dec
+                if isinstance(dec, ast.Attribute) and ast.unparse(dec.value) == "pytest.mark":
+                    marked.setdefault(dec.attr, set()).add(f"{path.name}::{node.name}")
+    return marked
+
+
+def test_the_readme_slow_test_sentence_is_true() -> None:
+    """README: the default run skips `slow` tests and still runs a real learning test;
+    `pytest -m slow` runs the long ones. So some test is slow, some learning test is not,
+    and pyproject's addopts deselect slow (a later `-m slow` replaces that)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    assert "skips tests marked\n`slow`" in readme and "pytest -m slow` runs the long ones" in readme
+    options = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]
+    assert "-m 'not slow'" in options["ini_options"]["addopts"]
+    marked = _marked_tests()
+    assert marked.get("slow"), "no test is marked slow: `pytest -m slow` would run nothing"
+    assert marked.get("learning", set()) - marked["slow"], "no learning test in the default run"
