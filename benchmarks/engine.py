@@ -303,6 +303,8 @@ class StageContext:
     dir: Path
     deps: dict[str, StageResult]
     say: Callable[[str], None] = field(default=print)
+    progress: bool = True
+    """Whether the stage may print progress (the engine's `progress`)."""
 
     def write_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Append rows to this stage's ``rows.jsonl`` (moved into place with the stage)."""
@@ -405,7 +407,7 @@ class Engine:
         self.say(f"[{stage.name}] ...")
         t = time.perf_counter()
         try:
-            ctx = StageContext(stage.name, key, stage.config, tmp, deps, self.say)
+            ctx = StageContext(stage.name, key, stage.config, tmp, deps, self.say, self.progress)
             result = jsonable(stage.fn(ctx) or {})
             seconds = round(time.perf_counter() - t, 2)
             record = {

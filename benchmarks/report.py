@@ -145,6 +145,7 @@ def write_report(
     title: str,
     metrics: Sequence[str],
     intro: str = "",
+    outro: str = "",
     verdicts: Sequence[Verdict] = (),
     labels: Mapping[str, str] | None = None,
     agents: Sequence[str] | None = None,
@@ -152,6 +153,8 @@ def write_report(
     extra_json: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``results.md``, ``results.json`` and one ``<metric>.png`` per metric into `out_dir`.
+
+    The markdown is: title, `intro`, one table per backend, the claims (if any), `outro`.
 
     Returns {"markdown": text, "tables": {backend: markdown}, "paths": {...}}.
     """
@@ -170,6 +173,8 @@ def write_report(
         lines += [f"## On the {labels.get(backend, backend)}", "", text, ""]
     if verdicts:
         lines += ["## Claims (paired by seed)", "", claims_markdown(verdicts)]
+    if outro:
+        lines += [outro]
     markdown = "\n".join(lines).rstrip() + "\n"
     paths: dict[str, str] = {"markdown": str(out / "results.md"), "json": str(out / "results.json")}
     (out / "results.md").write_text(markdown)
