@@ -15,6 +15,11 @@ import numpy as np
 from recgym.simulators.candidates import CandidateGenerator
 from recgym.simulators.world import World
 
+PATIENCE_WEIGHT = 10.0
+"""How much `patience_keeper` values patience against immediate watch (log seconds)."""
+CLICKBAIT_PENALTY = 0.5
+DIVERSITY = 1.0
+
 # policy(world, users (B,), candidates (B, N), k, rng) -> (B, k) chosen item ids
 SlatePolicy = Callable[[World, np.ndarray, np.ndarray, int, np.random.Generator], np.ndarray]
 
@@ -31,19 +36,49 @@ def greedy_click(world: World, users, candidates, k, rng) -> np.ndarray:
     return np.take_along_axis(candidates, np.argsort(-p, axis=1)[:, :k], axis=1)
 
 
+def greedy_watch(world: World, users, candidates, k, rng) -> np.ndarray:
+    """Top-k candidates by the true expected immediate watch time (the myopic watch ranker)."""
+    w = world.expected_responses(users, candidates)["watch_ms"]
+    return np.take_along_axis(candidates, np.argsort(-w, axis=1)[:, :k], axis=1)
+
+
+def longest_first(world: World, users, candidates, k, rng) -> np.ndarray:
+    """The k longest candidates: a single-feature rule that reads no truth."""
+    d = world.catalogue.duration_ms[candidates]
+    return np.take_along_axis(candidates, np.argsort(-d, axis=1, kind="stable")[:, :k], axis=1)
+
+
 def patience_keeper(world: World, users, candidates, k, rng) -> np.ndarray:
-    """Top expected watch time, no clickbait, one item per category, fresh categories first."""
+    """Watch time per patience spent, read from the truth; k greedy picks.
+
+    Each item's score is its expected watch (log seconds) plus `PATIENCE_WEIGHT` times its
+    expected effect on patience (`Dynamics.patience_*`): satisfying views restore, disappointed
+    clicks, likely hates (clickbait) and time spent drain, and a category already in the slate
+    or recently shown (fatigue) costs what the world's repetition term charges for it.
+    """
     exp = world.expected_responses(users, candidates)
+    dyn = world.dynamics
     cats = world.catalogue.category[candidates]
     fatigue = world.state.fatigue[users[:, None], cats]
-    score = np.log1p(exp["watch_ms"] / 1000.0) - 3.0 * exp["clickbait"] - 0.5 * fatigue
+    patience = (
+        dyn.patience_restore * exp["long_view"]
+        - dyn.patience_disappoint * (exp["click"] - exp["long_view"])
+        - dyn.patience_per_minute * k * (exp["watch_ms"] + 1000.0) / 60_000.0
+        - dyn.patience_repeat * np.minimum(fatigue, 3.0) / 3.0
+    ) / k
+    score = (
+        np.log1p(exp["watch_ms"] / 1000.0) / k
+        + PATIENCE_WEIGHT * patience
+        - CLICKBAIT_PENALTY * exp["clickbait"]
+    )
+    repeat_cost = PATIENCE_WEIGHT * dyn.patience_repeat * 0.5 / k
     chosen = np.empty((len(users), k), dtype=np.int64)
     rows = np.arange(len(users))
     for slot in range(k):  # k greedy picks, each vectorised over the batch
         j = np.argmax(score, axis=1)
         chosen[:, slot] = candidates[rows, j]
         same = cats == cats[rows, j][:, None]
-        score = np.where(same, score - 100.0, score)
+        score = np.where(same, score - repeat_cost * DIVERSITY, score)
         score[rows, j] = -np.inf
     return chosen
 

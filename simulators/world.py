@@ -9,24 +9,37 @@ How a request plays out (`World.step`), for a batch of B users each shown K item
 
 1. *Click.* ``p_click = sigmoid(c0 + interest + match + clickbait + popularity + follow
    - fatigue - position)``: users click what matches an active interest and their latent taste,
-   and clickbait items (high `clickbait`) attract clicks.
-2. *Watch.* A clicked item is watched for a fraction ``ratio = min(1, 1.2 * sigmoid(sat + noise))``
-   of its duration, where ``sat`` rises with interest, match, quality and the user-author bond and
-   falls steeply with clickbait and category fatigue. An unclicked item is skimmed briefly.
-   ``long_view`` follows KuaiRand's rule (whole video if <= 18 s, else >= 18 s).
-3. *Other behaviours.* like / comment / forward rise with the watch ratio; hate rises with
-   disappointed clickbait; follow rises with the number of earlier satisfying contacts with the
-   author (click -> follow); gifts go only to followed live-streaming authors and grow with the
-   bond (follow -> gift). Satisfying contacts (click and long view) deepen the bond.
-4. *Patience.* Satisfying items restore patience; disappointing clickbait, hate, and repetition
+   and clickbait items (high `clickbait`) attract clicks. Duration does not enter.
+2. *Watch.* Engagement ``e = sat + sat_noise * N(0, 1)``, where ``sat`` rises with interest,
+   match, quality and the user-author bond and falls with clickbait and category fatigue. A
+   clicked item is watched for a fraction ``ratio = min(1, 1.2 * sigmoid(e - watch_duration *
+   log(duration / watch_ref_ms)))`` of its duration: the fraction falls with duration (slope
+   ``watch_duration`` > 1 in log duration), so short videos are watched whole and play time
+   barely grows with duration, as in KuaiRand (rank correlation of duration with watched
+   fraction on clicked random exposures -0.61, with play time 0.12). An unclicked item is
+   skimmed (exponential, mean ``skim_ms``, at most half its duration). ``long_view`` follows
+   KuaiRand's rule (whole video if <= 18 s, else >= 18 s).
+3. *Other behaviours.* like / comment / forward rise with ``sigmoid(e)`` (how much the item
+   pleased, whatever its length); hate rises with disappointed clickbait (clicked, no long
+   view); follow rises with the number of earlier satisfying contacts with the author (click ->
+   follow); gifts go only to followed live-streaming authors and grow with the bond (follow ->
+   gift). Satisfying contacts (click and long view) deepen the bond. Rates are calibrated to
+   KuaiRand's random exposures (`simulators.calibrate`).
+4. *Patience.* Satisfying items restore patience; disappointed clicks, hate, and repetition
    (categories shown recently or several times in one slate) drain it; every request costs a
-   little. The user leaves with probability ``0.01 + 0.99 * sigmoid(8 * (0.3 - patience))``.
-   This is the long-term trade-off: a click-greedy ranker serves clickbait from the top interest
-   and ends sessions early; a ranker that protects patience keeps users longer and gets more watch.
+   little and every minute spent on it (watch time plus a second per item) costs
+   ``patience_per_minute``. The user leaves with probability ``0.01 + 0.99 * sigmoid(8 * (0.3 -
+   patience))``. This is the long-term trade-off: a ranker of immediate watch time serves long
+   videos from the top interest, which spend patience faster than a satisfying view restores
+   it, and ends sessions early; "longest first" gains watch per request and loses it in
+   session length; a ranker that protects patience (short satisfying items, fresh categories,
+   no clickbait) keeps users much longer and gets more watch in total.
 5. *Interests.* Each user has a sparse set of active interests (strength per leaf category).
    Satisfying consumption reinforces an interest and can kindle a new one; between sessions
    interests fade (and die below a threshold), new ones are born, the latent taste drifts and the
    share of search requests drifts. So the *number* of interests changes over time.
+
+Item durations are log-normal around KuaiRand's median (82 s; 3 s to 10 minutes).
 
 All per-user state lives in arrays indexed by user id, so a step over a batch is a handful of
 numpy operations; users in one batch must be distinct. Randomness while stepping comes from the
@@ -91,43 +104,63 @@ class Dynamics:
     - ``click_*``: terms of the click logit (bias; weights of interest in the item's category,
       taste match, the item's clickbait, log popularity, following the author, category fatigue,
       and a penalty per slate position);
-    - ``sat_*``: terms of the satisfaction logit that sets the watched fraction
-      (``min(1, 1.2 * sigmoid(sat + sat_noise * N(0, 1)))``): bias, interest, match, quality,
-      clickbait (negative), fatigue (negative), user-author bond; ``skim_ms`` is the mean time
-      spent on an item that is not clicked (exponential, at most half its duration);
-    - ``patience_*``: per item, satisfying views restore patience, disappointed clicks and hates
-      drain it, a repeated category drains it, and every item costs ``patience_cost``; after a
-      request the user leaves with ``leave_floor + (1 - leave_floor) *
-      sigmoid(8 * (leave_threshold - patience))``;
+    - ``sat_*``: terms of the engagement logit ``e = sat + sat_noise * N(0, 1)`` (bias, interest,
+      match, quality, clickbait (negative), fatigue (negative), user-author bond). Engagement is
+      how much the user likes the item, whatever its length: likes, comments, forwards, follows
+      and gifts rise with ``sigmoid(e)``;
+    - ``watch_duration`` / ``watch_ref_ms``: the watched fraction of a clicked item is
+      ``min(1, 1.2 * sigmoid(e - watch_duration * log(duration / watch_ref_ms)))``, so it falls
+      with duration and play time grows only like ``duration ** (1 - watch_duration)``;
+      ``skim_ms`` is the mean time spent on an item that is not clicked (exponential, at most half
+      its duration);
+    - ``like_bias``, ``comment_bias``, ``forward_bias``, ``hate_bias``, ``follow_bias``,
+      ``follow_bond``, ``gift_bias``: the rarer behaviours' logits (see `World.step`);
+    - ``patience_*``: per item, satisfying views (click and long view) restore patience,
+      disappointed clicks (click, no long view) and hates drain it, a repeated category drains it;
+      every request costs ``patience_cost`` and every minute spent on it (watching plus a second
+      per item) ``patience_per_minute``; after a request the user leaves with ``leave_floor +
+      (1 - leave_floor) * sigmoid(8 * (leave_threshold - patience))``;
     - ``fatigue_decay``: per-item decay of category fatigue;
     - ``interest_*`` / ``*_drift_per_day``: interests are reinforced by satisfying views, fade
       per day, die below ``interest_death``, new ones are born at a daily rate; taste and the
       search share drift daily; ``session_gap_hours`` is the mean gap between sessions.
-    `World` documents each mechanism where it is computed.
+
+    The defaults are calibrated to KuaiRand's random exposures (`simulators.calibrate`,
+    ``recgym world calibrate``); `World` documents each mechanism where it is computed.
     """
 
-    click_bias: float = -1.6
-    click_interest: float = 2.2
+    click_bias: float = -2.8
+    click_interest: float = 4.5
     click_match: float = 0.8
     click_clickbait: float = 1.6
     click_popularity: float = 0.25
     click_follow: float = 0.6
     click_fatigue: float = 0.15
     click_position: float = 0.06
-    sat_bias: float = -0.4
-    sat_interest: float = 1.6
-    sat_match: float = 0.8
-    sat_quality: float = 0.6
-    sat_clickbait: float = 3.5
+    sat_bias: float = 2.6
+    sat_interest: float = 1.0
+    sat_match: float = 0.5
+    sat_quality: float = 0.4
+    sat_clickbait: float = 1.5
     sat_fatigue: float = 0.25
     sat_bond: float = 0.25
-    sat_noise: float = 0.6
-    skim_ms: float = 1200.0
-    patience_restore: float = 0.12
-    patience_disappoint: float = 0.2
-    patience_hate: float = 0.2
-    patience_repeat: float = 0.12
-    patience_cost: float = 0.01
+    sat_noise: float = 0.9
+    watch_duration: float = 1.35
+    watch_ref_ms: float = 5_000.0
+    skim_ms: float = 2200.0
+    like_bias: float = -6.8
+    comment_bias: float = -8.5
+    forward_bias: float = -8.5
+    hate_bias: float = -7.5
+    follow_bias: float = -9.0
+    follow_bond: float = 1.9
+    gift_bias: float = -7.0
+    patience_restore: float = 0.6
+    patience_disappoint: float = 0.08
+    patience_hate: float = 0.08
+    patience_repeat: float = 0.05
+    patience_cost: float = 0.004
+    patience_per_minute: float = 0.12
     leave_floor: float = 0.01
     leave_threshold: float = 0.3
     fatigue_decay: float = 0.75
@@ -272,29 +305,39 @@ class World:
         terms = self._terms(users, slate, scenario)
 
         click = rng.random((b, k)) < expit(terms["click_logit"])
-        ratio = np.minimum(
-            1.0, 1.2 * expit(terms["sat"] + dyn.sat_noise * rng.standard_normal((b, k)))
-        )
+        engage = terms["sat"] + dyn.sat_noise * rng.standard_normal((b, k))
+        ratio = np.minimum(1.0, 1.2 * expit(engage - terms["length"]))
         duration = cat_.duration_ms[slate]
         skim = np.minimum(rng.exponential(dyn.skim_ms, (b, k)), 0.5 * duration)
         watch_ms = np.where(click, ratio * duration, skim).astype(np.int64)
         long_view = watch_ms >= np.minimum(duration, LONG_VIEW_MS)
         satisfied = click & long_view
-        disappointed = click & (ratio < 0.3)
+        disappointed = click & ~long_view
+        joy = expit(engage)  # duration-free: a long video watched in part can still please
         interest = terms["interest"]
         followed = terms["followed"]
         bond = terms["bond"]
-        u = rng.random((6, b, k))
-        like = click & (u[0] < expit(-3.5 + 3.0 * ratio + interest))
-        comment = click & (u[1] < expit(-5.0 + 3.0 * ratio + 0.8 * followed))
-        forward = click & (u[2] < expit(-5.0 + 3.0 * ratio + 0.8 * interest))
         cb = terms["clickbait"]
-        hate = u[3] < expit(-4.5 + 4.0 * cb * click * (1.0 - ratio) - 1.5 * interest)
+        u = rng.random((6, b, k))
+        like = click & (u[0] < expit(dyn.like_bias + 3.0 * joy + interest))
+        comment = click & (u[1] < expit(dyn.comment_bias + 3.0 * joy + 0.8 * followed))
+        forward = click & (u[2] < expit(dyn.forward_bias + 3.0 * joy + 0.8 * interest))
+        hate = u[3] < expit(dyn.hate_bias + 4.0 * cb * disappointed - 1.5 * interest)
         follow = (
-            click & ~followed & (u[4] < expit(-5.0 + 1.3 * np.log1p(bond) + 2.0 * ratio - 1.5 * cb))
+            click
+            & ~followed
+            & (
+                u[4]
+                < expit(dyn.follow_bias + dyn.follow_bond * np.log1p(bond) + 2 * joy - 1.5 * cb)
+            )
         )
         live = cat_.author_is_live[terms["author"]]
-        gift = click & followed & live & (u[5] < expit(-7.0 + 0.8 * np.log1p(bond) + 2.0 * ratio))
+        gift = (
+            click
+            & followed
+            & live
+            & (u[5] < expit(dyn.gift_bias + 0.8 * np.log1p(bond) + 2.0 * joy))
+        )
 
         # --- state transition -------------------------------------------------------------
         rows = np.broadcast_to(users[:, None], (b, k))
@@ -311,12 +354,14 @@ class World:
         distinct = 1 + (np.diff(sorted_cats, axis=1) != 0).sum(axis=1)
         repeat = np.minimum(terms["fatigue"], 3.0).mean(axis=1) / 3.0 + 0.5 * (k - distinct) / k
         st.fatigue[users] = st.fatigue[users] * dyn.fatigue_decay + shown
+        elapsed = watch_ms.sum(axis=1) + 1000 * k
         st.patience[users] += (
             dyn.patience_restore * satisfied.mean(axis=1)
             - dyn.patience_disappoint * disappointed.mean(axis=1)
             - dyn.patience_hate * hate.mean(axis=1)
             - dyn.patience_repeat * repeat
             - dyn.patience_cost
+            - dyn.patience_per_minute * elapsed / 60_000.0
         )
         st.patience[users] = np.clip(st.patience[users], -1.0, 1.5)
         # interests: satisfying consumption reinforces an interest, or kindles a new one (a few
@@ -325,7 +370,6 @@ class World:
         current = st.interest[sat_rows, sat_cats]
         st.interest[sat_rows, sat_cats] = np.minimum(1.0, current + dyn.interest_reinforce)
         self._push_history(users, np.where(click, slate, -1))
-        elapsed = watch_ms.sum(axis=1) + 1000 * k
         st.clock_ms[users] += elapsed
         st.session_steps[users] += 1
         p_leave = dyn.leave_floor + (1 - dyn.leave_floor) * expit(
@@ -356,8 +400,10 @@ class World:
     ) -> dict[str, np.ndarray]:
         """True response probabilities for `slate` (B, K) without changing any state.
 
-        `p_click` and `p_long_view` are exact; `watch_ms` is the expectation of watch time with
-        the watch-noise integrated by 16-point Gauss-Hermite quadrature.
+        `click` and `long_view` are exact; `watch_ms` is the expectation of watch time with the
+        engagement noise integrated by 24-point Gauss-Hermite quadrature (`mean_ratio`: the
+        expected watched fraction given a click). A satisfying view (click and long view) has
+        probability `long_view`, a disappointed click `click - long_view`.
         """
         users = np.asarray(users, dtype=np.int64)
         slate = np.asarray(slate, dtype=np.int64)
@@ -365,14 +411,15 @@ class World:
         terms = self._terms(users, slate, scenario)
         p_click = expit(terms["click_logit"])
         duration = self.catalogue.duration_ms[slate].astype(np.float64)
-        # P(ratio * duration >= threshold) for ratio = min(1, 1.2 * sigmoid(sat + sigma * eps))
+        # P(ratio * duration >= threshold), ratio = min(1, 1.2 * sigmoid(sat + sd * eps - length))
         need = np.minimum(duration, LONG_VIEW_MS) / duration / 1.2
         need = np.clip(need, 1e-9, 1 - 1e-9)
-        z = (np.log(need / (1 - need)) - terms["sat"]) / dyn.sat_noise
+        z = (np.log(need / (1 - need)) + terms["length"] - terms["sat"]) / dyn.sat_noise
         p_long_given_click = 1.0 - ndtr(z)
-        nodes, weights = np.polynomial.hermite_e.hermegauss(16)
+        nodes, weights = np.polynomial.hermite_e.hermegauss(24)
         weights = weights / weights.sum()
-        ratios = np.minimum(1.0, 1.2 * expit(terms["sat"][..., None] + dyn.sat_noise * nodes))
+        engage = terms["sat"][..., None] + dyn.sat_noise * nodes
+        ratios = np.minimum(1.0, 1.2 * expit(engage - terms["length"][..., None]))
         mean_ratio = (ratios * weights).sum(axis=-1)
         skim = dyn.skim_ms * (1 - np.exp(-0.5 * duration / dyn.skim_ms))
         watch = p_click * mean_ratio * duration + (1 - p_click) * skim
@@ -488,9 +535,11 @@ class World:
             - dyn.sat_fatigue * fatigue
             + dyn.sat_bond * np.log1p(bond)
         )
+        length = dyn.watch_duration * np.log(c.duration_ms[slate] / dyn.watch_ref_ms)
         return {
             "click_logit": click_logit,
             "sat": sat,
+            "length": length,
             "interest": interest,
             "fatigue": fatigue,
             "bond": bond,
@@ -631,7 +680,8 @@ def _build_catalogue(
         is_bait, rng.uniform(0.5, 1.0, cfg.n_items), rng.uniform(0.0, 0.2, cfg.n_items)
     )
     quality = author_quality[author] + rng.normal(0, 1, cfg.n_items) - 0.5 * clickbait
-    duration = np.clip(np.exp(rng.normal(np.log(25_000), 0.8, cfg.n_items)), 3_000, 600_000)
+    # KuaiRand-Pure's videos: median 81 s, quartiles 32 s / 148 s, a long tail up to 10 minutes
+    duration = np.clip(np.exp(rng.normal(np.log(82_000), 1.15, cfg.n_items)), 3_000, 600_000)
     if real is not None:
         duration = real_rng.choice(real.durations_ms, size=cfg.n_items)
     log_pop = rng.normal(0, 1, cfg.n_items) + 0.8 * clickbait + 0.3 * quality

@@ -156,13 +156,16 @@ def test_no_item_twice_in_a_request(logged):
 
 def test_random_exposure_share(logged):
     _, logs = logged
-    share = logs["is_rand"].mean()
+    rec = logs[logs["scenario"] == REC]
+    share = rec["is_rand"].mean()
     expected = LOGS.random_share / LOGS.slate_size
-    # one Bernoulli(random_share) injection per request, k rows per request
-    n_requests = logs["request_id"].nunique()
+    # one Bernoulli(random_share) injection per recommendation request, k rows per request
+    n_requests = rec["request_id"].nunique()
     r = LOGS.random_share
     se = np.sqrt(r * (1 - r) / n_requests) / LOGS.slate_size
     assert abs(share - expected) < 4 * se, (share, expected, se)
+    # as in KuaiRand (random exposures are in the feed), search requests carry none
+    assert logs.loc[logs["scenario"] == SEARCH, "is_rand"].sum() == 0
 
 
 def test_search_rows_carry_a_query_category(logged):
