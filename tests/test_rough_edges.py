@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from recgym.envs.evaluation import METRIC_RANGES, METRICS, summarize, t_interval
+from recgym.envs.evaluation import METRICS, summarize, t_interval
 
 WORLD = {"n_users": 30, "n_items": 120, "n_authors": 12, "seed": 3}
 ENV_KWARGS = {"world_config": WORLD, "n_candidates": 10, "slate_size": 3, "max_steps": 6}
@@ -100,6 +100,8 @@ def test_summaries_never_leave_a_metrics_range() -> None:
         {"session_length": 6.0, "watch_time_s": 90.0, "ctr": 0.999, "valid_consumption": 2.0,
          "diversity": 4.0, "follows": 0.30},
     ]  # fmt: skip
+    from recgym.envs.evaluation import METRIC_RANGES
+
     raw = {name: t_interval([s[name] for s in per_seed]) for name in METRICS}
     assert raw["follows"][1] < 0 and raw["ctr"][2] > 1  # the case is real
     out = summarize(per_seed)
