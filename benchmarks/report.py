@@ -16,22 +16,15 @@ from typing import Any
 import numpy as np
 
 from recgym.benchmarks.claims import Summary, Verdict, claims_markdown, per_seed_values, summarize
+from recgym.envs.evaluation import format_number
 
 Table = dict[str, dict[str, dict[str, Summary]]]
 """{backend: {agent: {metric: Summary}}}."""
 
 
 def fmt(x: float | None) -> str:
-    """One number for a table: 3 decimals below 1, 2 below 100, none above; n/a for None."""
-    if x is None:
-        return "n/a"
-    if not math.isfinite(x):
-        return "nan"
-    if abs(x) >= 100:
-        return f"{x:.0f}"
-    if abs(x) >= 1:
-        return f"{x:.2f}"
-    return f"{x:.3f}"
+    """One number for a table (`envs.evaluation.format_number`); "n/a" for None."""
+    return "n/a" if x is None else format_number(x)
 
 
 def cell(s: Summary | None) -> str:

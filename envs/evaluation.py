@@ -179,7 +179,11 @@ def evaluate(
     return summarize(per_seed)
 
 
-def _number(x: float) -> str:
+def format_number(x: float) -> str:
+    """One number for a table: 3 decimals below 1, 2 below 100, none above; "nan" if not finite.
+
+    The one number formatter of recgym's tables (`benchmarks.report.fmt` delegates here).
+    """
     if not math.isfinite(x):
         return "nan"
     if abs(x) >= 100:
@@ -202,9 +206,9 @@ def format_table(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
                 cells.append("-")
                 continue
             r = res[name]
-            cell = _number(r["mean"])
+            cell = format_number(r["mean"])
             if math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"]):
-                cell += f" [{_number(r['ci_low'])}, {_number(r['ci_high'])}]"
+                cell += f" [{format_number(r['ci_low'])}, {format_number(r['ci_high'])}]"
             cells.append(cell)
         lines.append(f"| {agent} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -216,6 +220,7 @@ __all__ = [
     "VALID_WATCH_MS",
     "SlatePolicy",
     "evaluate",
+    "format_number",
     "format_table",
     "run_sessions",
     "seed_metrics",
