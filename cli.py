@@ -66,7 +66,7 @@ def _world_calibrate(args: argparse.Namespace) -> int:
         return 2
     try:
         result, info = calibrate(args.real, world, config)
-    except (DataError, ValueError) as exc:
+    except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(table(result))

@@ -148,7 +148,7 @@ class Dynamics:
     watch_duration: float = 1.35
     watch_ref_ms: float = 5_000.0
     skim_ms: float = 2200.0
-    like_bias: float = -6.8
+    like_bias: float = -7.0
     comment_bias: float = -8.5
     forward_bias: float = -8.5
     hate_bias: float = -7.5
