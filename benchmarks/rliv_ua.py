@@ -1009,8 +1009,8 @@ def judge(
     """The claim on one backend from the per-seed values, paired by seed (both agents are
     trained with seed s and evaluated on envs reset with seed s): "holds" when the mean
     difference has the claimed sign, "clearly" when the 95% t-interval of the per-seed
-    differences excludes zero."""
-    from recgym.envs.evaluation import t_interval
+    differences excludes zero (`benchmarks.claims.judge`: "clearly" = reproduced/contradicted)."""
+    from recgym.benchmarks import claims as paired
 
     a = table.get(claim.lower, {}).get(claim.metric)
     b = table.get(claim.higher, {}).get(claim.metric)
@@ -1019,14 +1019,21 @@ def judge(
     seeds = sorted(set(a.per_seed) & set(b.per_seed))
     if not seeds:
         return None
-    diff = [b.per_seed[s] - a.per_seed[s] for s in seeds]
-    m, lo, hi = t_interval(diff)
+    v = paired.judge(
+        paired.Claim(metric=claim.metric, a=claim.higher, b=claim.lower),
+        {s: b.per_seed[s] for s in seeds},
+        {s: a.per_seed[s] for s in seeds},
+        backend,
+    )
+    m, lo, hi = v.diff, v.low, v.high
     if len(seeds) < 2:
         here = ("holds" if m > 0 else "does not hold") + " (one seed: no interval)"
-    elif m > 0:
-        here = "holds, clearly" if lo > 0 else "holds (within noise)"
+    elif v.verdict == paired.REPRODUCED:
+        here = "holds, clearly"
+    elif v.verdict == paired.CONTRADICTED:
+        here = "does not hold, clearly"
     else:
-        here = "does not hold, clearly" if hi < 0 else "does not hold (within noise)"
+        here = "holds (within noise)" if m > 0 else "does not hold (within noise)"
     return Verdict(
         claim=claim,
         backend=backend,
