@@ -157,12 +157,15 @@ def test_a_state_from_other_dynamics_is_refused_naming_the_constants(
 ):
     import recgym.simulators.world_state as ws
 
+    name = next(f.name for f in fields(Dynamics) if isinstance(getattr(Dynamics(), f.name), float))
+    changed = replace(Dynamics(), **{name: getattr(Dynamics(), name) + 1.0})
+
     class NewCodeWorld(World):  # what a later code version with other defaults would build
         def __init__(self, config=None, dynamics=None):
-            super().__init__(config, replace(Dynamics(), skim_ms=Dynamics().skim_ms + 1.0))
+            super().__init__(config, changed)
 
     monkeypatch.setattr(ws, "World", NewCodeWorld)
-    with pytest.raises(WorldStateError, match=r"dynamics.*skim_ms"):
+    with pytest.raises(WorldStateError, match=rf"dynamics constants that differ: {name}\."):
         load_world(world_dir)
 
 
