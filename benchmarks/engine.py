@@ -401,7 +401,8 @@ class Engine:
             return StageResult(stage.name, key, final, record["result"], True, 0.0)
         final.parent.mkdir(parents=True, exist_ok=True)
         for leftover in final.parent.glob(f".tmp-{key}-*"):
-            shutil.rmtree(leftover, ignore_errors=True)  # a crashed earlier try
+            if not _alive(leftover.name.rsplit("-", 1)[-1]):  # a crashed (killed) earlier try
+                shutil.rmtree(leftover, ignore_errors=True)
         tmp = final.parent / f".tmp-{key}-{os.getpid()}"
         tmp.mkdir()
         self.say(f"[{stage.name}] ...")
@@ -421,9 +422,13 @@ class Engine:
                 "provenance": provenance(),
             }
             (tmp / STAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
-            if final.exists():  # an incomplete directory from elsewhere: it is not done
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            if (final / STAGE_FILE).exists():  # another process finished the same key first
+                shutil.rmtree(tmp)
+                result = json.loads((final / STAGE_FILE).read_text())["result"]
+            else:
+                if final.exists():  # a directory without stage.json is not done
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -441,6 +446,19 @@ class Engine:
             "pid": os.getpid(),
         }
         append_rows(self.out / LOG, [line])
+
+
+def _alive(pid: str) -> bool:
+    """Whether `pid` is a running process other than this one (its temp dir is in use)."""
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def stage_log(out: str | Path) -> list[dict[str, Any]]:

@@ -120,7 +120,9 @@ def test_leftover_temporary_directory_is_not_taken_as_done(tmp_path: Path) -> No
     engine = Engine(tmp_path, progress=False)
     key = engine.key(_pipeline()[0], {})
     (tmp_path / "a" / key).mkdir(parents=True)  # e.g. a process killed by SIGKILL mid-rename
-    (tmp_path / "a" / f".tmp-{key}-999").mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (tmp_path / "a" / f".tmp-{key}-{dead}").mkdir()  # the temp dir of a killed run
     res = engine.run(_pipeline()[:1])
     assert not res["a"].reused and res["a"].result == {"total": 1}
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [key]
