@@ -15,7 +15,7 @@ import inspect
 import textwrap
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 C = TypeVar("C")
@@ -53,14 +53,21 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _argument(name: str, tp: Any, default: Any, doc: str) -> tuple[list[str], dict[str, Any]]:
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+def _argument(
+    name: str, tp: Any, default: Any, doc: str, shown: str, choices: Sequence[Any] | None
+) -> tuple[list[str], dict[str, Any]]:
     flag = "--" + name.replace("_", "-")
     tp, optional = _unwrap_optional(tp)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    shown = default if not isinstance(default, tuple) else " ".join(map(str, default))
     help_text = f"{doc or name} (default: {shown})"
+    extra: dict[str, Any] = {"choices": list(choices)} if choices is not None else {}
     if tp is bool:
-        return [flag], {"action": argparse.BooleanOptionalAction, "default": default, "help": doc}
+        return [flag], {"action": argparse.BooleanOptionalAction, "default": default,
+                        "help": help_text}  # fmt: skip
     if origin is Literal:
         return [flag], {"choices": list(args), "type": type(args[0]), "default": default,
                         "help": help_text}  # fmt: skip
@@ -68,7 +75,8 @@ def _argument(name: str, tp: Any, default: Any, doc: str) -> tuple[list[str], di
         item = args[0] if args else str
         if item not in (int, float, str):
             raise TypeError(f"field {name}: cannot make an option for {tp}")
-        return [flag], {"nargs": "+", "type": item, "default": default, "help": help_text}
+        return [flag], {"nargs": "+", "type": item, "default": default, "help": help_text,
+                        "metavar": item.__name__.upper(), **extra}  # fmt: skip
     if tp in (int, float, str):
         conv = tp
         if optional:
@@ -77,7 +85,8 @@ def _argument(name: str, tp: Any, default: Any, doc: str) -> tuple[list[str], di
                 return None if text.lower() == "none" else base(text)
 
             help_text += "; 'none' for none"
-        return [flag], {"type": conv, "default": default, "help": help_text, "metavar": tp.__name__}
+        return [flag], {"type": conv, "default": default, "help": help_text,
+                        "metavar": tp.__name__.upper(), **extra}  # fmt: skip
     raise TypeError(f"field {name}: cannot make an option for {tp}")
 
 
@@ -88,8 +97,15 @@ def config_parser(
     description: str | None = None,
     exclude: Sequence[str] = (),
     parser: argparse.ArgumentParser | None = None,
+    presets: Mapping[str, Any] | None = None,
+    choices: Mapping[str, Sequence[Any]] | None = None,
 ) -> argparse.ArgumentParser:
-    """An argparse parser with one option per field of the keyword-only dataclass `cls`."""
+    """An argparse parser with one option per field of the keyword-only dataclass `cls`.
+
+    With `presets` ({name: config}), an option not given keeps the chosen preset's value (pass
+    the preset as `base` to `config_from_args`) and its help lists each preset's value.
+    `choices` restricts fields ({field: allowed values}); `exclude` leaves fields out.
+    """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     parser = parser or argparse.ArgumentParser(
@@ -98,22 +114,38 @@ def config_parser(
     )
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
+    choices = choices or {}
     for f in dataclasses.fields(cls):
         if f.name in exclude or not f.init:
             continue
-        if f.default is not dataclasses.MISSING:
+        if presets:
+            default: Any = argparse.SUPPRESS
+            values = {name: _shown(getattr(p, f.name)) for name, p in presets.items()}
+            shown = (
+                next(iter(values.values()))
+                if len(set(values.values())) == 1
+                else ", ".join(f"{name} {v}" for name, v in values.items())
+            )
+        elif f.default is not dataclasses.MISSING:
             default = f.default
+            shown = _shown(default)
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
+            shown = _shown(default)
         else:
             raise TypeError(f"field {f.name} of {cls.__name__} needs a default for the CLI")
-        flags, kwargs = _argument(f.name, hints[f.name], default, docs.get(f.name, ""))
+        flags, kwargs = _argument(
+            f.name, hints[f.name], default, docs.get(f.name, ""), shown, choices.get(f.name)
+        )
         parser.add_argument(*flags, dest=f.name, **kwargs)
     return parser
 
 
-def config_from_args(cls: type[C], namespace: argparse.Namespace, **overrides: Any) -> C:
-    """The config `cls` from parsed options (list values become tuples where the field is one)."""
+def config_from_args(
+    cls: type[C], namespace: argparse.Namespace, base: C | None = None, **overrides: Any
+) -> C:
+    """The config `cls` from parsed options (list values become tuples where the field is one);
+    with `base`, options absent from `namespace` keep `base`'s values."""
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
@@ -125,7 +157,7 @@ def config_from_args(cls: type[C], namespace: argparse.Namespace, **overrides: A
             v = tuple(v)
         values[f.name] = v
     values.update(overrides)
-    return cls(**values)
+    return dataclasses.replace(base, **values) if base is not None else cls(**values)
 
 
 def parse_config(

@@ -291,3 +291,16 @@ def test_parser_from_dataclass_explains_and_parses_every_option() -> None:
         parser.parse_args(["--users", "many"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--mode", "huge"])
+
+
+def test_parser_with_presets_keeps_the_preset_for_options_not_given() -> None:
+    presets = {"full": BenchCfg(), "quick": BenchCfg(users=10, seeds=(0,), mode="quick")}
+    parser = config_parser(BenchCfg, presets=presets, exclude=("mode",),
+                           choices={"data": ["a", "b"]})  # fmt: skip
+    text = " ".join(parser.format_help().split())
+    assert "(default: full 100, quick 10)" in text and "(default: 0.5)" in text
+    assert "--mode" not in text
+    quick = config_from_args(BenchCfg, parser.parse_args(["--rate", "0.2"]), base=presets["quick"])
+    assert quick == BenchCfg(users=10, seeds=(0,), mode="quick", rate=0.2)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data", "c"])
