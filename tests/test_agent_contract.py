@@ -1,6 +1,8 @@
-"""One contract over every agent and env: trained on a tiny budget, an agent's `act` returns
-actions inside the env's action space (scores and discrete modes), the same seed gives the same
-actions, and save -> load gives the same actions.
+"""One contract over every agent and env: trained on a tiny budget, an agent's `act(obs)`
+returns actions inside the env's action space (scores and discrete modes) from the observation
+alone, it collects through a Tianshou `Collector` over a `SubprocVectorEnv` (spawn) via
+`envs.contract.TianshouSlatePolicy`, the same seed gives the same actions, and save -> load gives
+the same actions.
 
 Agents: random, the MLP RankingModel, DeepFM, DQN (via QSlatePolicy), TD3, CQL, RLUR and
 RLIV-UA; envs: recgym/Session-v0 and recgym/UserAuthor-v0. RLIV-UA needs user-author
@@ -8,7 +10,8 @@ counters, so it runs on UserAuthor-v0 only."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,6 @@ from recgym.agents.continuous import (
     OfflineDataConfig,
     TD3Config,
     collect_offline_buffer,
-    layout_of,
     train_cql,
     train_td3,
 )
@@ -32,6 +34,7 @@ from recgym.agents.deepfm import DeepFMConfig, DeepFMRanker
 from recgym.agents.dqn import DQNConfig, load_dqn, save_dqn, train_dqn
 from recgym.agents.rlur import RLURConfig, RLURPolicy, train_rlur
 from recgym.envs import make_env
+from recgym.envs.contract import row_layout, with_action_space
 
 SESSION, UA = "recgym/Session-v0", "recgym/UserAuthor-v0"
 WORLD = {"n_users": 50, "n_items": 200, "n_authors": 20, "seed": 5}
@@ -84,14 +87,12 @@ def _train_ranker(ctx: Context, env_id: str, seed: int) -> RankingModel:
     return model
 
 
-class DQNAgent:
-    """DQN's Q-network behind `QSlatePolicy`, kept with what `save_dqn` needs."""
+class DQNAgent(QSlatePolicy):
+    """DQN's Q-network as a `QSlatePolicy`, kept with what `save_dqn` needs."""
 
     def __init__(self, algo: Any, config: DQNConfig) -> None:
-        self.algo, self.config, self.slate = algo, config, QSlatePolicy(algo)
-
-    def act(self, obs: np.ndarray, info: dict, env: Any) -> Any:
-        return self.slate.act(obs, info, env)
+        super().__init__(algo)
+        self.algo, self.config = algo, config
 
 
 def _train_dqn(ctx: Context, env_id: str, seed: int) -> DQNAgent:
@@ -150,7 +151,7 @@ def _train_cql(ctx: Context, env_id: str, seed: int) -> LinearScorePolicy:
         num_repeat_actions=2,
         seed=seed,
     )
-    layout = layout_of(make_env(env_id, **ENV_KWARGS))
+    layout = row_layout(make_env(env_id, **ENV_KWARGS).observation_space)
     policy, stats = train_cql(buffer, layout, config, ENV_KWARGS, env_id, progress=False)
     assert stats.gradient_steps == 8
     return policy
@@ -181,41 +182,29 @@ def _train_rliv_ua(ctx: Context, env_id: str, seed: int) -> Any:
     )
     algo, stats = train_rliv_ua(samples.buffer, config, progress=False)
     assert stats.gradient_steps == 4
-    return RLIVAgent(algo)
+    return _rliv_agent(algo)
 
 
-class RLIVAgent:
-    """RLIV-UA's algorithm behind `LIVSlatePolicy`, kept for `save_rliv_ua`."""
+def _rliv_agent(algo: Any) -> Any:
+    """RLIV-UA's algorithm behind `LIVSlatePolicy` (reads ids and counters from the
+    observation), kept for `save_rliv_ua`."""
+    from recgym.agents.rliv_ua import LIVSlatePolicy
 
-    def __init__(self, algo: Any) -> None:
-        from recgym.agents.rliv_ua import LIVSlatePolicy
-
-        self.algo, self.slate = algo, LIVSlatePolicy(algo, _ua_states)
-
-    def act(self, obs: np.ndarray, info: dict, env: Any) -> Any:
-        return self.slate.act(obs, info, env)
+    policy = LIVSlatePolicy(algo)
+    policy.algo = algo  # type: ignore[attr-defined]
+    return policy
 
 
-def _ua_states(obs: np.ndarray, info: dict, env: Any) -> Any:
-    from recgym.agents.rliv_ua import CandidateStates
-    from recgym.envs.user_author import candidate_states
-
-    base = env.unwrapped
-    authors = base.catalogue.author[np.asarray(info["candidates"])]
-    states = candidate_states(obs, base.user_dim)
-    return CandidateStates(states, np.asarray(info["user_id"]), authors)
-
-
-def _save_rliv_ua(agent: RLIVAgent, path: Path) -> Path:
+def _save_rliv_ua(agent: Any, path: Path) -> Path:
     from recgym.agents.rliv_ua import save_rliv_ua
 
     return save_rliv_ua(agent.algo, path)
 
 
-def _load_rliv_ua(path: Path, env_id: str) -> RLIVAgent:
+def _load_rliv_ua(path: Path, env_id: str) -> Any:
     from recgym.agents.rliv_ua import load_rliv_ua
 
-    return RLIVAgent(load_rliv_ua(path))
+    return _rliv_agent(load_rliv_ua(path))
 
 
 @dataclass
@@ -264,22 +253,56 @@ def _cases() -> list[Any]:
 
 
 # --------------------------------------------------------------------------- the contract
-def _recorded_steps(env_id: str) -> list[tuple[np.ndarray, dict]]:
-    """(obs, info) pairs of a fixed random rollout, to feed every policy the same inputs."""
+def _recorded_steps(env_id: str) -> list[dict]:
+    """Observations of a fixed random rollout, to feed every policy the same inputs."""
     env = make_env(env_id, **ENV_KWARGS)
     driver = RandomPolicy(seed=99)
-    obs, info = env.reset(seed=3)
+    obs, _ = env.reset(seed=3)
     steps = []
     for _ in range(STEPS):
-        steps.append((obs, info))
-        obs, _, terminated, truncated, info = env.step(driver.act(obs, info, env))
+        steps.append(obs)
+        obs, _, terminated, truncated, _ = env.step(driver.act(obs))
         if terminated or truncated:
-            obs, info = env.reset()
+            obs, _ = env.reset()
     return steps
 
 
-def _actions(policy: Any, env: Any, steps: list[tuple[np.ndarray, dict]]) -> list[Any]:
-    return [np.asarray(policy.act(obs, info, env)).copy() for obs, info in steps]
+def _actions(policy: Any, steps: list[dict]) -> list[Any]:
+    return [np.asarray(policy.act(obs)).copy() for obs in steps]
+
+
+@pytest.fixture(scope="module")
+def subproc_envs() -> Iterator[Callable[[str], Any]]:
+    """One 2-worker `SubprocVectorEnv` (spawn) per env id, made on first use and shared by the
+    cases (spawning workers that import torch and Tianshou costs seconds). Spawn, not fork: a
+    child forked after torch ran in the parent can deadlock in its OpenMP pool."""
+    from tianshou.env import SubprocVectorEnv
+
+    made: dict[str, Any] = {}
+
+    def get(env_id: str) -> Any:
+        if env_id not in made:
+            fn = functools.partial(make_env, env_id, **ENV_KWARGS)
+            made[env_id] = SubprocVectorEnv([fn, fn], context="spawn")
+        return made[env_id]
+
+    yield get
+    for venv in made.values():
+        venv.close()
+
+
+def _collect(policy: Any, venv: Any, n_step: int = 6) -> Any:
+    """`n_step` env steps of `policy` through a Tianshou Collector over `venv`."""
+    from tianshou.data import Collector, CollectStats, VectorReplayBuffer
+
+    from recgym.envs.contract import TianshouSlatePolicy
+
+    space = venv.action_space[0]
+    adapter = TianshouSlatePolicy(with_action_space(policy, space), space)
+    buffer = VectorReplayBuffer(64, len(venv))
+    collector = Collector[CollectStats](adapter, venv, buffer)
+    stats = collector.collect(n_step=n_step, reset_before_collect=True)
+    return stats, buffer
 
 
 def _assert_same(a: list[Any], b: list[Any]) -> None:
@@ -289,32 +312,43 @@ def _assert_same(a: list[Any], b: list[Any]) -> None:
 
 
 @pytest.mark.parametrize(("agent", "env_id"), _cases())
-def test_agent_contract(agent: str, env_id: str, ctx: Context, tmp_path: Path) -> None:
+def test_agent_contract(
+    agent: str, env_id: str, ctx: Context, tmp_path: Path, subproc_envs: Callable[[str], Any]
+) -> None:
     spec = AGENTS[agent]
     policy = spec.train(ctx, env_id, 0)
 
-    # acts inside the action space, for several steps, in both action modes
+    # acts inside the action space, for several steps, in both action modes; the policy is
+    # given the action space and then sees observations only
     for mode in ("scores", "discrete"):
         env = make_env(env_id, **ENV_KWARGS, action_mode=mode)
-        obs, info = env.reset(seed=0)
+        acting = with_action_space(policy, env.action_space)
+        obs, _ = env.reset(seed=0)
         for _ in range(STEPS):
-            action = policy.act(obs, info, env)
+            action = acting.act(obs)
             assert env.action_space.contains(action), (agent, mode, action)
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, _, terminated, truncated, _ = env.step(action)
             if terminated or truncated:
-                obs, info = env.reset()
+                obs, _ = env.reset()
+
+    # collects through a Tianshou Collector over a SubprocVectorEnv (Dict obs -> Batch)
+    stats, buffer = _collect(policy, subproc_envs(env_id))
+    assert stats.n_collected_steps >= 6
+    assert (
+        buffer.obs.candidates.shape[1:]
+        == make_env(env_id, **ENV_KWARGS).observation_space["candidates"].shape
+    )
 
     # deterministic given a seed: a second run with the same seed acts identically
-    env = make_env(env_id, **ENV_KWARGS)
     steps = _recorded_steps(env_id)
     first = spec.train(ctx, env_id, 0) if agent == "random" else policy  # random: fresh RNG
-    reference = _actions(first, env, steps)
-    _assert_same(_actions(spec.train(ctx, env_id, 0), env, steps), reference)
-    if agent != "random":  # acting is a pure function of (obs, info) once trained
-        _assert_same(_actions(policy, env, steps), reference)
+    reference = _actions(first, steps)
+    _assert_same(_actions(spec.train(ctx, env_id, 0), steps), reference)
+    if agent != "random":  # acting is a pure function of the observation once trained
+        _assert_same(_actions(policy, steps), reference)
 
     # save -> load -> the same actions
     if spec.save is not None:
         path = spec.save(policy, tmp_path / f"{agent}.pt")
         loaded = spec.load(path, env_id)
-        _assert_same(_actions(loaded, env, steps), _actions(policy, env, steps))
+        _assert_same(_actions(loaded, steps), _actions(policy, steps))

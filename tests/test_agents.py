@@ -18,12 +18,17 @@ from recgym.agents.baselines import (
     RankingModel,
     log_features,
     rank_scores,
-    split_observation,
 )
 from recgym.agents.dqn import DQNConfig, build_dqn, load_dqn, save_dqn, train_dqn
 from recgym.envs import make_env
+from recgym.envs.contract import (
+    CANDIDATE_FEATURES,
+    SESSION_FEATURES,
+    candidate_columns,
+    row_layout,
+    with_action_space,
+)
 from recgym.envs.evaluation import evaluate
-from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES
 from recgym.simulators.features import USER_FEATURE_DIM
 from recgym.simulators.generate import generate, load_world
 from recgym.simulators.logs import LogConfig, simulate_logs
@@ -50,19 +55,19 @@ def ranker(world_logs):
 
 
 # --------------------------------------------------------------------------- observation helpers
-def test_split_observation_and_rank_scores():
+def test_observation_accessors_and_rank_scores():
     env = make_env(world_config=SMALL_WORLD, n_candidates=10)
     obs, info = env.reset(seed=0)
-    user, session, cands = split_observation(obs, 10)
-    assert user.shape == (USER_FEATURE_DIM,)
-    assert session.shape == (len(SESSION_FEATURES),)
-    assert cands.shape == (10, len(CANDIDATE_FEATURES))
+    assert obs["user"].shape == (USER_FEATURE_DIM,)
+    assert obs["context"].shape == (len(SESSION_FEATURES),)
+    assert obs["candidates"].shape == (10, len(CANDIDATE_FEATURES))
     model = env.unwrapped.model
-    np.testing.assert_allclose(user, model.user_features(np.array([info["user_id"]]))[0])
-    duration = model.catalogue.duration_ms[info["candidates"]]
-    np.testing.assert_allclose(cands[:, 0], np.log1p(duration / 1000.0) / 6.0, rtol=1e-6)
-    _, _, batch_cands = split_observation(np.stack([obs, obs]), 10)
-    assert batch_cands.shape == (2, 10, len(CANDIDATE_FEATURES))
+    np.testing.assert_allclose(obs["user"], model.user_features(np.array([info["user_id"]]))[0])
+    duration = model.catalogue.duration_ms[obs["item_id"]]
+    log_duration = candidate_columns(obs, "log_duration")
+    np.testing.assert_allclose(log_duration, np.log1p(duration / 1000.0) / 6.0, rtol=1e-6)
+    batch = {k: np.stack([v, v]) for k, v in obs.items()}
+    assert candidate_columns(batch, ["log_duration", "log_popularity"]).shape == (2, 10, 2)
     scores = rank_scores(np.array([0.3, 2.0, -1.0, 0.3]))
     np.testing.assert_allclose(scores, [1 / 3, 1.0, -1.0, -1 / 3], rtol=1e-6)
     assert scores.dtype == np.float32
@@ -124,12 +129,7 @@ def _agents(ranker_model: RankingModel) -> dict[str, object]:
     watch = RankingModel(target="watch")
     watch.net = ranker_model.net
     env = make_env(world_config=SMALL_WORLD, action_mode="discrete")
-    algo = build_dqn(
-        user_dim=env.unwrapped.model.user_feature_dim,
-        n_candidates=env.unwrapped.n_candidates,
-        obs_dim=env.observation_space.shape[0],
-        config=DQNConfig(hidden_sizes=(16,)),
-    )
+    algo = build_dqn(layout=row_layout(env.observation_space), config=DQNConfig(hidden_sizes=(16,)))
     return {
         "random": RandomPolicy(seed=1),
         "ranker_click": ranker_model,
@@ -143,9 +143,10 @@ def test_every_agent_acts_inside_the_action_space(ranker, action_mode):
     agents = _agents(ranker[0])
     env = make_env(world_config=SMALL_WORLD, action_mode=action_mode, max_steps=5)
     for name, agent in agents.items():
+        agent = with_action_space(agent, env.action_space)
         obs, info = env.reset(seed=0)
         for _ in range(5):
-            action = agent.act(obs, info, env)
+            action = agent.act(obs)
             assert env.action_space.contains(action), (name, action)
             obs, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
@@ -155,12 +156,14 @@ def test_every_agent_acts_inside_the_action_space(ranker, action_mode):
 def test_ranker_save_load_round_trip(ranker, tmp_path):
     model, _ = ranker
     env = make_env(world_config=SMALL_WORLD)
-    obs = np.stack([env.reset(seed=s)[0] for s in range(3)])
+    first = [env.reset(seed=s)[0] for s in range(3)]
+    obs = {k: np.stack([o[k] for o in first]) for k in first[0]}  # a batch of observations
     path = model.save(tmp_path / "ranker.pt")
     loaded = RankingModel.load(path)
     assert loaded.target == model.target and loaded.config == model.config
-    np.testing.assert_array_equal(loaded.values(obs, 50), model.values(obs, 50))
-    assert loaded.values(obs, 50).shape == (3, 50)
+    np.testing.assert_array_equal(loaded.values(obs), model.values(obs))
+    assert loaded.values(obs).shape == (3, 50)
+    np.testing.assert_array_equal(loaded.values(first[0]), model.values(obs)[0])
 
 
 def test_dqn_update_returns_stats_and_save_load_round_trips(tmp_path):
@@ -179,7 +182,8 @@ def test_dqn_update_returns_stats_and_save_load_round_trips(tmp_path):
     loaded, loaded_cfg = load_dqn(path)
     assert loaded_cfg == cfg
     env = make_env(**env_kwargs)  # scores mode: the slate env the Q-values are evaluated on
-    obs = np.stack([env.reset(seed=s)[0] for s in range(4)])
+    first = [env.reset(seed=s)[0] for s in range(4)]
+    obs = {k: np.stack([o[k] for o in first]) for k in first[0]}
     np.testing.assert_array_equal(
         QSlatePolicy(loaded).q_values(obs), QSlatePolicy(algo).q_values(obs)
     )

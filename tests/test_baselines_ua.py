@@ -16,10 +16,16 @@ from recgym.agents.continuous import (
     LinearScoreEnv,
     RowLayout,
     behaviour_weights,
-    layout_of,
     linear_scores,
 )
-from recgym.agents.deepfm import DeepFMNet, Vocabulary, fm_interaction, raw_ids
+from recgym.agents.deepfm import (
+    DeepFMConfig,
+    DeepFMNet,
+    DeepFMRanker,
+    Vocabulary,
+    fm_interaction,
+    raw_ids,
+)
 from recgym.agents.rlur import (
     FeedbackView,
     RLURConfig,
@@ -28,7 +34,19 @@ from recgym.agents.rlur import (
     standardise,
 )
 from recgym.envs import make_env
-from recgym.envs.session import CANDIDATE_FEATURES, SESSION_FEATURES
+from recgym.envs.contract import (
+    CANDIDATE_FEATURES,
+    SESSION_FEATURES,
+    UA_CANDIDATE_FEATURES,
+    flatten_observation,
+    for_env,
+    row_layout,
+)
+
+
+def layout_of(env):
+    return row_layout(env.observation_space)
+
 
 WORLD = {"n_users": 50, "n_items": 200, "n_authors": 20, "seed": 7}
 
@@ -86,34 +104,64 @@ def test_vocabulary_maps_raw_ids_and_shares_an_unknown_code():
 
 def test_raw_ids_use_a_learned_simulators_id_maps():
     env = make_env(world_config=WORLD)
-    users, items = raw_ids(env, np.array(3), np.array([4, 5]))  # the world: ids are raw ids
-    assert users == 3 and list(items) == [4, 5]
     model = env.unwrapped.model
+    users, items = raw_ids(model, np.array(3), np.array([4, 5]))  # the world: ids are raw ids
+    assert users == 3 and list(items) == [4, 5]
     model.user_ids = np.arange(50) + 1000  # what a LearnedSimulator carries
     model.item_ids = np.arange(200) * 10
-    users, items = raw_ids(env, np.array(3), np.array([4, 5]))
+    users, items = raw_ids(model, np.array(3), np.array([4, 5]))
     assert users == 1003 and list(items) == [40, 50]
+
+
+def test_deepfm_reads_ids_from_the_observation_mapped_by_its_backend():
+    """DeepFM's sparse ids come from obs["user_id"] / obs["item_id"]; `for_env` binds the
+    backend's raw-id maps once (the world: identity), and acting never reads the env."""
+    env = make_env(world_config=WORLD, n_candidates=6)
+    model = DeepFMRanker(DeepFMConfig(embedding_dim=2, hidden_sizes=(4,)))
+    raw_users, raw_items = np.arange(50) + 1000, np.arange(200) * 10
+    no_table = np.zeros(201, dtype=np.int64)
+    model._build(
+        Vocabulary(
+            users=raw_users,
+            items=raw_items,
+            item_author=no_table,
+            item_category=no_table,
+            n_authors=1,
+            n_categories=1,
+        )
+    )
+    obs, _ = env.reset(seed=0)
+    seen = []
+    model.vocab.encode = lambda users, items: (
+        seen.append((users, items)) or np.zeros((len(items), 4), dtype=np.int64)
+    )
+    model.predict(obs)
+    np.testing.assert_array_equal(seen[-1][1], obs["item_id"])  # the world's ids are raw
+    backend = env.unwrapped.model
+    backend.user_ids, backend.item_ids = raw_users, raw_items
+    bound = for_env(model, env)
+    assert bound is not model and model.item_ids is None
+    bound.predict(obs)
+    np.testing.assert_array_equal(seen[-1][0], np.full(6, 1000 + obs["user_id"][0]))
+    np.testing.assert_array_equal(seen[-1][1], raw_items[obs["item_id"]])
 
 
 # --------------------------------------------------------------------------- linear adapter
 def test_layouts_of_session_and_user_author_envs():
-    from recgym.envs.user_author import UA_CANDIDATE_FEATURES, split_observation
-
     env = make_env(world_config=WORLD, n_candidates=10)
     layout = layout_of(env)
     user_dim = env.unwrapped.model.user_feature_dim
     assert layout.context_dim == user_dim + len(SESSION_FEATURES)
     assert layout.row_names == CANDIDATE_FEATURES and layout.action_dim == 7
-    assert layout.obs_dim == env.observation_space.shape[0]
+    assert layout.obs_dim == flatten_observation(env.reset(seed=0)[0]).shape[0]
 
     ua = make_env("recgym/UserAuthor-v0", world_config=WORLD, n_candidates=10)
     ua_layout = layout_of(ua)
     assert ua_layout.row_names == UA_CANDIDATE_FEATURES and ua_layout.action_dim == 16
     obs, _ = ua.reset(seed=0)
-    context, rows = ua_layout.split(obs)
-    parts = split_observation(obs, user_dim)
-    np.testing.assert_array_equal(rows, parts.candidates)
-    np.testing.assert_array_equal(context, np.concatenate([parts.user, parts.session]))
+    context, rows = ua_layout.split(flatten_observation(obs))
+    np.testing.assert_array_equal(rows, obs["candidates"])
+    np.testing.assert_array_equal(context, np.concatenate([obs["user"], obs["context"]]))
 
 
 def test_weights_map_to_scores_and_the_top_scored_candidates_are_shown():
@@ -137,7 +185,7 @@ def test_weights_map_to_scores_and_the_top_scored_candidates_are_shown():
         obs, info = env.reset(seed=1)
         assert env.action_space.shape == (7,) and env.observation_space.contains(obs)
         w = np.array([0.5, -1.0, 0.0, 0.8, 0.3, -0.2, -0.9])
-        _, rows = layout_of(base).split(obs)
+        _, rows = layout_of(base).split(obs)  # the LinearScoreEnv's flat observation
         order = np.argsort(-(rows.astype(np.float64) @ w), kind="stable")
         _, _, _, _, step_info = env.step(w)
         k = 1 if mode == "discrete" else 3
@@ -155,7 +203,7 @@ def test_linear_score_env_passes_the_gymnasium_checker():
 def test_projected_logging_policy_reproduces_a_linear_ranker():
     env = make_env(world_config=WORLD, n_candidates=30)
     layout = layout_of(env)
-    obs, _ = env.reset(seed=2)
+    obs = flatten_observation(env.reset(seed=2)[0])
     w_true = np.array([0.4, -0.2, 0.0, 0.7, -0.5, 0.1, -1.0])
     values = linear_scores(layout, obs, w_true)
     w = behaviour_weights(layout, obs, values)
@@ -206,8 +254,8 @@ def test_rlur_observation_appends_standardised_feedbacks_and_scores_on_them():
     class TwoFeedbacks:
         feedback_names = ("p_click", "watch_s")
 
-        def feedbacks(self, obs, info, env):
-            n = len(info["candidates"])
+        def feedbacks(self, obs):
+            n = len(obs["item_id"])
             return np.stack([np.linspace(0, 1, n), np.linspace(10, 0, n)], axis=1)
 
     env = make_env(world_config=WORLD, n_candidates=5, slate_size=2)
@@ -215,14 +263,12 @@ def test_rlur_observation_appends_standardised_feedbacks_and_scores_on_them():
     view = FeedbackView(TwoFeedbacks(), layout_of(env))
     assert view.layout.row_names[-2:] == ("z_p_click", "z_watch_s")
     assert view.layout.cols == (7, 8) and view.layout.action_dim == 2
-    agent_obs = view.observe(obs, info, env)
+    agent_obs = view.observe(obs)
     context, rows = view.layout.split(agent_obs)
-    env_context, env_rows = layout_of(env).split(obs)
+    env_context, env_rows = layout_of(env).split(flatten_observation(obs))
     np.testing.assert_array_equal(context, env_context)
     np.testing.assert_array_equal(rows[:, :7], env_rows)
-    np.testing.assert_allclose(
-        rows[:, 7:], standardise(TwoFeedbacks().feedbacks(obs, info, env)), rtol=1e-6
-    )
+    np.testing.assert_allclose(rows[:, 7:], standardise(TwoFeedbacks().feedbacks(obs)), rtol=1e-6)
     # w = (1, 0) ranks by predicted click, (0, 1) by predicted watch time: opposite orders here
     np.testing.assert_array_equal(
         np.argsort(-linear_scores(view.layout, agent_obs, np.array([1.0, 0.0]))), [4, 3, 2, 1, 0]

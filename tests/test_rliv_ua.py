@@ -5,7 +5,6 @@ world where the myopically better author is the long-term worse one."""
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +21,6 @@ from recgym.agents.rliv_ua import (
     build_rliv_ua,
     candidate_states,
     check_scri_buffer,
-    env_states_fn,
     liv_scores,
     load_rliv_ua,
     save_rliv_ua,
@@ -32,6 +30,7 @@ from recgym.agents.rliv_ua import (
     user_author_states,
 )
 from recgym.envs import make_env
+from recgym.envs.contract import with_action_space
 from recgym.simulators.scri import TASKS, UA_COUNTERS, asa_next_counters, tasks_for
 
 USER_DIM = 2
@@ -313,17 +312,16 @@ def test_slate_policy_acts_through_a_states_adapter():
     algo = build_rliv_ua(buf, RLIVUAConfig(tasks=NO_GIFT, **TINY))
     rows = buf[np.arange(4)].obs
 
-    def states_fn(obs, info, env):
-        return CandidateStates(obs.reshape(4, -1), info["user_id"], info["authors"])
+    def states_fn(obs):
+        return CandidateStates(obs["states"], obs["user"], obs["authors"])
 
-    slate = LIVSlatePolicy(algo, states_fn)
-    env = SimpleNamespace(action_space=spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32))
-    info = {"user_id": 0, "authors": np.array([7, 8, 7, 9])}
-    action = slate.act(rows.reshape(-1), info, env)
-    assert env.action_space.contains(action)
-    assert int(np.argmax(action)) == int(np.argmax(slate.values(rows.reshape(-1), info, env)))
-    env = SimpleNamespace(action_space=spaces.Discrete(4))
-    assert slate.act(rows.reshape(-1), info, env) in range(4)
+    box = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+    slate = LIVSlatePolicy(algo, states_fn, action_space=box)
+    obs = {"states": rows, "user": 0, "authors": np.array([7, 8, 7, 9]), "mask": np.ones(4)}
+    action = slate.act(obs)
+    assert box.contains(action)
+    assert int(np.argmax(action)) == int(np.argmax(slate.values(obs)))
+    assert with_action_space(slate, spaces.Discrete(4)).act(obs) in range(4)
 
 
 @pytest.mark.filterwarnings("ignore:the gift tower trains on a buffer without a single gift")
@@ -346,28 +344,26 @@ def test_user_author_env_adapter_builds_the_env_states_and_acts_in_its_space():
     update_steps(algo, buf, 3, batch_size=32)
 
     base = env.unwrapped
-    cands = user_author_states(obs, info, env)
+    cands = user_author_states(obs)  # reads the observation only: user_id, author_id, rows
     np.testing.assert_allclose(
         cands.states, base.states(info["user_id"], info["candidates"]), rtol=1e-5, atol=1e-3
     )
+    assert int(cands.users) == info["user_id"]
     np.testing.assert_array_equal(cands.authors, base.catalogue.author[info["candidates"]])
     slate = LIVSlatePolicy(algo)  # the UserAuthor-v0 adapter is the default
-    action = slate.act(obs, info, env)
+    action = slate.act(obs)
     assert env.action_space.contains(action)
-    liv = slate.values(obs, info, env)
+    liv = slate.values(obs)
     for a in np.unique(cands.authors):  # candidates of one author share the LIV and the score
         same = cands.authors == a
         assert np.ptp(liv[same]) == 0 and np.ptp(action[same]) == 0
     # the Tianshou policy on a batch of env observations, as a Collector would call it
-    algo.policy.states_fn = env_states_fn(env)
-    batch_info = Batch(
-        user_id=np.array([info["user_id"]] * 2), candidates=np.stack([info["candidates"]] * 2)
-    )
-    out = algo.policy(Batch(obs=np.stack([obs, obs]), info=batch_info))
+    batch_obs = Batch({k: np.stack([v, v]) for k, v in obs.items()})
+    out = algo.policy(Batch(obs=batch_obs, info=Batch()))
     np.testing.assert_array_equal(out.act[0], action)
     discrete = make_env("recgym/UserAuthor-v0", **kwargs, action_mode="discrete")
     obs, info = discrete.reset(seed=0)
-    assert discrete.action_space.contains(slate.act(obs, info, discrete))
+    assert discrete.action_space.contains(with_action_space(slate, discrete.action_space).act(obs))
 
 
 # --------------------------------------------------------------------------- save / load
