@@ -63,7 +63,7 @@ def _argument(
     flag = "--" + name.replace("_", "-")
     tp, optional = _unwrap_optional(tp)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    help_text = f"{doc or name} (default: {shown})"
+    help_text = f"{doc or name} (default: {shown})".replace("%", "%%")  # argparse formats help
     extra: dict[str, Any] = {"choices": list(choices)} if choices is not None else {}
     if tp is bool:
         return [flag], {"action": argparse.BooleanOptionalAction, "default": default,

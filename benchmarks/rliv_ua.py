@@ -67,7 +67,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -1481,7 +1481,10 @@ def run(
 
 
 def _parser() -> argparse.ArgumentParser:
-    full = PRESETS["full"]
+    """--quick / --tiny pick a preset; every BenchConfig field is an option (generated from the
+    dataclass, help = the field's docstring) that overrides the preset's value."""
+    from recgym.benchmarks.engine_cli import config_parser
+
     p = argparse.ArgumentParser(
         prog="recgym bench rliv-ua",
         description="Reproduce the RLIV-UA paper's Tables 2 and 3 on recgym/UserAuthor-v0: "
@@ -1506,12 +1509,6 @@ def _parser() -> argparse.ArgumentParser:
         "(well under a minute; the numbers mean nothing)",
     )
     p.add_argument(
-        "--data",
-        metavar="DIR",
-        help="real KuaiRand logs to use instead of the world's; then there is no ground-truth "
-        "evaluation (the world backend is skipped and the report says so)",
-    )
-    p.add_argument(
         "--out",
         metavar="DIR",
         help="results directory: rows.jsonl, results.md, table2.csv, table3.csv, claims.csv, "
@@ -1523,46 +1520,8 @@ def _parser() -> argparse.ArgumentParser:
         help="artefacts directory: logs, simulator, ASA samples, checkpoints and stage markers "
         "(default: recgym-out/bench-rliv-ua/MODE)",
     )
-    p.add_argument(
-        "--seeds",
-        type=int,
-        metavar="N",
-        help=f"training-and-evaluation seeds 0..N-1 (full: {len(full.seeds)}, quick: 3)",
-    )
-    p.add_argument(
-        "--episodes", type=int, metavar="N", help="evaluation sessions per agent, backend and seed"
-    )
-    p.add_argument("--users", type=int, metavar="N", help="world users")
-    p.add_argument("--items", type=int, metavar="N", help="world items")
-    p.add_argument("--authors", type=int, metavar="N", help="world authors")
-    p.add_argument("--days", type=int, metavar="N", help="days of logs")
-    p.add_argument(
-        "--world-seed", type=int, metavar="S", help="seed of world, logs, simulator and CQL buffer"
-    )
-    p.add_argument("--max-steps", type=int, metavar="N", help="requests per session at most")
-    p.add_argument(
-        "--online-steps", type=int, metavar="N", help="env steps of DQN, TD3 and RLUR each"
-    )
-    p.add_argument("--cql-steps", type=int, metavar="N", help="CQL gradient steps")
-    p.add_argument(
-        "--cql-data-steps", type=int, metavar="N", help="transitions in CQL's offline buffer"
-    )
-    p.add_argument("--rliv-steps", type=int, metavar="N", help="RLIV-UA gradient steps")
-    p.add_argument("--rliv-batch", type=int, metavar="N", help="RLIV-UA samples per step")
-    p.add_argument(
-        "--rliv-tau",
-        type=float,
-        metavar="TAU",
-        help="RLIV-UA target-network rate (quick 0.05, full 0.02; the paper's Table 1: 0.005)",
-    )
-    p.add_argument("--sim-epochs", type=int, metavar="N", help="learned-simulator epochs")
-    p.add_argument("--deepfm-epochs", type=int, metavar="N", help="DeepFM epochs")
-    p.add_argument(
-        "--agents",
-        nargs="+",
-        choices=list(AGENTS),
-        metavar="AGENT",
-        help=f"train and evaluate only these ({', '.join(AGENTS)}); default: all",
+    config_parser(
+        BenchConfig, parser=p, presets=PRESETS, exclude=("mode",), choices={"agents": AGENTS}
     )
     p.add_argument(
         "--fresh", action="store_true", help="redo every stage even when its artefact exists"
@@ -1576,42 +1535,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-_OVERRIDES = {
-    "episodes": "episodes",
-    "users": "users",
-    "items": "items",
-    "authors": "authors",
-    "days": "days",
-    "world_seed": "world_seed",
-    "max_steps": "max_steps",
-    "online_steps": "online_steps",
-    "cql_steps": "cql_steps",
-    "cql_data_steps": "cql_data_steps",
-    "rliv_steps": "rliv_steps",
-    "rliv_batch": "rliv_batch",
-    "rliv_tau": "rliv_tau",
-    "sim_epochs": "sim_epochs",
-    "deepfm_epochs": "deepfm_epochs",
-}
-
-
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     """The preset of --quick / --tiny (else full) with every given option applied."""
+    from recgym.benchmarks import engine_cli
+
     mode = "quick" if args.quick else "tiny" if args.tiny else "full"
-    changes: dict[str, Any] = {
-        name: getattr(args, arg)
-        for arg, name in _OVERRIDES.items()
-        if getattr(args, arg) is not None
-    }
-    if args.seeds is not None:
-        changes["seeds"] = tuple(range(args.seeds))
-    if args.agents:
-        changes["agents"] = tuple(a for a in AGENTS if a in args.agents)
-    if args.data:
-        changes["data"] = args.data
-    cfg = replace(PRESETS[mode], **changes)
-    assert {f.name for f in fields(cfg)} >= set(changes)
-    return cfg
+    cfg = engine_cli.config_from_args(BenchConfig, args, base=PRESETS[mode])
+    return replace(cfg, agents=tuple(a for a in AGENTS if a in cfg.agents))  # table order
 
 
 def main(argv: Sequence[str] | None = None) -> int:

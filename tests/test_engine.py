@@ -249,7 +249,7 @@ class BenchCfg:
     users: int = 100
     """World users drawn for the table."""
     rate: float = 0.5
-    """Learning rate of the agent."""
+    """Learning rate of the agent (100% = 1)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Training seeds; train seed i is evaluated with eval seed i."""
     mode: Literal["quick", "full"] = "full"
@@ -272,7 +272,7 @@ def test_parser_from_dataclass_explains_and_parses_every_option() -> None:
     text = " ".join(parser.format_help().split())
     for flag, doc in [
         ("--users", "World users drawn for the table."),
-        ("--rate", "Learning rate of the agent."),
+        ("--rate", "Learning rate of the agent (100% = 1)."),
         ("--seeds", "Training seeds"),
         ("--mode", "How big a run."),
         ("--data", "KuaiRand-format logs"),
