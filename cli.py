@@ -9,7 +9,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 
 def _world_generate(args: argparse.Namespace) -> int:
@@ -42,6 +41,7 @@ def _world_generate(args: argparse.Namespace) -> int:
 
 def _world_calibrate(args: argparse.Namespace) -> int:
     from recgym.data import DataError
+    from recgym.outdir import ensure_writable_dir
     from recgym.simulators.calibrate import (
         CalibrationConfig,
         calibrate,
@@ -55,15 +55,7 @@ def _world_calibrate(args: argparse.Namespace) -> int:
         n_users=args.users, n_items=args.items, n_authors=args.authors, seed=args.seed
     )
     config = CalibrationConfig(days=args.days, n_boot=args.n_boot)
-    out = Path(args.out)
-    try:  # fail on an unwritable --out before the minute of simulation
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".calibration-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError:
-        print(f"error: cannot write to {out}", file=sys.stderr)
-        return 2
+    out = ensure_writable_dir(args.out)  # fails before the minute of simulation (OutputError)
     try:
         result, info = calibrate(args.real, world, config)
     except (DataError, FileNotFoundError, ValueError) as exc:

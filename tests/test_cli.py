@@ -65,6 +65,8 @@ def test_version_prints_the_package_version(capsys) -> None:
 WRITING_COMMANDS = {
     "world generate": ["world", "generate", "--users", "20", "--items", "50", "--days", "1",
                        "--quiet", "--out"],
+    "world calibrate": ["world", "calibrate", "--real", "{logs}", "--users", "20", "--items",
+                        "50", "--days", "1", "--n-boot", "10", "--out"],
     "demo": ["demo", "--quiet", "--out"],
     "simulator train": ["simulator", "train", "--epochs", "1", "--quiet", "--data", "{logs}",
                         "--out"],
