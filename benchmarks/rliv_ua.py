@@ -74,7 +74,7 @@ from typing import Any
 
 import numpy as np
 
-from recgym.benchmarks.engine import jsonable
+from recgym.benchmarks.engine import jsonable, provenance
 from recgym.benchmarks.report import fmt
 from recgym.outdir import ensure_writable_dir
 
@@ -293,10 +293,11 @@ def _digest(obj: Any) -> str:
 class Job:
     """Paths, settings and the stage runner of one benchmark run.
 
-    A stage is done when its marker file exists and records the same settings key (a dict that
-    includes the keys of the stages it depends on); otherwise it runs and writes the marker
-    last, with its own measurements. So a re-run with other settings redoes exactly the stages
-    those settings reach.
+    A stage is done when its marker file exists and records the same key: its settings (a dict
+    that includes the keys of the stages it depends on) and the hash of the code it runs
+    (`benchmarks.engine.code_hash`: the source of the modules it imports, tracked or not);
+    otherwise it runs and writes the marker last, with its own measurements. So a re-run with
+    other settings or other code redoes exactly the stages they reach, never reusing a stale one.
     """
 
     def __init__(self, cfg: BenchConfig, out: Path, work: Path, fresh: bool, progress: bool):
@@ -307,6 +308,17 @@ class Job:
         self._dataset: Any = None
         self.logs_dir = Path(cfg.data) if cfg.data else work / "logs"
         self.sim_dir = work / "simulator"
+        self._code: dict[tuple[str, ...], str] = {}
+
+    def code(self, modules: Sequence[str] = (__name__,)) -> str:
+        """Hash of the code of `modules` and every recgym module they import (default: this
+        bench, which reaches every agent, env and simulator it trains or plays)."""
+        from recgym.benchmarks.engine import code_hash
+
+        modules = tuple(modules)
+        if modules not in self._code:
+            self._code[modules] = code_hash(modules)
+        return self._code[modules]
 
     # ------------------------------------------------------------------ keys
     @property
@@ -356,9 +368,16 @@ class Job:
             print(f"[{elapsed:7.1f}s] {msg}", flush=True)
 
     def stage(
-        self, name: str, marker: Path, key: Mapping[str, Any], fn: Callable[[], dict | None]
+        self,
+        name: str,
+        marker: Path,
+        key: Mapping[str, Any],
+        fn: Callable[[], dict | None],
+        code: Sequence[str] = (__name__,),
     ) -> dict[str, Any]:
-        """Run `fn` unless `marker` records the same `key`; returns the marker's content."""
+        """Run `fn` unless `marker` records the same `key` and code (of `code`'s modules);
+        returns the marker's content."""
+        key = {"settings": key, "code": self.code(code)}
         if marker.exists() and not self.fresh:
             done = json.loads(marker.read_text())
             if done.get("key") == json.loads(json.dumps(key, default=str)):
@@ -407,7 +426,13 @@ def stage_logs(job: Job) -> None:
         )
         return {"rows": summary["rows"], "users": summary["users"], "items": summary["items"]}
 
-    job.stage("logs", job.work / "markers" / "logs.json", job.logs_key, run)
+    job.stage(
+        "logs",
+        job.work / "markers" / "logs.json",
+        job.logs_key,
+        run,
+        ("recgym.simulators.generate",),
+    )
 
 
 def stage_simulator(job: Job) -> dict[str, Any]:
@@ -417,7 +442,8 @@ def stage_simulator(job: Job) -> dict[str, Any]:
         result = train_simulator(job.logs_dir, job.sim_dir, job.simulator_config(), progress=False)
         return {"rows": result["rows"], "train_rows": result["train_rows"]}
 
-    return job.stage("simulator", job.work / "markers" / "simulator.json", job.sim_key, run)
+    marker = job.work / "markers" / "simulator.json"
+    return job.stage("simulator", marker, job.sim_key, run, ("recgym.simulators.train",))
 
 
 def asa_path(job: Job, backend: str) -> Path:
@@ -799,6 +825,7 @@ def agent_key(job: Job, agent: str, seed: int, backend: str, records: Mapping) -
             "logs": job.logs_key,  # world_dir is a path; the world it holds is the logs' world
             "episodes": job.cfg.episodes,
             "seed": seed,
+            "code": job.code(),  # how it is played and scored
         }
     )
 
@@ -864,6 +891,7 @@ def stage_evaluate(job: Job, records: Mapping) -> list[dict[str, Any]]:
                     "git_sha": sha,
                     "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
                     "machine": machine(),
+                    "provenance": provenance(),  # commit + dirty-tree hash incl. untracked
                 }
                 with open(rows_path, "a", encoding="utf-8") as f:
                     f.write(json.dumps(row) + "\n")
