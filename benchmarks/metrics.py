@@ -60,11 +60,16 @@ _SESSION = {
 }
 assert tuple(_SESSION) == tuple(SESSION_METRICS), "keep in step with envs/evaluation.METRICS"
 
+_USER_AUTHOR = {
+    "gifts": Metric("gifts", "gifts per session (UserAuthor-v0; absent where a backend has none)"),
+}
+
 RANKING_KS = (5, 10, 15, 20, 50)
 """The K of the registered HR@K / NDCG@K (the RUIE and RDRSR tables use 5..20 and 10, 50)."""
 
 REGISTRY: dict[str, Metric] = {
     **_SESSION,
+    **_USER_AUTHOR,
     **{
         f"hr@{k}": Metric(f"hr@{k}", f"leave-one-out hit rate at {k}, full catalogue", 0.0, 1.0)
         for k in RANKING_KS

@@ -934,12 +934,13 @@ class Cell:
     ci_high: float
 
     @classmethod
-    def of(cls, per_seed: Mapping[int, float]) -> Cell:
-        from recgym.envs.evaluation import t_interval
+    def of(cls, per_seed: Mapping[int, float], metric: str) -> Cell:
+        """Mean and 95% t interval (`benchmarks.claims.summarize`: clipped to the metric's
+        range, so a count's interval never goes below zero)."""
+        from recgym.benchmarks.claims import summarize
 
-        values = [per_seed[s] for s in sorted(per_seed)]
-        m, lo, hi = t_interval(values)
-        return cls(per_seed=dict(per_seed), mean=m, ci_low=lo, ci_high=hi)
+        s = summarize({k: per_seed[k] for k in sorted(per_seed)}, metric)
+        return cls(per_seed=dict(per_seed), mean=s.mean, ci_low=s.low, ci_high=s.high)
 
 
 def aggregate(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Cell | None]]]:
@@ -957,7 +958,7 @@ def aggregate(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
     out: dict[str, dict[str, dict[str, Cell | None]]] = {}
     for backend, agent, metric in sorted(grouped.keys() | absent):
         cell = (
-            Cell.of(grouped[backend, agent, metric])
+            Cell.of(grouped[backend, agent, metric], metric)
             if (backend, agent, metric) in grouped
             else None
         )
