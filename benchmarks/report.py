@@ -46,27 +46,30 @@ def summaries(rows: Iterable[Mapping[str, Any]]) -> Table:
 
 
 def markdown_table(
-    cells: Mapping[str, Mapping[str, Summary]],
+    cells: Mapping[str, Mapping[str, Summary | None]],
     metrics: Sequence[str],
     *,
     labels: Mapping[str, str] | None = None,
     agents: Sequence[str] | None = None,
     first: str = "agent",
     seeds_column: bool = False,
+    missing: Mapping[str, str] | None = None,
 ) -> str:
     """One row per agent ({agent: {metric: Summary}}), one column per metric ("mean [lo, hi]").
 
     `labels` renames metrics and agents in the header/first column; `agents` fixes the row
-    order (default: the mapping's); `seeds_column` adds the number of seeds per row.
+    order (default: the mapping's); `seeds_column` adds the number of seeds per row; `missing`
+    is the text of an absent cell per metric (default "-"; e.g. "n/a" where a backend has no
+    such behaviour).
     """
-    labels = labels or {}
+    labels, missing = labels or {}, missing or {}
     head = [first, *(labels.get(m, m) for m in metrics)] + (["seeds"] if seeds_column else [])
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for agent in agents if agents is not None else list(cells):
         row = cells.get(agent, {})
-        texts = [cell(row.get(m)) for m in metrics]
+        texts = [cell(row[m]) if row.get(m) is not None else missing.get(m, "-") for m in metrics]
         if seeds_column:
-            texts.append(str(max((s.n for s in row.values()), default=0)))
+            texts.append(str(max((s.n for s in row.values() if s is not None), default=0)))
         lines.append(f"| {labels.get(agent, agent)} | " + " | ".join(texts) + " |")
     return "\n".join(lines)
 

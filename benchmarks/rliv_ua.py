@@ -74,6 +74,7 @@ from typing import Any
 
 import numpy as np
 
+from recgym.benchmarks.claims import Summary, summarize
 from recgym.benchmarks.engine import jsonable, provenance
 from recgym.benchmarks.report import fmt
 from recgym.outdir import ensure_writable_dir
@@ -924,23 +925,9 @@ def machine() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- aggregation
-@dataclass(kw_only=True)
-class Cell:
-    """One agent x backend x metric over seeds."""
-
-    per_seed: dict[int, float]
-    mean: float
-    ci_low: float
-    ci_high: float
-
-    @classmethod
-    def of(cls, per_seed: Mapping[int, float], metric: str) -> Cell:
-        """Mean and 95% t interval (`benchmarks.claims.summarize`: clipped to the metric's
-        range, so a count's interval never goes below zero)."""
-        from recgym.benchmarks.claims import summarize
-
-        s = summarize({k: per_seed[k] for k in sorted(per_seed)}, metric)
-        return cls(per_seed=dict(per_seed), mean=s.mean, ci_low=s.low, ci_high=s.high)
+Cell = Summary
+"""One agent x backend x metric over seeds (`benchmarks.claims.Summary`: mean and 95% t
+interval clipped to the metric's range, so a count's interval never goes below zero)."""
 
 
 def aggregate(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Cell | None]]]:
@@ -958,7 +945,7 @@ def aggregate(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, dict[str
     out: dict[str, dict[str, dict[str, Cell | None]]] = {}
     for backend, agent, metric in sorted(grouped.keys() | absent):
         cell = (
-            Cell.of(grouped[backend, agent, metric], metric)
+            summarize(grouped[backend, agent, metric], metric)
             if (backend, agent, metric) in grouped
             else None
         )
@@ -1076,15 +1063,6 @@ def judge(
 
 
 # --------------------------------------------------------------------------- report
-def _cell_text(cell: Cell | None, metric: str, backend: str) -> str:
-    if cell is None:
-        return "n/a" if metric == "gifts" else "-"
-    text = fmt(cell.mean)
-    if math.isfinite(cell.ci_low) and math.isfinite(cell.ci_high):
-        text += f" [{fmt(cell.ci_low)}, {fmt(cell.ci_high)}]"
-    return text
-
-
 def table_rows(table_id: str, cfg: BenchConfig) -> list[str]:
     agents = TABLE2 if table_id == "2" else TABLE3
     return [a for a in agents if a in cfg.agents]
@@ -1093,14 +1071,20 @@ def table_rows(table_id: str, cfg: BenchConfig) -> list[str]:
 def markdown_table(
     table_id: str, backend: str, results: Mapping[str, Mapping[str, Cell | None]], cfg: BenchConfig
 ) -> str:
-    head = ["Models", *(METRIC_LABELS[m] for m in TABLE_METRICS), "seeds"]
-    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-    for agent in table_rows(table_id, cfg):
-        cells = results.get(agent, {})
-        n = max((len(c.per_seed) for c in cells.values() if c is not None), default=0)
-        texts = [_cell_text(cells.get(m), m, backend) for m in TABLE_METRICS]
-        lines.append(f"| {AGENTS[agent].label} | " + " | ".join(texts) + f" | {n} |")
-    return "\n".join(lines)
+    """Table 2 or 3 on one backend (`benchmarks.report.markdown_table`); gifts are "n/a" where
+    the backend has none."""
+    from recgym.benchmarks.report import markdown_table as table
+
+    labels = {**METRIC_LABELS, **{a: AGENTS[a].label for a in AGENTS}}
+    return table(
+        results,
+        TABLE_METRICS,
+        labels=labels,
+        agents=table_rows(table_id, cfg),
+        first="Models",
+        seeds_column=True,
+        missing={"gifts": "n/a"},
+    )
 
 
 def paper_markdown(table_id: str) -> str:
@@ -1128,7 +1112,7 @@ def write_csv(path: Path, table_id: str, results: Mapping, cfg: BenchConfig) -> 
                 row: list[Any] = [table_id, backend, agent, AGENTS[agent].label, n]
                 for metric in TABLE_METRICS:
                     c = cells.get(metric)
-                    row += ["", "", ""] if c is None else [c.mean, c.ci_low, c.ci_high]
+                    row += ["", "", ""] if c is None else [c.mean, c.low, c.high]
                 writer.writerow(row)
 
 
@@ -1197,8 +1181,8 @@ def plot(results: Mapping, cfg: BenchConfig, path: Path) -> Path:
                 if cell is None:
                     continue
                 err = None
-                if math.isfinite(cell.ci_low):
-                    err = [[cell.mean - cell.ci_low], [cell.ci_high - cell.mean]]
+                if math.isfinite(cell.low):
+                    err = [[cell.mean - cell.low], [cell.high - cell.mean]]
                 ax.bar(k, cell.mean, yerr=err, capsize=3, color=colours(k % 10))
             ax.set_xticks(range(len(agents)))
             ax.set_xticklabels(
