@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -60,6 +61,8 @@ def test_version_prints_the_package_version(capsys) -> None:
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"recgym {recgym.__version__}"
+    # pyproject.toml's version (the installed metadata) says the same
+    assert importlib.metadata.version("recgym") == recgym.__version__
 
 
 WRITING_COMMANDS = {
