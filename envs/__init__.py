@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from recgym.envs.contract import FlattenCandidates
 from recgym.envs.session import SessionEnv
 
 ENV_IDS: dict[str, str] = {
@@ -20,11 +21,14 @@ def register_all() -> None:
 
 
 def make_env(env_id: str = "recgym/Session-v0", **kwargs):
-    """Picklable factory (usable with SubprocVectorEnv): `gym.make` after registering."""
+    """Picklable factory (usable with SubprocVectorEnv): `gym.make` after registering.
+
+    The envs return the Dict observation of `envs.contract`; wrap in `FlattenCandidates` for
+    the flat Box ``[user | context | candidate rows]``."""
     register_all()
     return gym.make(env_id, **kwargs)
 
 
 register_all()
 
-__all__ = ["ENV_IDS", "SessionEnv", "make_env", "register_all"]
+__all__ = ["ENV_IDS", "FlattenCandidates", "SessionEnv", "make_env", "register_all"]

@@ -107,10 +107,7 @@ class SessionEnv(gym.Env):
         users: np.ndarray | None = None,
         world_dir: str | None = None,
     ):
-        if world_dir is None:
-            self.model: UserModel = make_backend(backend, checkpoint, world_config)
-        else:  # envs/backends.py's make_backend gains `world_dir` (the "state" change)
-            self.model = make_backend(backend, checkpoint, world_config, world_dir=world_dir)
+        self.model: UserModel = make_backend(backend, checkpoint, world_config, world_dir=world_dir)
         if action_mode not in ("scores", "discrete"):
             raise ValueError(f"action_mode must be 'scores' or 'discrete', got {action_mode!r}")
         self.action_mode = action_mode
