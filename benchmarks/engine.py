@@ -17,6 +17,23 @@ the engine renames it into place only after the function returned and ``stage.js
 so a crash never leaves a half stage that looks done; the next run deletes the leftover and redoes
 the stage. What is not hashed (recorded in each row's provenance instead): third-party library
 versions, data files outside the package, the machine.
+
+A bench is a list of stages (`benchmarks/demo.py` is the worked example)::
+
+    def train(ctx):                      # writes under ctx.dir, returns a small JSON result
+        model = fit(load(ctx.deps["logs"].dir), ctx.config)
+        model.save(ctx.dir / "model")
+        return {"loss": model.loss}
+
+    def evaluate(ctx):                   # one row per (agent, backend, seed, metric)
+        ctx.write_rows(ctx.row(env=..., agent=..., backend=..., seed=s, metric=m, value=v) ...)
+
+    done = Engine("out").run([
+        Stage("logs", LogConfig(days=7), write_logs),
+        Stage("train", TrainConfig(lr=1e-3), train, deps=("logs",)),
+        Stage("evaluate", {"seeds": (0, 1, 2)}, evaluate, deps=("train",)),
+    ])
+    rows = done["evaluate"].rows()      # -> report.write_report / claims.judge_rows
 """
 
 from __future__ import annotations
