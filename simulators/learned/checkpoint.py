@@ -20,7 +20,7 @@ from .state import PairCounts, UserState
 if TYPE_CHECKING:
     from .simulator import LearnedSimulator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the leave model reads minutes spent (SIGNALS gained "minutes")
 
 CHECKPOINT_FILES = ("model.pt", "config.json", "fidelity.json")
 

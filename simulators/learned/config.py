@@ -11,7 +11,17 @@ BROWSE_MS = 1_000  # time per exposure spent browsing, added to watch time in `e
 
 CONDITIONAL = ("long_view", "like", "follow", "comment", "forward", "hate")
 # Per-exposure session signals the leave model accumulates (order matters: see `leave_features`).
-SIGNALS = ("click", "long_view", "watch_ratio", "like", "hate", "quick_skip", "repeat", "fatigue")
+SIGNALS = (
+    "click",
+    "long_view",
+    "watch_ratio",
+    "like",
+    "hate",
+    "quick_skip",
+    "repeat",
+    "fatigue",
+    "minutes",
+)
 
 AFFINITY_DIM = 15  # see `affinity_features`
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import SIGNALS, SimulatorConfig
+from .config import BROWSE_MS, SIGNALS, SimulatorConfig
 from .table import LogTable
 
 LEAVE_CLIP = 0.005  # leave features are clipped to their [0.5 %, 99.5 %] training quantiles
@@ -24,10 +24,11 @@ def leave_features(
 ) -> np.ndarray:
     """The leave model's input for exposures (any leading shape S) -> S + (D,) float32.
 
-    `signals` (S + (8,)) are this exposure's SIGNALS: click, long_view, watch ratio, like, hate,
+    `signals` (S + (9,)) are this exposure's SIGNALS: click, long_view, watch ratio, like, hate,
     quick skip (a click watched < 30 % of the video), repeat (same-category exposures among the
-    session's previous `recent_window`, divided by it) and fatigue / 5 (`logged_recency`).
-    `cumulative` (S + (8,)) are their sums over
+    session's previous `recent_window`, divided by it), fatigue / 5 (`logged_recency`) and
+    minutes spent on it (watch + BROWSE_MS; users tire with time, not only with requests).
+    `cumulative` (S + (9,)) are their sums over
     the session up to and including this exposure, `count` the exposures so far including it and
     `slot` the exposure's index within its request. The features are: the signals, their sums / 20
     and log1p(sums) / 4, their running means, count / 100 and log1p(count) / 5, slot /
@@ -94,13 +95,15 @@ def session_signals(
     hate: np.ndarray,
     recency: np.ndarray,
     cfg: SimulatorConfig,
+    watch_ms: np.ndarray,
 ) -> np.ndarray:
     """Stack SIGNALS on a last axis (float64)."""
     click = np.asarray(click, dtype=bool)
     quick = click & (np.asarray(ratio) < QUICK_SKIP_RATIO)
     repeat = recency[..., 0] / cfg.recent_window
     fatigue = recency[..., 1] / 5.0
-    parts = (click, long_view, ratio, like, hate, quick, repeat, fatigue)
+    minutes = (np.asarray(watch_ms, dtype=np.float64) + BROWSE_MS) / 60_000.0
+    parts = (click, long_view, ratio, like, hate, quick, repeat, fatigue, minutes)
     return np.stack([np.asarray(p, dtype=np.float64) for p in parts], axis=-1)
 
 
@@ -119,6 +122,7 @@ def logged_leave_features(table: LogTable, rows: np.ndarray | None = None) -> np
         table.labels["hate"],
         table.recency,
         cfg,
+        table.play_ms,
     )
     total = np.cumsum(signals, axis=0)
     before = np.vstack([np.zeros((1, signals.shape[1])), total])[table.session_start]

@@ -237,7 +237,14 @@ class LearnedSimulator:
             responses["watch_ms"] / np.maximum(self.catalogue.duration_ms[slate], 1), 0, 1
         )
         signals = session_signals(
-            click, long_view, ratio, responses["like"], responses["hate"], ctx["recency"], cfg
+            click,
+            long_view,
+            ratio,
+            responses["like"],
+            responses["hate"],
+            ctx["recency"],
+            cfg,
+            responses["watch_ms"],
         )
         cumulative = s.sums[users][:, None, :] + np.cumsum(signals, axis=1)
         user_x = np.broadcast_to(self._user_x[users][:, None, :], (b, k, self.user_feature_dim))
