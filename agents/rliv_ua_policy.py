@@ -1,0 +1,437 @@
+"""RLIV-UA's networks and serving side: the shared embedding and LIV towers (`LIVNet`), the
+Tianshou policy that ranks candidates by the LIV (`RLIVUAPolicy`), and the slate policy that
+acts on `recgym/UserAuthor-v0` observations (`LIVSlatePolicy`, adapter `user_author_states`).
+
+The algorithm, training and checkpoints are in `agents.rliv_ua`, which re-exports all of this;
+its docstring describes the model and the decisions where the paper is silent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from tianshou.algorithm.algorithm_base import Policy
+from tianshou.data import Batch
+from torch import nn
+from torch.nn import functional as F
+
+from recgym.envs.contract import Obs, action_from_values, user_id
+from recgym.envs.user_author import candidate_states as ua_candidate_states
+from recgym.simulators.scri import AUTHOR_FEATURES, UA_COUNTERS
+
+
+# --------------------------------------------------------------------------- networks
+class EnsembleMLP(nn.Module):
+    """M independent MLPs of the same widths over one shared input: (B, in) -> (B, M).
+
+    Stacked weights and batched matmuls, so the 2-3 heads of 1-4 towers cost one call per layer.
+    Each member is initialised like `nn.Linear`.
+    """
+
+    def __init__(self, n_members: int, in_dim: int, hidden_sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.n_members = int(n_members)
+        dims = [int(in_dim), *hidden_sizes, 1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for a, b in zip(dims[:-1], dims[1:], strict=True):
+            bound = 1.0 / np.sqrt(a)
+            self.weights.append(nn.Parameter(torch.empty(n_members, a, b).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n_members, 1, b).uniform_(-bound, bound)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.unsqueeze(0).expand(self.n_members, *x.shape)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = F.relu(h)
+        return h.squeeze(-1).T
+
+
+class UAEmbedding(nn.Module):
+    """The shared embedding layer: s_ua (B, state_dim) [+ ids] -> h_u, h_a, h_ua (B, E) each.
+
+    Inputs are ``[f_u | f_a | log1p f_ua]`` standardised with the training buffer's statistics
+    (`mean`, `std` buffers); each part has its own linear map. With id vocabularies, the id's
+    vector is added to h_u / h_a; ids outside the vocabulary (or None) use row 0, and in
+    training mode each id is replaced by row 0 with probability `id_dropout`.
+    """
+
+    def __init__(
+        self,
+        *,
+        user_dim: int,
+        embedding_dim: int,
+        user_ids: np.ndarray | None = None,
+        author_ids: np.ndarray | None = None,
+        id_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.user_dim = int(user_dim)
+        self.id_dropout = float(id_dropout)
+        self.state_dim = self.user_dim + len(AUTHOR_FEATURES) + len(UA_COUNTERS)
+        self.register_buffer("mean", torch.zeros(self.state_dim))
+        self.register_buffer("std", torch.ones(self.state_dim))
+        self.user = nn.Linear(self.user_dim, embedding_dim)
+        self.author = nn.Linear(len(AUTHOR_FEATURES), embedding_dim)
+        self.pair = nn.Linear(len(UA_COUNTERS), embedding_dim)
+        self.user_id = self.author_id = None
+        if user_ids is not None and author_ids is not None:
+            self.register_buffer("user_vocab", torch.as_tensor(np.sort(user_ids), dtype=torch.long))
+            self.register_buffer(
+                "author_vocab", torch.as_tensor(np.sort(author_ids), dtype=torch.long)
+            )
+            self.user_id = nn.Embedding(len(user_ids) + 1, embedding_dim)
+            self.author_id = nn.Embedding(len(author_ids) + 1, embedding_dim)
+            nn.init.normal_(self.user_id.weight, std=0.1)
+            nn.init.normal_(self.author_id.weight, std=0.1)
+
+    def inputs(self, states: torch.Tensor) -> torch.Tensor:
+        """Raw s_ua rows -> standardised ``[f_u | f_a | log1p f_ua]``."""
+        counters_at = self.user_dim + len(AUTHOR_FEATURES)
+        x = torch.cat(
+            [states[:, :counters_at], torch.log1p(states[:, counters_at:].clamp_min(0))], 1
+        )
+        return ((x - self.mean) / self.std).clamp(-10.0, 10.0)
+
+    @staticmethod
+    def index(ids: torch.Tensor, vocab: torch.Tensor) -> torch.Tensor:
+        """Row of each id in an id table: 1 + its vocabulary position, or 0 if unseen."""
+        pos = torch.searchsorted(vocab, ids).clamp_max(len(vocab) - 1)
+        return torch.where(vocab[pos] == ids, pos + 1, torch.zeros_like(pos))
+
+    def forward(
+        self,
+        states: torch.Tensor,
+        users: torch.Tensor | None = None,
+        authors: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.inputs(states)
+        a = self.user_dim + len(AUTHOR_FEATURES)
+        h_u = self.user(x[:, : self.user_dim])
+        h_a = self.author(x[:, self.user_dim : a])
+        h_ua = self.pair(x[:, a:])
+        if self.user_id is not None:
+            zero = torch.zeros(len(states), dtype=torch.long, device=states.device)
+            u = zero if users is None else self.index(users, self.user_vocab)
+            au = zero if authors is None else self.index(authors, self.author_vocab)
+            if self.training and self.id_dropout > 0:  # train the unseen-id row 0
+                u = torch.where(torch.rand(len(u), device=u.device) < self.id_dropout, 0, u)
+                au = torch.where(torch.rand(len(au), device=au.device) < self.id_dropout, 0, au)
+            h_u = h_u + self.user_id(u)
+            h_a = h_a + self.author_id(au)
+        return h_u, h_a, h_ua
+
+
+class LIVOutput(NamedTuple):
+    """What `LIVNet` computes for a batch of s_ua; (B, n_towers) per tower, columns = towers."""
+
+    q1: torch.Tensor
+    q2: torch.Tensor
+    r_hat: torch.Tensor | None
+    """The supervised reward prediction (None without SL)."""
+    gift_logit: torch.Tensor | None
+    """(B,) assistance classifier logit of ``gift > 0`` (None without the assistance net)."""
+
+
+class LIVNet(nn.Module):
+    """Shared UA embedding, one LIV tower per task, and the optional assistance classifier.
+
+    With SL each tower has three MLP heads r_hat, V1, V2 over ``H = [h_u | h_a | h_ua]`` and
+    ``Q_k = r_hat.detach() + gamma * V_k`` (Eq. 8; r_hat learns from its supervised term only);
+    without SL two heads Q1, Q2. Values are in scaled reward units (`reward_scales`).
+    """
+
+    def __init__(
+        self,
+        *,
+        user_dim: int,
+        towers: tuple[str, ...],
+        supervised: bool,
+        assistance: bool,
+        gamma: float,
+        hidden_sizes: tuple[int, ...],
+        embedding_dim: int,
+        user_ids: np.ndarray | None = None,
+        author_ids: np.ndarray | None = None,
+        id_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.towers = tuple(towers)
+        self.supervised = bool(supervised)
+        self.heads: tuple[str, ...] = ("r_hat", "v1", "v2") if supervised else ("q1", "q2")
+        self.gamma = float(gamma)
+        self.embedding = UAEmbedding(
+            user_dim=user_dim,
+            embedding_dim=embedding_dim,
+            user_ids=user_ids,
+            author_ids=author_ids,
+            id_dropout=id_dropout,
+        )
+        self.critics = EnsembleMLP(
+            len(self.towers) * len(self.heads), 3 * embedding_dim, tuple(hidden_sizes)
+        )
+        self.assist: nn.Module | None = None
+        if assistance:
+            self.assist = nn.Sequential(
+                nn.Linear(2 * embedding_dim, hidden_sizes[0]),
+                nn.ReLU(),
+                nn.Linear(hidden_sizes[0], 1),
+            )
+        self.register_buffer("reward_scales", torch.ones(len(self.towers)))
+
+    @property
+    def state_dim(self) -> int:
+        return self.embedding.state_dim
+
+    def forward(
+        self,
+        states: torch.Tensor,
+        users: torch.Tensor | None = None,
+        authors: torch.Tensor | None = None,
+    ) -> LIVOutput:
+        h_u, h_a, h_ua = self.embedding(states, users, authors)
+        out = self.critics(torch.cat([h_u, h_a, h_ua], 1))
+        out = out.reshape(len(states), len(self.towers), len(self.heads))
+        if self.supervised:
+            r_hat = out[..., 0]
+            q1 = r_hat.detach() + self.gamma * out[..., 1]
+            q2 = r_hat.detach() + self.gamma * out[..., 2]
+        else:
+            r_hat, q1, q2 = None, out[..., 0], out[..., 1]
+        gift = None
+        if self.assist is not None:
+            gift = self.assist(torch.cat([h_u, h_a], 1)).squeeze(-1)
+        return LIVOutput(q1=q1, q2=q2, r_hat=r_hat, gift_logit=gift)
+
+
+# --------------------------------------------------------------------------- policy
+class CandidateStates(NamedTuple):
+    """One request's (or a batch of requests') candidates as SCRI states."""
+
+    states: np.ndarray
+    """(..., N, state_dim) float32 s_ua rows with raw counters."""
+    users: np.ndarray | None = None
+    """(...,) user id of each request, or None (unseen-id vector)."""
+    authors: np.ndarray | None = None
+    """(..., N) author id of each candidate, or None."""
+
+
+StatesFn = Callable[[Obs], CandidateStates]
+"""observation(s) -> CandidateStates: how a policy reads an env's observation."""
+
+
+def liv_scores(values: np.ndarray) -> np.ndarray:
+    """(..., N) values -> float32 scores in [-1, 1], best 1, worst -1, equal values equal scores.
+
+    The score is ``1 - 2 * rank / (N - 1)`` with rank = how many candidates have a strictly
+    larger value. Items of one author share s_ua and so their LIV: they get one score, and the
+    env's stable top-K shows them in candidate order.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[-1]
+    rank = (values[..., None, :] > values[..., :, None]).sum(-1)
+    return (1.0 - 2.0 * rank / max(n - 1, 1)).astype(np.float32)
+
+
+def _broadcast_ids(ids: Any, lead: tuple[int, ...]) -> np.ndarray:
+    """Ids per request (fewer trailing axes) or per row -> int64 ids of shape `lead`."""
+    ids = np.asarray(ids, dtype=np.int64)
+    ids = ids.reshape(ids.shape + (1,) * (len(lead) - ids.ndim))
+    return np.array(np.broadcast_to(ids, lead))
+
+
+class RLIVUAPolicy(Policy):
+    """Scores candidates by the LIV ``min(Q1, Q2)`` of `rank_task`.
+
+    `forward` maps a batch of observations to (B, N) scores in [-1, 1]: the observations are
+    read by `states_fn` (an adapter such as `user_author_states`); without one, UserAuthor-v0
+    observation batches (Tianshou `Batch` with a ``candidates`` entry) are read by
+    `user_author_states`, and anything else must already be (B, N, state_dim) candidate states,
+    with optional ``info.user`` (B,) and ``info.author`` (B, N). Any N works; `action_space`
+    only names the env's.
+    """
+
+    def __init__(
+        self,
+        *,
+        net: LIVNet,
+        rank_task: str,
+        action_space: gym.Space,
+        observation_space: gym.Space | None = None,
+        states_fn: StatesFn | None = None,
+    ) -> None:
+        super().__init__(
+            action_space=action_space,
+            observation_space=observation_space,
+            action_scaling=False,
+            action_bound_method=None,
+        )
+        if rank_task not in net.towers:
+            raise ValueError(f"rank_task {rank_task!r} has no tower (towers: {net.towers})")
+        self.net = net
+        self.rank_task = rank_task
+        self.states_fn = states_fn
+
+    def values(
+        self,
+        states: np.ndarray,
+        users: np.ndarray | None = None,
+        authors: np.ndarray | None = None,
+        task: str | None = None,
+        head: str = "liv",
+    ) -> np.ndarray:
+        """(..., state_dim) states -> (...,) float64 values of one task's tower, in its reward's
+        units (scaled back). head: "liv" = min(Q1, Q2) (Eq. 5), "r_hat" = the supervised reward
+        prediction (SL only), "q1" / "q2" = one critic. `users` broadcasts over the last axis
+        of `authors` (one user per request)."""
+        task = task or self.rank_task
+        states = np.asarray(states, dtype=np.float32)
+        if states.shape[-1] != self.net.state_dim:
+            raise ValueError(
+                f"states have {states.shape[-1]} features; this model reads {self.net.state_dim} "
+                f"(user_dim {self.net.embedding.user_dim} + author + counters)"
+            )
+        lead = states.shape[:-1]
+        u = a = None
+        if users is not None:
+            u = torch.as_tensor(_broadcast_ids(users, lead).reshape(-1))
+        if authors is not None:
+            a = torch.as_tensor(_broadcast_ids(authors, lead).reshape(-1))
+        k = self.net.towers.index(task)
+        was_training = self.net.training
+        self.net.eval()
+        with torch.no_grad():
+            out = self.net(torch.from_numpy(states.reshape(-1, states.shape[-1])), u, a)
+        self.net.train(was_training)
+        if head == "liv":
+            v = torch.minimum(out.q1, out.q2)[:, k]
+        elif head == "r_hat":
+            if out.r_hat is None:
+                raise ValueError("head='r_hat' needs a supervised (SL) model")
+            v = out.r_hat[:, k]
+        elif head in ("q1", "q2"):
+            v = getattr(out, head)[:, k]
+        else:
+            raise ValueError(f"unknown head {head!r}")
+        v = v * self.net.reward_scales[k]
+        return v.numpy().astype(np.float64).reshape(lead)
+
+    def candidate_states(self, obs: Any, info: Any) -> CandidateStates:
+        if self.states_fn is not None:
+            return self.states_fn(obs)
+        if isinstance(obs, Batch | dict) and "candidates" in obs:
+            return user_author_states(obs)
+        users = authors = None
+        if isinstance(info, Batch | dict):
+            users = info["user"] if "user" in info else None
+            authors = info["author"] if "author" in info else None
+        return CandidateStates(np.asarray(obs, dtype=np.float32), users, authors)
+
+    def forward(self, batch: Batch, state: Any = None, **kwargs: Any) -> Batch:
+        cands = self.candidate_states(batch.obs, getattr(batch, "info", None))
+        liv = self.values(cands.states, cands.users, cands.authors)
+        return Batch(act=liv_scores(liv), liv=liv, state=state)
+
+
+# --------------------------------------------------------------------------- serving
+def candidate_states(f_u: np.ndarray, f_a: np.ndarray, f_ua: np.ndarray) -> np.ndarray:
+    """One request's SCRI states: f_u (user_dim,), f_a (N, 3), f_ua (N, 6) raw counts ->
+    (N, state_dim) float32 rows ``[f_u | f_a | f_ua]``."""
+    f_a = np.asarray(f_a, dtype=np.float32)
+    f_ua = np.asarray(f_ua, dtype=np.float32)
+    if f_a.shape[-1] != len(AUTHOR_FEATURES) or f_ua.shape[-1] != len(UA_COUNTERS):
+        raise ValueError(
+            f"f_a must be (N, {len(AUTHOR_FEATURES)}) and f_ua (N, {len(UA_COUNTERS)}), "
+            f"got {f_a.shape} and {f_ua.shape}"
+        )
+    n = f_a.shape[0]
+    user = np.broadcast_to(np.asarray(f_u, dtype=np.float32), (n, np.shape(f_u)[-1]))
+    return np.concatenate([user, f_a, f_ua], axis=1)
+
+
+def _as_policy(model: Any) -> RLIVUAPolicy:
+    """The `RLIVUAPolicy` of an `RLIVUA` algorithm (its ``.policy``), or the policy itself."""
+    return model if isinstance(model, RLIVUAPolicy) else model.policy
+
+
+def score_candidates(
+    model: Any,
+    f_u: np.ndarray,
+    f_a: np.ndarray,
+    f_ua: np.ndarray,
+    user: int | None = None,
+    authors: np.ndarray | None = None,
+) -> np.ndarray:
+    """(N,) scores in [-1, 1] of one request's candidates by the rank task's LIV (`liv_scores`;
+    candidates of one author tie). Unknown or missing ids use the unseen-id vectors."""
+    policy = _as_policy(model)
+    states = candidate_states(f_u, f_a, f_ua)
+    users = None if user is None else np.full(len(states), int(user), dtype=np.int64)
+    return liv_scores(policy.values(states, users, authors))
+
+
+def user_author_states(obs: Obs) -> CandidateStates:
+    """The `recgym/UserAuthor-v0` adapter: candidate states from an observation dict (or a
+    batch of them).
+
+    States are `envs.user_author.candidate_states` (raw counters recovered from the observed
+    log1p), the user id is ``obs["user_id"]`` and the authors are ``obs["author_id"]``. Ids are
+    the env backend's: train on samples built with ``data.asa.asa_samples(...,
+    backend=<the env's backend>)`` (``id_space == "backend"``), otherwise a learned simulator's
+    dense ids would address the wrong embeddings.
+    """
+    states = ua_candidate_states(obs)
+    authors = np.asarray(obs["author_id"], dtype=np.int64)
+    return CandidateStates(states, user_id(obs), authors)
+
+
+class LIVSlatePolicy:
+    """`act(obs)` for `envs.evaluation`: scores a request's candidates by the LIV.
+
+    `states_fn(obs) -> CandidateStates` reads the observation (default: the UserAuthor-v0
+    adapter `user_author_states`); on a Box (scores) or None action space the result is
+    `liv_scores`, on Discrete(N) the argmax.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        states_fn: StatesFn = user_author_states,
+        action_space: gym.Space | None = None,
+    ) -> None:
+        self.policy = _as_policy(model)
+        self.states_fn = states_fn
+        self.action_space = action_space
+
+    def values(self, obs: Obs) -> np.ndarray:
+        cands = self.states_fn(obs)
+        return self.policy.values(cands.states, cands.users, cands.authors)
+
+    def act(self, obs: Obs) -> np.ndarray | int:
+        values = self.values(obs)
+        if isinstance(self.action_space, spaces.Discrete):
+            return action_from_values(values, self.action_space, obs.get("mask"))
+        return liv_scores(values)
+
+
+__all__ = [
+    "CandidateStates",
+    "EnsembleMLP",
+    "LIVNet",
+    "LIVOutput",
+    "LIVSlatePolicy",
+    "RLIVUAPolicy",
+    "StatesFn",
+    "UAEmbedding",
+    "candidate_states",
+    "liv_scores",
+    "score_candidates",
+    "user_author_states",
+]
