@@ -202,6 +202,7 @@ LEARNING_CONFIG = {
 }
 
 
+@pytest.mark.slow  # ~80 s on 2 cores (12,000 env steps)
 @pytest.mark.learning
 def test_dqn_beats_random_on_watch_time_in_the_slate_env():
     """DQN trained online (one item per request) on a small world, shown as top-6 slates by Q,
