@@ -2,8 +2,13 @@
 
 They bound what a learned policy can reach and make the world's long-term trade-off testable:
 `greedy_click` ranks by the true click probability (what a click-trained ranker converges to);
-`patience_keeper` ranks by true expected watch time, avoids clickbait and serves one item per
-category, preferring categories the user has not just seen.
+`greedy_watch` by the true expected immediate watch time (the myopic watch-time ranker a
+long-term claim must beat); `longest_first` by duration alone (reads no truth);
+`patience_keeper` trades expected watch against the expected patience each item costs or
+restores (satisfying views restore, disappointed clicks and minutes spent drain, repeated
+categories drain), read from the truth. On the default world (300 users, 3 sessions each; the
+acceptance test in tests/test_world.py) the keeper gets ~5x the myopic watch ranker's watch
+time and ~7x its session length, the myopic ranker ~2x random, longest-first ~0.9x random.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from recgym.simulators.world import World
 PATIENCE_WEIGHT = 10.0
 """How much `patience_keeper` values patience against immediate watch (log seconds)."""
 CLICKBAIT_PENALTY = 0.5
-DIVERSITY = 1.0
+"""`patience_keeper`'s penalty per unit of clickbait (clickbait risks hate)."""
 
 # policy(world, users (B,), candidates (B, N), k, rng) -> (B, k) chosen item ids
 SlatePolicy = Callable[[World, np.ndarray, np.ndarray, int, np.random.Generator], np.ndarray]
@@ -78,7 +83,7 @@ def patience_keeper(world: World, users, candidates, k, rng) -> np.ndarray:
         j = np.argmax(score, axis=1)
         chosen[:, slot] = candidates[rows, j]
         same = cats == cats[rows, j][:, None]
-        score = np.where(same, score - repeat_cost * DIVERSITY, score)
+        score = np.where(same, score - repeat_cost, score)
         score[rows, j] = -np.inf
     return chosen
 
