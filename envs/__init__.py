@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from recgym.envs.contract import FlattenCandidates
+from recgym.envs.driver import EpisodeDriver
 from recgym.envs.session import SessionEnv
 
 ENV_IDS: dict[str, str] = {
@@ -31,4 +32,11 @@ def make_env(env_id: str = "recgym/Session-v0", **kwargs):
 
 register_all()
 
-__all__ = ["ENV_IDS", "FlattenCandidates", "SessionEnv", "make_env", "register_all"]
+__all__ = [
+    "ENV_IDS",
+    "EpisodeDriver",
+    "FlattenCandidates",
+    "SessionEnv",
+    "make_env",
+    "register_all",
+]

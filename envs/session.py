@@ -1,4 +1,4 @@
-"""`recgym/Session-v0`: the request-level session MDP every other recgym env extends."""
+"""`recgym/Session-v0`: the request-level slate session MDP (UserAuthor-v0 extends its slates)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from recgym.envs.backends import make_backend
 from recgym.envs.contract import (
     CANDIDATE_FEATURES,
     FLOAT_HIGH,
@@ -16,8 +15,9 @@ from recgym.envs.contract import (
     SESSION_FEATURES,
     slate_observation_space,
 )
+from recgym.envs.driver import EpisodeDriver
 from recgym.simulators.candidates import CandidateGenerator
-from recgym.simulators.protocol import UserModel
+from recgym.simulators.protocol import Catalogue, UserModel
 
 DEFAULT_REWARD = {"watch_ms": 1e-3}  # watch time in seconds
 
@@ -58,11 +58,13 @@ class SessionEnv(gym.Env):
     ``reset(seed=...)`` also returns the backend to its initial state, so the same seed gives
     the same episode.
 
-    Randomness comes from four generators spawned from the seed (`np.random.SeedSequence`):
-    users (which user opens the next session: one draw per reset), time (the backend's
-    `begin_session` draws, e.g. the world's time gaps), candidates (retrieval) and responses
-    (the backend's `step`). So under one seed every policy meets the same users in the same
-    order, whatever it showed and however long the sessions lasted (paired comparisons).
+    Backend, users and randomness are the env's `envs.driver.EpisodeDriver` (``env.driver``),
+    the episode driver every recgym MDP composes. Randomness comes from its four generators
+    spawned from the seed (`np.random.SeedSequence`): users (which user opens the next
+    session: one draw per reset), time (the backend's `begin_session` draws, e.g. the world's
+    time gaps), candidates (retrieval) and responses (the backend's `step`). So under one seed
+    every policy meets the same users in the same order, whatever it showed and however long
+    the sessions lasted (paired comparisons).
 
     ## Invalid actions
     ``step`` raises ``ValueError`` (naming the env) for a Discrete index outside
@@ -107,9 +109,9 @@ class SessionEnv(gym.Env):
         users: np.ndarray | None = None,
         world_dir: str | None = None,
     ):
-        self.model: UserModel = make_backend(backend, checkpoint, world_config, world_dir=world_dir)
         if action_mode not in ("scores", "discrete"):
             raise ValueError(f"action_mode must be 'scores' or 'discrete', got {action_mode!r}")
+        self.driver = EpisodeDriver(backend, checkpoint, world_config, world_dir, users=users)
         self.action_mode = action_mode
         self.slate_size = 1 if action_mode == "discrete" else int(slate_size)
         self.n_candidates = int(n_candidates)
@@ -120,24 +122,19 @@ class SessionEnv(gym.Env):
         unknown = set(self.reward_weights) - set(self.model.behaviours)
         if unknown - {"gift"}:
             raise ValueError(f"reward_weights name behaviours the backend lacks: {sorted(unknown)}")
-        self.users = np.arange(self.model.n_users) if users is None else np.asarray(users)
-        self.catalogue = self.model.catalogue
         self.generator = CandidateGenerator(
             catalogue=self.catalogue, n_candidates=self.n_candidates
         )
-        self._initial_state = _snapshot(self.model)
         self.observation_space = self._observation_space(len(CANDIDATE_FEATURES))
         if action_mode == "scores":
             self.action_space = spaces.Box(-1.0, 1.0, shape=(self.n_candidates,), dtype=np.float32)
         else:
             self.action_space = spaces.Discrete(self.n_candidates)
-        self._user = np.zeros(1, dtype=np.int64)
         self._candidates = np.zeros((1, self.n_candidates), dtype=np.int64)
         self._session_exposure = np.zeros(self.catalogue.n_categories)
         self._shown = np.zeros(self.catalogue.n_items, dtype=bool)
         self._last = np.zeros(2)
         self._steps = 0
-        self._streams: dict[str, Any] | None = None
 
     def _observation_space(self, row_width: int) -> spaces.Dict:
         return slate_observation_space(
@@ -151,56 +148,46 @@ class SessionEnv(gym.Env):
         )
 
     @property
+    def model(self) -> UserModel:
+        """The backend (the driver's): the world, a learned simulator or any UserModel."""
+        return self.driver.model
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.driver.catalogue
+
+    @property
+    def users(self) -> np.ndarray:
+        """The user ids episodes draw from."""
+        return self.driver.users
+
+    @property
     def _name(self) -> str:
         return self.spec.id if self.spec is not None else type(self).__name__
-
-    def _seed_streams(self, seed: int | None) -> None:
-        """Independent generators for users, time, candidates and responses from `seed`.
-
-        Without a seed (first reset of an unseeded env) the streams come from gymnasium's
-        `np_random`, itself seeded from OS entropy."""
-        if seed is None:
-            seed = int(self.np_random.integers(2**63))
-        users, time, candidates, responses = np.random.SeedSequence(seed).spawn(4)
-        self._streams = {
-            "users": np.random.default_rng(users),
-            "time": np.random.default_rng(time),
-            "candidates": np.random.default_rng(candidates),
-            "responses": np.random.default_rng(responses),
-        }
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
-        if seed is not None:
-            _restore(self.model, self._initial_state)
-        if seed is not None or self._streams is None:
-            self._seed_streams(seed)
-        assert self._streams is not None
-        # one draw per reset, even when options name the user: the sequence stays paired
-        drawn = self.users[self._streams["users"].integers(len(self.users))]
-        user = (options or {}).get("user")
-        self._user = np.array([int(drawn if user is None else user)], dtype=np.int64)
-        self.model.begin_session(self._user, self._streams["time"])
+        self.driver.seed(seed, self.np_random)
+        # one user draw per reset, even when options name the user: the sequence stays paired
+        self.driver.begin(options)
         self._session_exposure[:] = 0.0
         self._shown[:] = False
         self._last[:] = 0.0
         self._steps = 0
-        self._candidates = self.generator(
-            self.model.history(self._user), self._streams["candidates"]
-        )
+        self._candidates = self.driver.retrieve(self.generator)
         return self._observation(), {
-            "user_id": int(self._user[0]),
+            "user_id": int(self.driver.user[0]),
             "candidates": self._candidates[0],
         }
 
     def step(self, action) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        if self._streams is None:
+        if not self.driver.seeded:
             raise RuntimeError(f"{self._name}: call reset() before step()")
         slate = self.slate_from_action(action)
-        res = self.model.step(self._user, slate[None, :], self._streams["responses"])
+        res = self.driver.respond(slate[None, :])
         r = {name: np.asarray(v)[0] for name, v in res.responses.items()}
         reward = float(sum(w * r[b].sum() for b, w in self.reward_weights.items() if b in r))
         cats = self.catalogue.category[slate]
@@ -213,16 +200,14 @@ class SessionEnv(gym.Env):
         terminated = bool(res.left[0])
         truncated = self._steps >= self.max_steps and not terminated
         info = {
-            "user_id": int(self._user[0]),
+            "user_id": int(self.driver.user[0]),
             "slate": slate,
             "categories": cats,
             "responses": r,
             "candidates_shown": self._candidates[0],
         }
         info.update(self._after_responses(slate, r))
-        self._candidates = self.generator(
-            self.model.history(self._user), self._streams["candidates"]
-        )
+        self._candidates = self.driver.retrieve(self.generator)
         info["candidates"] = self._candidates[0]
         return self._observation(), reward, terminated, truncated, info
 
@@ -288,7 +273,7 @@ class SessionEnv(gym.Env):
     def _observation(self) -> dict[str, np.ndarray]:
         obs = observe(
             self.model,
-            self._user,
+            self.driver.user,
             self._candidates,
             session=np.array(
                 [[self._steps / self.max_steps, self._last[0], self._last[1]]], dtype=np.float64
@@ -350,18 +335,6 @@ def observe(
         "mask": np.ones((b, n), dtype=np.int8),
         "user_id": np.asarray(users, dtype=np.int64).reshape(b, 1),
     }
-
-
-def _snapshot(model: UserModel) -> Any:
-    return model.snapshot() if hasattr(model, "snapshot") else None
-
-
-def _restore(model: UserModel, snapshot: Any) -> None:
-    """Back to the state the env started from (`restore`), else to the model's initial state."""
-    if snapshot is not None and hasattr(model, "restore"):
-        model.restore(snapshot)
-    elif hasattr(model, "reset_state"):
-        model.reset_state()
 
 
 __all__ = ["CANDIDATE_FEATURES", "DEFAULT_REWARD", "SESSION_FEATURES", "SessionEnv", "observe"]

@@ -134,7 +134,8 @@ class UserAuthorEnv(SessionEnv):
     per-candidate s_ua with raw counters (the user id and ``"author_id"`` name the pairs).
 
     ## Starting State
-    As Session-v0. The UA table starts empty; ``reset(seed=...)`` empties it again (and
+    As Session-v0 (backend, user draw and random streams are its `envs.driver.EpisodeDriver`,
+    ``env.driver``). The UA table starts empty; ``reset(seed=...)`` empties it again (and
     restores the backend), so the same seed gives the same episode; ``reset()`` keeps it.
 
     ## Rewards
@@ -179,7 +180,7 @@ class UserAuthorEnv(SessionEnv):
 
     def _after_responses(self, slate: np.ndarray, responses: dict) -> dict[str, Any]:
         """The request's SCRI transitions; the UA table advances before the next observation."""
-        return {"scri": self._interact(int(self._user[0]), slate, responses)}
+        return {"scri": self._interact(int(self.driver.user[0]), slate, responses)}
 
     # ------------------------------------------------------------------ helpers
     def states(self, user: int, items: np.ndarray) -> np.ndarray:
@@ -223,7 +224,7 @@ class UserAuthorEnv(SessionEnv):
         rows = [
             obs["candidates"],
             np.clip(self._author_x[self.catalogue.author[cand]], FLOAT_LOW, FLOAT_HIGH),
-            self._observed_counters(int(self._user[0]), cand),
+            self._observed_counters(int(self.driver.user[0]), cand),
         ]
         obs["candidates"] = np.concatenate(rows, axis=1).astype(np.float32)
         return obs
