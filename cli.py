@@ -93,6 +93,12 @@ BENCH_SUITES = {
         "the RLIV-UA paper's Tables 2-3 on UserAuthor-v0: every baseline vs RLIV-UA and its "
         "ablations, on the learned simulator and the world (`recgym bench rliv-ua --help`)",
     ),
+    "fidelity": (
+        "recgym.benchmarks.fidelity",
+        "simulator acceptance by policy ranking: a fixed panel of policies on the world and on "
+        "the simulator learned from its logs; Kendall tau per metric (`recgym bench fidelity "
+        "--help`)",
+    ),
 }
 """`recgym bench SUITE ...` -> SUITE's module `main(argv)`, which parses its own options."""
 

@@ -17,6 +17,20 @@ together ("all", which adds held-out users on held-out days). Per split it repor
   uniformly from the user's held-out logged exposures. A simulated session ends when the leave
   model says so (or at `max_requests`); its length is requests x request_size.
 
+Two checks beyond the logging policy's own sessions:
+
+- **defects**: an AUC below 0.5 (below chance: the model orders positives under negatives) is
+  not printed silently; it goes to ``report["defects"]`` (one sentence each) and
+  ``report["below_chance_auc"]`` ({split: {behaviour: {"auc", "positives"}}}), and
+  `render_markdown` prints a DEFECT line for each;
+- **session length under non-logging policies** (``report["session_length_policies"]``, when a
+  `world` is given, e.g. the post-log world of a `recgym world generate` directory): the same
+  users start one session each on the simulator and on the world, candidates come from
+  `CandidateGenerator`, and slates are chosen by a policy the logs never used ("random": a
+  uniform draw of the candidates, "longest-first": the longest candidates); mean requests per
+  session on both, and the relative error. The logging-policy replay above cannot see a
+  simulator whose sessions react wrongly to other slates.
+
 When the data directory holds the world's `world_truth.parquet`, each split also gets the error
 against the true probabilities (MAE and correlation of p_click and p_long_view, MAE of the
 expected watch time, and the true p_click's own AUC, the ceiling for the learned one). The
@@ -33,6 +47,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from recgym.data.writers import SEARCH_TAB
+from recgym.simulators.candidates import CandidateGenerator
 from recgym.simulators.generate import TRUTH_FILE
 from recgym.simulators.learned import CONDITIONAL, SPLITS, LearnedSimulator, LogTable
 from recgym.simulators.protocol import REC, SEARCH
@@ -41,6 +56,10 @@ BEHAVIOUR_COLUMNS = ("click", *CONDITIONAL)
 EVAL_SPLITS = {"users": ("users",), "days": ("days",), "all": ("users", "days", "both")}
 TARGETS = {"click_auc": 0.75, "session_length_mean_relative_error": 0.10}
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+CHANCE_AUC = 0.5
+"""An AUC below this is a defect: the model ranks positives below negatives."""
+POLICY_CHECKS = ("random", "longest-first")
+"""Non-logging slate policies whose session lengths `policy_session_lengths` compares."""
 
 
 def read_truth(data_dir: str | Path) -> pd.DataFrame | None:
@@ -51,6 +70,20 @@ def read_truth(data_dir: str | Path) -> pd.DataFrame | None:
     return pd.read_parquet(path)
 
 
+def read_world(data_dir: str | Path) -> Any:
+    """The ground-truth world as its logs left it (`recgym world generate`'s world_state.npz),
+    or None for real data, or when the saved state does not match this code's world (then the
+    policy session-length check is skipped, not failed: the logs are still good to learn from)."""
+    from recgym.simulators.world_state import STATE_FILE, WorldStateError, load_world
+
+    if not (Path(data_dir) / STATE_FILE).is_file():
+        return None
+    try:
+        return load_world(data_dir)
+    except WorldStateError:
+        return None
+
+
 def fidelity_report(
     sim: LearnedSimulator,
     table: LogTable,
@@ -58,12 +91,17 @@ def fidelity_report(
     truth: pd.DataFrame | None = None,
     seed: int = 0,
     max_requests: int | None = None,
+    world: Any = None,
+    policy_sessions: int = 300,
 ) -> dict[str, Any]:
     """Score `sim` on the held-out sessions of `table` (see the module docstring).
 
     `truth` is `read_truth(...)` of the same data; `seed` seeds the session replay;
     `max_requests` caps a simulated session (default: twice the longest held-out logged session,
-    at least 100 requests). Returns a JSON-serialisable dict; `render_markdown` tabulates it.
+    at least 100 requests). `world`: the ground-truth world in the state the logs left it (its
+    user state is restored afterwards); with it the report compares session lengths under
+    non-logging policies over `policy_sessions` users. Returns a JSON-serialisable dict;
+    `render_markdown` tabulates it.
     """
     held = table.rows(*EVAL_SPLITS["all"])
     pred = sim.predict_rows(table, held)
@@ -101,7 +139,109 @@ def fidelity_report(
         },
         "has_truth": truth is not None,
     }
+    report["below_chance_auc"], report["defects"] = _auc_defects(splits)
+    if world is not None:
+        report["session_length_policies"] = policy_session_lengths(
+            sim, world, n_sessions=policy_sessions, seed=seed
+        )
     return report
+
+
+def _auc_defects(splits: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """AUCs below `CHANCE_AUC` per split and behaviour, and one sentence per defect."""
+    below: dict[str, Any] = {}
+    defects = []
+    for name, split in splits.items():
+        for b, m in split["behaviours"].items():
+            auc = m["auc"]
+            if auc is None or auc >= CHANCE_AUC:
+                continue
+            positives = int(round(m["observed"] * split["rows"]))
+            below.setdefault(name, {})[b] = {"auc": auc, "positives": positives}
+            defects.append(
+                f"{b} AUC {auc:.3f} on held-out split '{name}' is below chance ({CHANCE_AUC}; "
+                f"{positives:,} positives of {split['rows']:,} rows): the model orders {b} "
+                "positives below negatives"
+            )
+    return below, defects
+
+
+def policy_session_lengths(
+    sim: LearnedSimulator,
+    world: Any,
+    *,
+    n_sessions: int = 300,
+    seed: int = 0,
+    max_requests: int = 100,
+    slate_size: int = 6,
+    n_candidates: int = 50,
+) -> dict[str, Any]:
+    """Mean requests per session under `POLICY_CHECKS` on `sim` and on `world`, same users.
+
+    `n_sessions` distinct users (a seeded draw) start one session each, in one batch, on each
+    backend; every request draws `n_candidates` with `CandidateGenerator` from the backend's
+    own catalogue and history, and the policy picks `slate_size` of them. Sessions end when the
+    backend says the user left, or at `max_requests`. Both backends are returned to the state
+    they had before (the world by `snapshot`/`restore`, the simulator by `reset_state`).
+    """
+    n_users = min(sim.n_users, world.n_users)
+    out: dict[str, Any] = {"sessions": int(min(n_sessions, n_users)), "policies": {}}
+    users = np.sort(
+        np.random.default_rng([seed, 31]).choice(n_users, size=out["sessions"], replace=False)
+    )
+    saved = world.snapshot()
+    try:
+        for p, policy in enumerate(POLICY_CHECKS):
+            means = {}
+            for name, model in (("simulator", sim), ("world", world)):
+                rng = np.random.default_rng([seed, 37, p])
+                means[name] = _policy_sessions(
+                    model, users, policy, rng, max_requests, slate_size, n_candidates
+                )
+                if name == "world":
+                    world.restore(saved)
+                else:
+                    sim.reset_state()
+            out["policies"][policy] = {
+                **means,
+                "relative_error": (means["simulator"] - means["world"]) / means["world"],
+            }
+    finally:
+        world.restore(saved)
+        sim.reset_state()
+    return out
+
+
+def _policy_sessions(
+    model: Any,
+    users: np.ndarray,
+    policy: str,
+    rng: np.random.Generator,
+    max_requests: int,
+    slate_size: int,
+    n_candidates: int,
+) -> float:
+    """Mean requests per session of `users` on `model` with slates chosen by `policy`."""
+    gen = CandidateGenerator(catalogue=model.catalogue, n_candidates=n_candidates)
+    model.begin_session(users, rng)
+    active = np.ones(len(users), dtype=bool)
+    requests = np.zeros(len(users), dtype=np.int64)
+    for _ in range(max_requests):
+        idx = np.flatnonzero(active)
+        if len(idx) == 0:
+            break
+        cand = gen(model.history(users[idx]), rng)
+        if policy == "random":
+            key = rng.random(cand.shape)
+        elif policy == "longest-first":
+            key = -model.catalogue.duration_ms[cand].astype(np.float64)
+        else:
+            raise ValueError(f"unknown policy {policy!r}; expected one of {POLICY_CHECKS}")
+        slate = np.take_along_axis(cand, np.argsort(key, axis=1)[:, :slate_size], axis=1)
+        result = model.step(users[idx], slate, rng)
+        requests[idx] += 1
+        active[idx[np.asarray(result.left, dtype=bool)]] = False
+    return float(requests.mean())
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -177,6 +317,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         verdict = "met" if t["met"] else "NOT met"
         lines.append(f"- target {name} {t['rule']}: {value} ({verdict})")
     lines.append(f"- session length: {report['session_length'].get('method', '')}")
+    pol = report.get("session_length_policies")
+    if pol:
+        for name, v in pol["policies"].items():
+            lines.append(
+                f"- session length under {name} slates ({pol['sessions']} users, requests): "
+                f"simulator {v['simulator']:.2f} vs world {v['world']:.2f} "
+                f"({100 * v['relative_error']:+.0f}%)"
+            )
+    for defect in report.get("defects", []):
+        lines.append(f"- **DEFECT**: {defect}")
     return "\n".join(lines) + "\n"
 
 
@@ -375,4 +525,14 @@ def _target(value: float | None, threshold: float, *, higher: bool) -> dict[str,
     return {"value": value, "threshold": threshold, "rule": rule, "met": bool(met)}
 
 
-__all__ = ["TARGETS", "TRUTH_FILE", "fidelity_report", "read_truth", "render_markdown"]
+__all__ = [
+    "CHANCE_AUC",
+    "POLICY_CHECKS",
+    "TARGETS",
+    "TRUTH_FILE",
+    "fidelity_report",
+    "policy_session_lengths",
+    "read_truth",
+    "read_world",
+    "render_markdown",
+]

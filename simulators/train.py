@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from recgym.outdir import ensure_writable_dir
-from recgym.simulators.fidelity import fidelity_report, read_truth, render_markdown
+from recgym.simulators.fidelity import fidelity_report, read_truth, read_world, render_markdown
 from recgym.simulators.learned import LearnedSimulator, SimulatorConfig, build_log_table
 
 BEHAVIOUR_COLUMNS = (
@@ -103,7 +103,9 @@ def train_simulator(
         seconds["fit"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
-        report = fidelity_report(sim, table, truth=read_truth(data_dir), seed=cfg.seed)
+        report = fidelity_report(
+            sim, table, truth=read_truth(data_dir), world=read_world(data_dir), seed=cfg.seed
+        )
         seconds["fidelity"] = time.perf_counter() - mark
         seconds["total"] = time.perf_counter() - started
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

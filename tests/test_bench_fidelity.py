@@ -1,0 +1,153 @@
+"""`recgym bench fidelity`: the ranking statistics against hand-computed answers, a --tiny run
+through the CLI (outputs' schema, tau recomputed from the written values), a resumed rerun,
+and the fidelity report's defect flag and non-logging-policy session lengths."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import kendalltau
+
+from recgym.benchmarks import fidelity
+from recgym.benchmarks.engine import stage_log
+from recgym.cli import main as cli_main
+from recgym.simulators.fidelity import _auc_defects, render_markdown
+
+
+# --------------------------------------------------------------------------- statistics
+def test_ranking_stats_hand_computed() -> None:
+    # one discordant pair of six: tau = (5 - 1) / 6; agreement 5/6; both tops are policy 3
+    s = fidelity.ranking_stats([1.0, 2.0, 3.0, 4.0], [1.0, 3.0, 2.0, 4.0])
+    assert s["kendall_tau"] == pytest.approx(4 / 6)
+    assert s["pairwise_agreement"] == pytest.approx(5 / 6)
+    assert s["regret_at_1"] == {
+        "world_best": 3,
+        "simulator_top": 3,
+        "hit": True,
+        "regret": 0.0,
+        "relative": 0.0,
+    }
+    # reversed order: tau -1, no pair agrees; the simulator's top is the world's worst
+    s = fidelity.ranking_stats([1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0])
+    assert s["kendall_tau"] == pytest.approx(-1.0)
+    assert s["pairwise_agreement"] == 0.0
+    r = s["regret_at_1"]
+    assert (r["world_best"], r["simulator_top"], r["hit"]) == (3, 0, False)
+    assert r["regret"] == pytest.approx(3.0) and r["relative"] == pytest.approx(0.75)
+    # a tie on the world side: tau-b = 2 / sqrt((3 - 1) * 3); the tied pair is a disagreement
+    s = fidelity.ranking_stats([1.0, 1.0, 2.0], [1.0, 2.0, 3.0])
+    assert s["kendall_tau"] == pytest.approx(2 / math.sqrt(6))
+    assert s["pairwise_agreement"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="equal-length"):
+        fidelity.ranking_stats([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def _totals(requests: list, clicks: list, shown: list) -> np.ndarray:
+    """(S seeds, E sessions, keys) totals with the given requests / clicks / shown."""
+    t = np.zeros((*np.shape(requests), len(fidelity.TOTAL_KEYS)))
+    t[..., fidelity.TOTAL_KEYS.index("requests")] = requests
+    t[..., fidelity.TOTAL_KEYS.index("clicks")] = clicks
+    t[..., fidelity.TOTAL_KEYS.index("shown")] = shown
+    return t
+
+
+def test_metric_values_pool_ctr_within_a_seed_and_average_seeds() -> None:
+    t = _totals([[2, 4], [6, 8]], [[1, 0], [3, 3]], [[2, 8], [6, 6]])
+    assert fidelity.metric_values(t, "session_length") == pytest.approx((3 + 7) / 2)
+    # seed 0: 1 click / 10 shown; seed 1: 6 / 12
+    assert fidelity.metric_values(t, "ctr") == pytest.approx((0.1 + 0.5) / 2)
+
+
+def test_bootstrap_of_identical_backends_is_always_tau_one() -> None:
+    rng = np.random.default_rng(0)
+    one = rng.random((5, 2, 4, len(fidelity.TOTAL_KEYS))) + np.arange(5)[:, None, None, None]
+    totals = np.stack([one, one])  # (2 backends, P = 5, S = 2, E = 4, keys)
+    taus = fidelity.bootstrap_taus(totals, "watch_time_s", replicates=20)
+    assert np.allclose(taus, 1.0)
+
+
+# --------------------------------------------------------------------------- the bench
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    out = tmp_path_factory.mktemp("fidelity_out")
+    work = tmp_path_factory.mktemp("fidelity_work")
+    argv = ["bench", "fidelity", "--tiny", "--out", str(out), "--work", str(work), "--quiet"]
+    assert cli_main(argv) == 0
+    return out, work
+
+
+def test_tiny_run_writes_results_with_tau_per_metric(tiny: tuple[Path, Path]) -> None:
+    out, _ = tiny
+    cfg = fidelity.PRESETS["tiny"]
+    res = json.loads((out / "results.json").read_text())
+    assert len(fidelity.PANEL) >= 10 and res["policies"] == list(fidelity.PANEL)
+    assert set(res["kendall_tau"]) == set(fidelity.RANKED_METRICS)
+    for metric in fidelity.RANKED_METRICS:
+        m = res["metrics"][metric]
+        world = [m["world"][p] for p in fidelity.PANEL]
+        sim = [m["simulator"][p] for p in fidelity.PANEL]
+        # the written tau is scipy's tau-b of the written values
+        assert res["kendall_tau"][metric] == pytest.approx(kendalltau(world, sim).statistic)
+        lo, hi = m["kendall_tau_ci"]
+        assert -1.0 <= lo <= hi <= 1.0
+        assert 0.0 <= m["pairwise_agreement"] <= 1.0
+        r = m["regret_at_1"]
+        assert r["world_best"] == fidelity.PANEL[int(np.argmax(world))]
+        assert r["simulator_top"] == fidelity.PANEL[int(np.argmax(sim))]
+        assert r["regret"] == pytest.approx(max(world) - m["world"][r["simulator_top"]])
+        assert m["oracle_world"] >= 0
+        assert (out / f"scatter_{metric}.png").stat().st_size > 1000
+    assert set(res["target"]) == {"watch_time_s", "session_length"}
+    rows = [json.loads(x) for x in (out / "rows.jsonl").read_text().splitlines()]
+    agents = {(r["agent"], r["backend"]) for r in rows}
+    assert agents == {(p, b) for p in fidelity.PANEL for b in fidelity.BACKENDS} | {
+        (fidelity.ORACLE, "world")
+    }
+    assert len(rows) == len(agents) * len(cfg.seeds) * 6  # six METRICS per seed
+    md = (out / "results.md").read_text()
+    assert "Kendall tau" in md and "not in tau" in md
+    # the simulator stage measured session length under policies the logs never used
+    pol = res["simulator"]["session_length_policies"]["policies"]
+    assert set(pol) == {"random", "longest-first"}
+    assert all(v["world"] >= 1 and v["simulator"] >= 1 for v in pol.values())
+
+
+def test_rerun_reuses_every_stage(tiny: tuple[Path, Path]) -> None:
+    out, work = tiny
+    before = len(stage_log(work))
+    argv = ["bench", "fidelity", "--tiny", "--out", str(out), "--work", str(work), "--quiet"]
+    assert cli_main(argv) == 0
+    again = stage_log(work)[before:]
+    assert [e["stage"] for e in again] == ["logs", "simulator", "rankers", "dqn", "evaluate"]
+    assert {e["action"] for e in again} == {"reused"}
+
+
+# --------------------------------------------------------------------------- fidelity report
+def test_below_chance_auc_is_a_defect_and_printed() -> None:
+    def behaviour(auc: float | None) -> dict:
+        return {"auc": auc, "observed": 0.01, "predicted": 0.01, "ece": 0.0}
+
+    splits = {
+        "all": {
+            "rows": 10_000,
+            "behaviours": {
+                "click": behaviour(0.8),
+                "hate": behaviour(0.355),
+                "follow": behaviour(None),
+            },
+        }
+    }
+    below, defects = _auc_defects(splits)
+    assert below == {"all": {"hate": {"auc": 0.355, "positives": 100}}}
+    assert len(defects) == 1 and "hate AUC 0.355" in defects[0] and "below chance" in defects[0]
+    report = {
+        "splits": {},
+        "session_length": {},
+        "targets": {},
+        "defects": defects,
+    }
+    assert "**DEFECT**: hate AUC 0.355" in render_markdown(report)
