@@ -59,6 +59,7 @@ from recgym.agents.linear import (
     make_linear_env,
 )
 from recgym.agents.progress import stage_bar
+from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
 from recgym.envs.contract import (
     Obs,
     RowLayout,
@@ -223,40 +224,40 @@ def train_online(
         raise ValueError(f"collect_steps ({cfg.collect_steps}) must be a multiple of n_envs")
     start = time.perf_counter()
     torch.set_num_threads(1)
-    np.random.seed(cfg.seed)  # Tianshou's GaussianNoise draws from the global numpy RNG
-    torch.manual_seed(cfg.seed)
-    train_envs = DummyVectorEnv([env_factory for _ in range(cfg.n_envs)])
-    train_envs.seed(cfg.seed)
-    algo = build_td3(train_envs.workers[0].env.view.layout, cfg)
-    buffer = VectorReplayBuffer(cfg.buffer_size, cfg.n_envs, random_seed=cfg.seed)
-    buffer._random_state = np.random.RandomState(cfg.seed)  # the manager ignores random_seed
-    train_collector = Collector[CollectStats](algo, train_envs, buffer, exploration_noise=True)
-    test_envs = test_collector = None
-    if cfg.test_episodes > 0:
-        test_envs = DummyVectorEnv([env_factory])
-        test_envs.seed(cfg.seed + 10_000)
-        test_collector = Collector[CollectStats](algo, test_envs)
-    with policy_within_training_step(algo.policy):
-        train_collector.reset()
-        train_collector.collect(n_step=cfg.warmup_steps, random=True)
-    epochs = max(cfg.epochs, 1)
-    epoch_steps = -(-cfg.env_steps // epochs)
-    logger = CurveLogger(stage_bar(epochs * epoch_steps, desc, progress, unit="env step"))
-    result = algo.run_training(
-        OffPolicyTrainerParams(
-            training_collector=train_collector,
-            test_collector=test_collector,
-            max_epochs=epochs,
-            epoch_num_steps=epoch_steps,
-            collection_step_num_env_steps=cfg.collect_steps,
-            update_step_num_gradient_steps_per_sample=cfg.updates_per_step,
-            batch_size=cfg.batch_size,
-            test_step_num_episodes=max(cfg.test_episodes, 1),
-            logger=logger,
-            verbose=False,
-            show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
+    # Tianshou's GaussianNoise draws from the global numpy RNG: seeded here, the caller's restored
+    with seeded_global_rngs(cfg.seed):
+        train_envs = DummyVectorEnv([env_factory for _ in range(cfg.n_envs)])
+        train_envs.seed(cfg.seed)
+        algo = build_td3(train_envs.workers[0].env.view.layout, cfg)
+        buffer = VectorReplayBuffer(cfg.buffer_size, cfg.n_envs)
+        seed_buffer_sampler(buffer, cfg.seed)  # `random_seed` does not reach the manager
+        train_collector = Collector[CollectStats](algo, train_envs, buffer, exploration_noise=True)
+        test_envs = test_collector = None
+        if cfg.test_episodes > 0:
+            test_envs = DummyVectorEnv([env_factory])
+            test_envs.seed(cfg.seed + 10_000)
+            test_collector = Collector[CollectStats](algo, test_envs)
+        with policy_within_training_step(algo.policy):
+            train_collector.reset()
+            train_collector.collect(n_step=cfg.warmup_steps, random=True)
+        epochs = max(cfg.epochs, 1)
+        epoch_steps = -(-cfg.env_steps // epochs)
+        logger = CurveLogger(stage_bar(epochs * epoch_steps, desc, progress, unit="env step"))
+        result = algo.run_training(
+            OffPolicyTrainerParams(
+                training_collector=train_collector,
+                test_collector=test_collector,
+                max_epochs=epochs,
+                epoch_num_steps=epoch_steps,
+                collection_step_num_env_steps=cfg.collect_steps,
+                update_step_num_gradient_steps_per_sample=cfg.updates_per_step,
+                batch_size=cfg.batch_size,
+                test_step_num_episodes=max(cfg.test_episodes, 1),
+                logger=logger,
+                verbose=False,
+                show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
+            )
         )
-    )
     logger.close()
     train_envs.close()
     if test_envs is not None:
@@ -358,7 +359,7 @@ def collect_offline_buffer(
         done=term | trunc,
         obs_next=next_buf,
     )
-    buffer._random_state = np.random.RandomState(cfg.seed)  # from_data always seeds 42
+    seed_buffer_sampler(buffer, cfg.seed)  # from_data always seeds 42
     return buffer
 
 
@@ -430,34 +431,33 @@ def train_cql(
     cfg = config or CQLConfig()
     start = time.perf_counter()
     torch.set_num_threads(1)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    algo = build_cql(layout, cfg)
-    data = copy.deepcopy(buffer)  # CQL.process_buffer (calibrated) edits its buffer in place
-    data._random_state = np.random.RandomState(cfg.seed)
-    test_envs = test_collector = None
-    kwargs = dict(test_env_kwargs or {})
-    if cfg.test_episodes > 0:
-        test_envs = DummyVectorEnv([functools.partial(make_linear_env, env_id, kwargs)])
-        test_envs.seed(cfg.seed + 10_000)
-        test_collector = Collector[CollectStats](algo, test_envs)
-    epochs = max(cfg.epochs, 1)
-    epoch_steps = -(-cfg.gradient_steps // epochs)
-    bar = stage_bar(epochs * epoch_steps, "CQL", progress, unit="update")
-    logger = CurveLogger(bar, counts="update")
-    result = algo.run_training(
-        OfflineTrainerParams(
-            buffer=data,
-            test_collector=test_collector,
-            max_epochs=epochs,
-            epoch_num_steps=epoch_steps,
-            batch_size=cfg.batch_size,
-            test_step_num_episodes=max(cfg.test_episodes, 1),
-            logger=logger,
-            verbose=False,
-            show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
+    with seeded_global_rngs(cfg.seed):
+        algo = build_cql(layout, cfg)
+        data = copy.deepcopy(buffer)  # CQL.process_buffer (calibrated) edits its buffer in place
+        seed_buffer_sampler(data, cfg.seed)
+        test_envs = test_collector = None
+        kwargs = dict(test_env_kwargs or {})
+        if cfg.test_episodes > 0:
+            test_envs = DummyVectorEnv([functools.partial(make_linear_env, env_id, kwargs)])
+            test_envs.seed(cfg.seed + 10_000)
+            test_collector = Collector[CollectStats](algo, test_envs)
+        epochs = max(cfg.epochs, 1)
+        epoch_steps = -(-cfg.gradient_steps // epochs)
+        bar = stage_bar(epochs * epoch_steps, "CQL", progress, unit="update")
+        logger = CurveLogger(bar, counts="update")
+        result = algo.run_training(
+            OfflineTrainerParams(
+                buffer=data,
+                test_collector=test_collector,
+                max_epochs=epochs,
+                epoch_num_steps=epoch_steps,
+                batch_size=cfg.batch_size,
+                test_step_num_episodes=max(cfg.test_episodes, 1),
+                logger=logger,
+                verbose=False,
+                show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
+            )
         )
-    )
     logger.close()
     if test_envs is not None:
         test_envs.close()

@@ -29,6 +29,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
 from recgym.agents.progress import BarLogger, stage_bar
+from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
 from recgym.envs import make_env
 from recgym.envs.contract import FlattenCandidates, RowLayout, row_features, row_layout
 from recgym.envs.session import SESSION_FEATURES
@@ -219,50 +220,48 @@ def train_dqn(
         raise ValueError(f"collect_steps ({cfg.collect_steps}) must be a multiple of n_envs")
     start = time.perf_counter()
     torch.set_num_threads(1)
-    np.random.seed(cfg.seed)  # Tianshou's ε-greedy draws from the global numpy RNG
-    torch.manual_seed(cfg.seed)
-    factory = functools.partial(_training_env, env_id, **kwargs)
-    train_envs = DummyVectorEnv([factory for _ in range(cfg.n_envs)])
-    test_envs = DummyVectorEnv([factory])
-    train_envs.seed(cfg.seed)
-    test_envs.seed(cfg.seed + 10_000)
-    algo = build_dqn(
-        layout=row_layout(train_envs.workers[0].env.unwrapped.observation_space), config=cfg
-    )
-    policy = algo.policy
-    buffer = VectorReplayBuffer(cfg.buffer_size, cfg.n_envs, random_seed=cfg.seed)
-    # The manager samples with its own RandomState, which `random_seed` does not reach (it only
-    # seeds the sub-buffers; Tianshou 2.0.1 leaves the manager at 42).
-    buffer._random_state = np.random.RandomState(cfg.seed)
-    train_collector = Collector[CollectStats](algo, train_envs, buffer, exploration_noise=True)
-    test_collector = Collector[CollectStats](algo, test_envs, exploration_noise=True)
-    with policy_within_training_step(policy):
-        train_collector.reset()
-        train_collector.collect(n_step=cfg.warmup_steps, random=True)
-
-    def set_eps(epoch: int, env_step: int) -> None:
-        frac = min(env_step / max(cfg.eps_decay_steps, 1), 1.0)
-        policy.set_eps_training(cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start))
-
-    epochs = max(cfg.epochs, 1)
-    epoch_steps = -(-cfg.env_steps // epochs)
-    logger = CurveLogger(stage_bar(epochs * epoch_steps, "DQN", progress, unit="env step"))
-    result = algo.run_training(
-        OffPolicyTrainerParams(
-            training_collector=train_collector,
-            test_collector=test_collector,
-            max_epochs=epochs,
-            epoch_num_steps=epoch_steps,
-            collection_step_num_env_steps=cfg.collect_steps,
-            update_step_num_gradient_steps_per_sample=cfg.updates_per_step,
-            batch_size=cfg.batch_size,
-            test_step_num_episodes=cfg.test_episodes,
-            training_fn=set_eps,
-            logger=logger,
-            verbose=False,
-            show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
+    # Tianshou's ε-greedy draws from the global numpy RNG: seeded here, the caller's restored
+    with seeded_global_rngs(cfg.seed):
+        factory = functools.partial(_training_env, env_id, **kwargs)
+        train_envs = DummyVectorEnv([factory for _ in range(cfg.n_envs)])
+        test_envs = DummyVectorEnv([factory])
+        train_envs.seed(cfg.seed)
+        test_envs.seed(cfg.seed + 10_000)
+        algo = build_dqn(
+            layout=row_layout(train_envs.workers[0].env.unwrapped.observation_space), config=cfg
         )
-    )
+        policy = algo.policy
+        buffer = VectorReplayBuffer(cfg.buffer_size, cfg.n_envs)
+        seed_buffer_sampler(buffer, cfg.seed)  # `random_seed` does not reach the manager
+        train_collector = Collector[CollectStats](algo, train_envs, buffer, exploration_noise=True)
+        test_collector = Collector[CollectStats](algo, test_envs, exploration_noise=True)
+        with policy_within_training_step(policy):
+            train_collector.reset()
+            train_collector.collect(n_step=cfg.warmup_steps, random=True)
+
+        def set_eps(epoch: int, env_step: int) -> None:
+            frac = min(env_step / max(cfg.eps_decay_steps, 1), 1.0)
+            policy.set_eps_training(cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start))
+
+        epochs = max(cfg.epochs, 1)
+        epoch_steps = -(-cfg.env_steps // epochs)
+        logger = CurveLogger(stage_bar(epochs * epoch_steps, "DQN", progress, unit="env step"))
+        result = algo.run_training(
+            OffPolicyTrainerParams(
+                training_collector=train_collector,
+                test_collector=test_collector,
+                max_epochs=epochs,
+                epoch_num_steps=epoch_steps,
+                collection_step_num_env_steps=cfg.collect_steps,
+                update_step_num_gradient_steps_per_sample=cfg.updates_per_step,
+                batch_size=cfg.batch_size,
+                test_step_num_episodes=cfg.test_episodes,
+                training_fn=set_eps,
+                logger=logger,
+                verbose=False,
+                show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
+            )
+        )
     logger.close()
     train_envs.close()
     test_envs.close()

@@ -85,6 +85,7 @@ from recgym.agents.rliv_ua_policy import (
     score_candidates,
     user_author_states,
 )
+from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
 from recgym.simulators.scri import AUTHOR_FEATURES, TASKS, UA_COUNTERS, split_state
 
 KIND = "RLIV-UA"
@@ -371,12 +372,12 @@ def build_rliv_ua(
             "tasks=simulators.scri.tasks_for(behaviours) if the source has no gift signal",
             stacklevel=2,
         )
-    torch.manual_seed(cfg.seed)
     user_ids = author_ids = None
     if cfg.id_embeddings:
         user_ids = np.unique(np.asarray(data.info.user, np.int64))
         author_ids = np.unique(np.asarray(data.info.author, np.int64))
-    net = _make_net(cfg, user_dim, user_ids, author_ids)
+    with seeded_global_rngs(cfg.seed):  # the initial weights; the caller's RNG state restored
+        net = _make_net(cfg, user_dim, user_ids, author_ids)
     f_u, f_a, f_ua = split_state(obs, user_dim)
     x = np.concatenate([f_u, f_a, np.log1p(np.maximum(f_ua, 0))], axis=1).astype(np.float64)
     net.embedding.mean.copy_(torch.as_tensor(x.mean(0), dtype=torch.float32))
@@ -473,21 +474,21 @@ def train_rliv_ua(
     torch.set_num_threads(1)
     if algo is None:
         algo = build_rliv_ua(buffer, cfg)
-    torch.manual_seed(cfg.seed)
-    buffer._random_state = np.random.RandomState(cfg.seed)  # Tianshou's default is 42
+    seed_buffer_sampler(buffer, cfg.seed)  # Tianshou's default is 42
     bar = stage_bar(cfg.epochs * cfg.steps_per_epoch, "RLIV-UA", progress, unit="update")
     logger = _LossLogger(bar)
-    result = algo.run_training(
-        OfflineTrainerParams(
-            buffer=buffer,
-            max_epochs=cfg.epochs,
-            epoch_num_steps=cfg.steps_per_epoch,
-            batch_size=cfg.batch_size,
-            logger=logger,
-            verbose=False,
-            show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
+    with seeded_global_rngs(cfg.seed):  # id dropout draws from torch's global generator
+        result = algo.run_training(
+            OfflineTrainerParams(
+                buffer=buffer,
+                max_epochs=cfg.epochs,
+                epoch_num_steps=cfg.steps_per_epoch,
+                batch_size=cfg.batch_size,
+                logger=logger,
+                verbose=False,
+                show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
+            )
         )
-    )
     logger.close()
     return algo, RLIVUARunStats(
         loss_curve=logger.curve,

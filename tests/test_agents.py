@@ -222,3 +222,120 @@ def test_dqn_beats_random_on_watch_time_in_the_slate_env():
         ratios.append(dqn["mean"] / random["mean"])
         assert dqn["ci_low"] > random["ci_high"], (seed, dqn, random)
     assert min(ratios) >= 1.5, ratios
+
+
+# --------------------------------------------------------------------------- seeding
+TINY_RUN = {"env_steps": 32, "epochs": 1, "warmup_steps": 16, "test_episodes": 1}
+TINY_ENV = {"world_config": SMALL_WORLD, "n_candidates": 20, "slate_size": 4, "max_steps": 8}
+
+
+def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _train_all(seed: int, scri) -> dict[str, dict[str, torch.Tensor]]:
+    """DQN, TD3, CQL and RLIV-UA (on `scri`, `data.asa` samples), each trained briefly with
+    `seed`; their weights."""
+    from recgym.agents.continuous import (
+        CQLConfig,
+        OfflineDataConfig,
+        TD3Config,
+        collect_offline_buffer,
+        train_cql,
+        train_td3,
+    )
+    from recgym.agents.rliv_ua import RLIVUAConfig, train_rliv_ua
+
+    small = {"hidden_sizes": (16,), "seed": seed}
+    dqn, _ = train_dqn(TINY_ENV, DQNConfig(**TINY_RUN, **small), progress=False)
+    td3, _ = train_td3(TINY_ENV, TD3Config(**TINY_RUN, batch_size=16, **small), progress=False)
+    offline = collect_offline_buffer(
+        TINY_ENV, OfflineDataConfig(n_steps=32, seed=seed), None, progress=False
+    )
+    layout = row_layout(make_env(**TINY_ENV).observation_space)
+    cql_config = CQLConfig(
+        gradient_steps=4, epochs=1, batch_size=16, num_repeat_actions=2, test_episodes=1, **small
+    )
+    cql, _ = train_cql(offline, layout, cql_config, TINY_ENV, progress=False)
+    rliv_config = RLIVUAConfig(
+        tasks=scri.tasks, epochs=1, steps_per_epoch=4, batch_size=32, embedding_dim=4, **small
+    )
+    rliv, _ = train_rliv_ua(scri.buffer, rliv_config, progress=False)
+    return {
+        "dqn": _weights(dqn.policy),
+        "td3": _weights(td3.algo.policy),
+        "cql": _weights(cql.algo.policy),
+        "rliv_ua": _weights(rliv.policy.net),
+    }
+
+
+def test_training_keeps_the_callers_global_rngs_and_a_seed_fixes_the_weights(world_logs):
+    """Tianshou's ε-greedy and GaussianNoise read numpy's global RNG, network initialisation
+    torch's global generator: each training seeds both for its run and restores the caller's."""
+    from recgym.data.asa import asa_samples
+
+    scri = asa_samples(world_logs[2])
+    np.random.seed(123)
+    torch.manual_seed(321)
+    expected_np, expected_torch = np.random.random(4), torch.rand(4)
+    np.random.seed(123)
+    torch.manual_seed(321)
+    first = _train_all(5, scri)
+    assert np.array_equal(np.random.random(4), expected_np)
+    assert torch.equal(torch.rand(4), expected_torch)
+    np.random.seed(7)  # the same seed from another caller state gives the same weights
+    torch.manual_seed(8)
+    again = _train_all(5, scri)
+    other = _train_all(6, scri)
+    for name, weights in first.items():
+        assert all(torch.equal(weights[k], again[name][k]) for k in weights), name
+        assert not all(torch.equal(weights[k], other[name][k]) for k in weights), name
+
+
+def test_seeded_global_rngs_restore_the_callers_state_after_an_error():
+    from recgym.agents.seeding import seeded_global_rngs
+
+    np.random.seed(1)
+    torch.manual_seed(2)
+    expected_np, expected_torch = np.random.random(), torch.rand(1)
+    np.random.seed(1)
+    torch.manual_seed(2)
+    with pytest.raises(RuntimeError, match="boom"), seeded_global_rngs(9):
+        inside = (np.random.random(), torch.rand(1))
+        raise RuntimeError("boom")
+    assert np.random.random() == expected_np and torch.equal(torch.rand(1), expected_torch)
+    with seeded_global_rngs(9):  # every block starts from its seed
+        assert np.random.random() == inside[0] and torch.equal(torch.rand(1), inside[1])
+
+
+def _buffer(n: int = 40, vector: bool = False):
+    from tianshou.data import Batch, ReplayBuffer, VectorReplayBuffer
+
+    buffer = VectorReplayBuffer(2 * n, 2) if vector else ReplayBuffer(n)
+    ways = 2 if vector else 1
+    for i in range(n):
+        step = Batch(
+            obs=np.full((ways, 1), float(i)),
+            act=np.zeros(ways),
+            rew=np.zeros(ways),
+            obs_next=np.zeros((ways, 1)),
+            terminated=np.zeros(ways, dtype=bool),
+            truncated=np.zeros(ways, dtype=bool),
+            info=Batch(),
+        )
+        buffer.add(step, buffer_ids=list(range(ways)))
+    return buffer
+
+
+def test_seed_buffer_sampler_fixes_the_sampled_transitions():
+    from recgym.agents.seeding import seed_buffer_sampler
+
+    def draws(buffer) -> np.ndarray:
+        return np.concatenate([buffer.sample_indices(8) for _ in range(5)])
+
+    for vector in (False, True):
+        used = _buffer(vector=vector)
+        draws(used)  # a buffer sampled before reseeding draws what a fresh one does after
+        a = draws(seed_buffer_sampler(used, 3))
+        assert np.array_equal(a, draws(seed_buffer_sampler(_buffer(vector=vector), 3)))
+        assert not np.array_equal(a, draws(seed_buffer_sampler(_buffer(vector=vector), 4)))
