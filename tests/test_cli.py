@@ -75,8 +75,15 @@ WRITING_COMMANDS = {
                         "--out"],
     "bench throughput": ["bench", "throughput", "--quick", "--only", "world_step", "--out"],
     "bench rliv-ua": ["bench", "rliv-ua", "--quick", "--quiet", "--work", "{tmp}/work", "--out"],
+    "bench fidelity": ["bench", "fidelity", "--tiny", "--quiet", "--work", "{tmp}/work", "--out"],
 }  # fmt: skip
 """Every command that writes, with options that would make it do little; `--out` goes last."""
+
+
+def test_every_bench_suite_is_in_the_unwritable_out_test() -> None:
+    from recgym.cli import BENCH_SUITES
+
+    assert {f"bench {name}" for name in BENCH_SUITES} <= set(WRITING_COMMANDS)
 
 
 @pytest.mark.parametrize("blocker", ["parent is a file", "path is a file"])
