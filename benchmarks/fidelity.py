@@ -13,7 +13,11 @@ point 6), not only by its per-exposure AUC. The bench, as engine stages (`benchm
    simulator starts from) and on the simulator, the same evaluation seeds on both: under one
    seed every policy meets the same users in the same order (`SessionEnv`'s paired streams).
 
-Then per metric (watch time, session length, CTR, valid views): each policy's value on both, the
+The world is evaluated a second time under other seeds ("world replica"): tau between the world
+and its replica is the noise ceiling, what a simulator identical to the world would score with
+this many sessions (several panel policies are close on watch time, so their order on the world
+is itself uncertain). Then per metric (watch time, session length, CTR, valid views): each
+policy's value on both, the
 **Kendall tau-b** between the two orderings (`scipy.stats.kendalltau`) with a 95% bootstrap
 interval, the **pairwise order agreement** and **regret@1** (`ranking_stats`), and a scatter
 plot. The bootstrap resamples sessions within each evaluation seed, one index draw shared by all
@@ -53,8 +57,12 @@ from recgym.benchmarks.fidelity_ranking import (
 )
 
 ENV_ID = "recgym/Session-v0"
-BACKENDS = ("world", "simulator")
-"""``world``: the ground-truth world after its logs; ``simulator``: learned from those logs."""
+BACKENDS = ("world", "simulator", "world replica")
+"""``world``: the ground-truth world after its logs; ``simulator``: learned from those logs;
+``world replica``: the world again under other evaluation seeds (`REPLICA_SEED` + seed), the
+noise ceiling: tau(world, world replica) is what a simulator identical to the world would score
+with this many sessions, so a tau target is only meaningful well below it."""
+REPLICA_SEED = 1000
 ORACLE = "oracle (reads hidden state)"
 PANEL = (
     "random",
@@ -92,13 +100,16 @@ class FidelityConfig:
     """Response-model epochs of the learned simulator."""
     sim_leave_steps: int = 1000
     """Gradient steps of the simulator's leave model."""
+    sim_random_exposure_input: bool = True
+    """The simulator's response model reads is_rand and simulates every exposure as random
+    (`SimulatorConfig.random_exposure_input`; --no-sim-random-exposure-input for the ablation)."""
     heldout_days: int = 2
     """Last logged days held out of simulator training (its fidelity report uses them)."""
     ranker_epochs: int = 4
     """RankingModel epochs over the logs."""
     dqn_steps: int = 12_000
     """DQN env steps on the learned simulator."""
-    episodes: int = 40
+    episodes: int = 200
     """Evaluation sessions per seed, policy and backend."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     """Evaluation seeds (paired across policies and backends)."""
@@ -255,6 +266,7 @@ def stage_simulator(ctx: Any) -> dict[str, Any]:
         epochs=c["sim_epochs"],
         leave_steps=c["sim_leave_steps"],
         heldout_days=c["heldout_days"],
+        random_exposure_input=c["random_exposure_input"],
     )
     res = train_simulator(_work(ctx, "logs") / "logs", ctx.dir, cfg, progress=ctx.progress)
     rep = res["fidelity"]
@@ -319,6 +331,7 @@ def stage_evaluate(ctx: Any) -> dict[str, Any]:
     seeds, n_ep = tuple(c["seeds"]), c["episodes"]
     totals = np.zeros((len(BACKENDS), len(PANEL) + 1, len(seeds), n_ep, len(TOTAL_KEYS)))
     seconds: dict[str, float] = {}
+    envs["world replica"] = envs["world"]  # the same env, other seeds
     jobs = [(b, name, panel[name]) for b in BACKENDS for name in PANEL]
     jobs.append(("world", ORACLE, oracle))
     for backend, name, policy in jobs:
@@ -326,6 +339,8 @@ def stage_evaluate(ctx: Any) -> dict[str, Any]:
         p = PANEL.index(name) if name in PANEL else len(PANEL)
         rows = []
         for si, seed in enumerate(seeds):
+            if backend == "world replica":
+                seed = REPLICA_SEED + seed
             if hasattr(policy, "reset"):
                 policy.reset(seed)
             sessions = run_sessions(policy, envs[backend], n_ep, seed)
@@ -345,7 +360,7 @@ def stage_evaluate(ctx: Any) -> dict[str, Any]:
         ctx.write_rows(rows)
         seconds[f"{backend}/{name}"] = round(time.perf_counter() - t, 1)
         ctx.say(f"[evaluate] {name} on the {backend}: {seconds[f'{backend}/{name}']} s")
-    for env in envs.values():
+    for env in (envs["world"], envs["simulator"]):
         env.close()
     np.savez_compressed(ctx.dir / "sessions.npz", totals=totals, keys=np.array(TOTAL_KEYS))
     return {"seconds": seconds}
@@ -359,6 +374,7 @@ def stages(cfg: FidelityConfig) -> list[Any]:
         k: getattr(cfg, k) for k in ("users", "items", "authors", "days", "random_share", "seed")
     }
     sim = {
+        "random_exposure_input": cfg.sim_random_exposure_input,
         "seed": cfg.seed,
         "sim_epochs": cfg.sim_epochs,
         "sim_leave_steps": cfg.sim_leave_steps,
@@ -392,6 +408,21 @@ def _num(x: float) -> str:
     return format_number(float(x))
 
 
+def _ceiling_cell(s: Mapping[str, Any]) -> str:
+    c = s.get("noise_ceiling")
+    if not c:
+        return "-"
+    lo, hi = c["kendall_tau_ci"]
+    return f"{c['kendall_tau']:.3f} [{lo:.2f}, {hi:.2f}]"
+
+
+def _ceiling_text(s: Mapping[str, Any]) -> str:
+    c = s.get("noise_ceiling")
+    if not c:
+        return ""
+    return f"; the world against its own replica scores {_ceiling_cell(s)}"
+
+
 def markdown(
     cfg: FidelityConfig, analysis: Mapping[str, Any], facts: Mapping[str, Any], command: str
 ) -> str:
@@ -412,9 +443,10 @@ def markdown(
     for m, t in analysis["target"].items():
         s = analysis["metrics"][m]
         lo, hi = s["kendall_tau_ci"]
+        ceiling = _ceiling_text(s)
         lines.append(
             f"- {LABELS[m]}: Kendall tau {s['kendall_tau']:.2f} [{lo:.2f}, {hi:.2f}] "
-            f"(target {t['rule']}: **{'met' if t['met'] else 'not met'}**)"
+            f"(target {t['rule']}: **{'met' if t['met'] else 'not met'}**){ceiling}"
         )
     lines += [
         "",
@@ -424,8 +456,8 @@ def markdown(
         "## Ranking statistics",
         "",
         "| metric | Kendall tau-b [95% bootstrap] | p | pairwise agreement | world's best | "
-        "simulator's top | regret@1 (world units, relative) |",
-        "|---|---|---|---|---|---|---|",
+        "simulator's top | regret@1 (world units, relative) | noise ceiling: world vs replica |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for metric in RANKED_METRICS:
         s = analysis["metrics"][metric]
@@ -435,7 +467,7 @@ def markdown(
             f"| {LABELS[metric]} | {s['kendall_tau']:.3f} [{lo:.2f}, {hi:.2f}] | "
             f"{s['p_value']:.3f} | {s['pairwise_agreement']:.3f} | {r['world_best']} | "
             f"{r['simulator_top']}{' (hit)' if r['hit'] else ''} | {_num(r['regret'])} "
-            f"({100 * r['relative']:.0f}%) |"
+            f"({100 * r['relative']:.0f}%) | {_ceiling_cell(s)} |"
         )
     lines += ["", "## Each policy on both backends", ""]
     head = " | ".join(f"{LABELS[m]} world / sim" for m in RANKED_METRICS)

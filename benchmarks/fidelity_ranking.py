@@ -105,9 +105,11 @@ def analyse(
 ) -> dict[str, Any]:
     """Values of every policy on both backends and the ranking statistics per metric.
 
-    `totals` is (2 backends: world, simulator; P + 1 policies; S seeds; E sessions; TOTAL_KEYS):
-    the first P are `policies` (ranked), the last is the world-only oracle (its simulator slot is
-    unused). `bootstrap` replicates give the tau interval (percentiles 2.5 and 97.5).
+    `totals` is (backends: world, simulator[, world replica]; P + 1 policies; S seeds; E
+    sessions; TOTAL_KEYS): the first P are `policies` (ranked), the last is the world-only oracle
+    (its other slots are unused). With a world replica, each metric also gets the noise ceiling:
+    tau between the world and its replica. `bootstrap` replicates give the tau interval
+    (percentiles 2.5 and 97.5).
     """
     panel = tuple(policies)
     ranked = totals[:, : len(panel)]
@@ -131,6 +133,17 @@ def analyse(
             "simulator": dict(zip(panel, values[1].tolist(), strict=True)),
             "oracle_world": float(metric_values(totals[0, len(panel)], metric)),
         }
+    if totals.shape[0] > 2:  # the world replica: the noise ceiling
+        for metric in RANKED_METRICS:
+            values = metric_values(ranked[[0, 2]], metric)
+            taus = bootstrap_taus(ranked[[0, 2]], metric, bootstrap, seed)
+            taus = taus[np.isfinite(taus)]
+            lo, hi = np.quantile(taus, [0.025, 0.975]).tolist() if len(taus) else [math.nan] * 2
+            out["metrics"][metric]["noise_ceiling"] = {
+                "kendall_tau": ranking_stats(values[0], values[1])["kendall_tau"],
+                "kendall_tau_ci": [lo, hi],
+                "world_replica": dict(zip(panel, values[1].tolist(), strict=True)),
+            }
     out["kendall_tau"] = {m: out["metrics"][m]["kendall_tau"] for m in RANKED_METRICS}
     out["target"] = {
         m: {

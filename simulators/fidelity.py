@@ -14,7 +14,8 @@ together ("all", which adds held-out users on held-out days). Per split it repor
   (histories, counts), the session's logged exposures are shown in requests of `request_size`
   in logged order (the tab of a request's first exposure sets its scenario), and responses and
   leaving are sampled from the learned models; past the logged end, further requests are drawn
-  uniformly from the user's held-out logged exposures. A simulated session ends when the leave
+  uniformly from the user's held-out logged exposures (logged exposures keep their logged
+  is_rand flag, the drawn ones count as random). A simulated session ends when the leave
   model says so (or at `max_requests`); its length is requests x request_size.
 
 Two checks beyond the logging policy's own sessions:
@@ -479,7 +480,9 @@ def _session_lengths(
         slate = np.where(logged, table.item[row], table.item[held[draw]])
         tab = np.where(logged[:, 0], table.tab[row[:, 0]], last_tab[idx])
         scenario = np.where(tab == SEARCH_TAB, SEARCH, REC)
-        result = twin.step(idx, slate, rng, scenario)
+        # logged exposures keep their logged is_rand; the continuation counts as random
+        flags = np.where(logged, table.is_random[row], True)
+        result = twin.step(idx, slate, rng, scenario, is_random=flags)
         n_requests[idx] += 1
         active[idx[result.left]] = False
     simulated = n_requests * k

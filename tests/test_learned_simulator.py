@@ -20,6 +20,7 @@ from recgym.data import load
 from recgym.simulators.fidelity import fidelity_report, read_truth, render_markdown
 from recgym.simulators.generate import generate
 from recgym.simulators.learned import (
+    CONTEXT_DIM,
     CheckpointError,
     LearnedSimulator,
     LogTable,
@@ -27,6 +28,14 @@ from recgym.simulators.learned import (
     build_log_table,
     logged_leave_features,
 )
+from recgym.simulators.learned.response import (
+    RATIO_FLOOR,
+    RATIO_KNEE,
+    ratio_class,
+    ratio_edges,
+    sample_watch,
+)
+from recgym.simulators.learned.table import context_features
 from recgym.simulators.logs import LogConfig
 from recgym.simulators.protocol import UserModel
 from recgym.simulators.train import train_simulator
@@ -166,7 +175,13 @@ def test_observe_replays_logged_session_through_the_step_path(
             "hate": table.labels["hate"][rows][None],
         }
         scenario = (table.tab[rows[:1]] == 4).astype(np.int64)  # the writer's search tab
-        got = twin.observe(np.array([0]), table.item[rows][None], responses, scenario)
+        got = twin.observe(
+            np.array([0]),
+            table.item[rows][None],
+            responses,
+            scenario,
+            is_random=table.is_random[rows][None],
+        )
         want = sim.predict_rows(table, rows)
         np.testing.assert_allclose(got["click"][0], want["p_click"], rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(got["long_view"][0], want["p_long_view"], rtol=1e-4, atol=1e-6)
@@ -392,3 +407,59 @@ def test_pair_counts_match_a_dense_table_through_inserts_and_merges() -> None:
     grid = np.tile(np.arange(n_authors), (n_users, 1))
     np.testing.assert_array_equal(pairs.copy().lookup(everyone, grid), dense)
     np.testing.assert_array_equal(pairs.take(everyone[::-1]).lookup(everyone, grid), dense[::-1])
+
+
+# --------------------------------------------------------------------- watch ratio and exposure
+def test_ratio_bins_are_geometric_below_the_knee_and_equal_above() -> None:
+    edges = ratio_edges(20)
+    assert len(edges) == 21 and edges[0] == 0.0 and edges[-1] == 1.0
+    assert (np.diff(edges) > 0).all()
+    assert edges[1] == pytest.approx(RATIO_FLOOR)
+    knee = int(np.argmin(np.abs(edges - RATIO_KNEE)))
+    assert edges[knee] == pytest.approx(RATIO_KNEE)
+    geo = edges[1 : knee + 1]
+    np.testing.assert_allclose(geo[1:] / geo[:-1], (RATIO_KNEE / RATIO_FLOOR) ** (1 / 9))
+    np.testing.assert_allclose(np.diff(edges[knee:]), 0.09)
+    # a 10 s view of a 400 s video and a 20 s one land in different classes (equal bins of
+    # 0.05 put both in the first)
+    ratio = np.array([0.0, 0.0005, 10 / 400, 20 / 400, 0.55, 0.999, 1.0])
+    complete = np.array([False] * 6 + [True])
+    classes = ratio_class(ratio, complete, 20)
+    assert classes[0] == classes[1] == 0
+    assert classes[2] < classes[3] < classes[4] < classes[5] < classes[6] == 20
+    with pytest.raises(ValueError, match="ratio_bins"):
+        ratio_edges(3)
+
+
+def test_sampled_watch_stays_in_its_bin_and_agrees_with_long_view() -> None:
+    edges = ratio_edges(20)
+    hist = np.zeros((1, 400, 21))
+    hist[..., 5] = 1.0  # all mass in bin 5
+    duration = np.full((1, 400), 600_000)  # 10 minutes: bin 5 is 3.6-6 s
+    rng = np.random.default_rng(0)
+    u = rng.random((2, 1, 400))
+    watch = sample_watch(hist, np.zeros((1, 400), bool), duration, u[0], u[1])
+    assert (watch >= np.floor(edges[5] * 600_000)).all()
+    assert (watch <= np.ceil(edges[6] * 600_000)).all()
+    # a long view (>= 18 s) keeps only the mass at or above 18 s: never bin 5
+    watch = sample_watch(hist, np.ones((1, 400), bool), duration, u[0], u[1])
+    assert (watch >= 18_000).all()
+
+
+def test_context_carries_the_random_exposure_flag(sim: LearnedSimulator) -> None:
+    cfg = SimulatorConfig()
+    position, recency = np.arange(4), np.zeros((4, 2))
+    flag = np.array([0, 1, 0, 1])
+    x = context_features(position, recency, cfg, flag)
+    assert x.shape == (4, CONTEXT_DIM) and (x[:, -1] == flag).all()
+    off = SimulatorConfig(random_exposure_input=False)
+    assert (context_features(position, recency, off, flag)[:, -1] == 0).all()
+    # a simulated slate counts as random exposures unless told otherwise; the flag matters
+    users, slate = _slate(sim, 8, 6, seed=5)
+    twin = copy.deepcopy(sim)
+    ctx = sim._slate_context(users, slate)
+    as_random = sim._predict_slate(users, slate, ctx, None)["p_click"]
+    ones = twin._predict_slate(users, slate, ctx, None, np.ones((8, 6)))["p_click"]
+    zeros = twin._predict_slate(users, slate, ctx, None, np.zeros((8, 6)))["p_click"]
+    np.testing.assert_allclose(as_random, ones)
+    assert not np.allclose(as_random, zeros)

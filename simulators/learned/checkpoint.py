@@ -20,7 +20,8 @@ from .state import PairCounts, UserState
 if TYPE_CHECKING:
     from .simulator import LearnedSimulator
 
-FORMAT_VERSION = 2  # 2: the leave model reads minutes spent (SIGNALS gained "minutes")
+FORMAT_VERSION = 3  # 2: the leave model reads minutes spent (SIGNALS gained "minutes");
+# 3: watch-ratio classes are `ratio_edges` bins (geometric at the low end), no longer equal-width
 
 CHECKPOINT_FILES = ("model.pt", "config.json", "fidelity.json")
 

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from .config import CONDITIONAL
 from .leave import LEAVE_CLIP, LeaveModel, leave_dim, logged_leave_features
-from .response import ResponseModel, Vocab
+from .response import ResponseModel, Vocab, ratio_class
 from .table import LogTable
 
 if TYPE_CHECKING:
@@ -75,10 +75,7 @@ def _fit_response(
     extra = np.repeat(rows[table.is_random[rows]], max(cfg.random_oversample - 1, 0))
     rows = np.concatenate([rows, extra])
     schedule = _cosine(opt, cfg.epochs * math.ceil(len(rows) / cfg.batch_size))
-    n_bins = cfg.ratio_bins
-    ratio_class = np.where(
-        table.complete, n_bins, np.minimum((table.ratio * n_bins).astype(np.int64), n_bins - 1)
-    )
+    classes = ratio_class(table.ratio, table.complete, cfg.ratio_bins)
     clicked = torch.from_numpy(table.clicked)
     skipped = torch.from_numpy(table.skipped)
     labels = {
@@ -86,7 +83,7 @@ def _fit_response(
         "cond": torch.from_numpy(
             np.stack([table.labels[b] for b in CONDITIONAL], axis=1).astype(np.float32)
         ),
-        "ratio": torch.from_numpy(ratio_class),
+        "ratio": torch.from_numpy(classes),
     }
     n_batches = math.ceil(len(rows) / cfg.batch_size)
     bar = _bar(cfg.epochs * n_batches, "response model", progress)
@@ -104,6 +101,7 @@ def _fit_response(
                 tab=table.tab[r],
                 position=table.position[r],
                 recency=table.recency[r],
+                is_random=table.is_random[r],
             )
             if cfg.unknown_dropout > 0:
                 drop = torch.rand(len(r), generator=gen) < cfg.unknown_dropout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -66,9 +67,9 @@ class ResponseModel(nn.Module):
 
     Outputs (`split_outputs`): the click logit; for each of CONDITIONAL (long_view, like, follow,
     comment, forward, hate) one logit given no click and one given click; and for each click state
-    logits over `ratio_bins` equal-width bins of the watch ratio play_time/duration on [0, 1)
-    plus a last class for complete plays. The ratio is clipped to [0, 1]: replays (play_time
-    beyond the duration) count as complete plays.
+    logits over `ratio_bins` bins of the watch ratio play_time/duration on [0, 1) (`ratio_edges`:
+    geometric below 0.1, equal-width above) plus a last class for complete plays. The ratio is
+    clipped to [0, 1]: replays (play_time beyond the duration) count as complete plays.
 
     Loss (`loss`): BCE of the click + for each conditional behaviour the BCE of the head of the
     row's logged click state + the cross-entropy of the ratio class under the row's click state;
@@ -226,10 +227,45 @@ class ResponseModel(nn.Module):
         return total, stats
 
 
+RATIO_FLOOR = 0.001
+"""Upper edge of the first watch-ratio bin (0.6 s of a 10-minute video)."""
+RATIO_KNEE = 0.1
+"""Watch-ratio bins are geometric below this ratio and of equal width above it."""
+
+
+@functools.lru_cache(maxsize=8)
+def ratio_edges(n_bins: int) -> np.ndarray:
+    """(n_bins + 1,) edges of the watch-ratio bins on [0, 1]: [0, RATIO_FLOOR), then geometric
+    bins up to RATIO_KNEE, then ``n_bins // 2`` equal-width bins up to 1.
+
+    Why not equal width: a clicked 400 s video is typically watched for 5-60 s, a ratio of
+    0.01-0.15, which equal bins of 0.05 cannot tell apart (every such view lands in the first
+    one or two bins and is replayed at their midpoint, 10-30 s). Geometric bins at the low end
+    resolve the short views of long videos; the equal bins above keep the resolution short
+    videos need (ratios 0.3-1). With 20 bins: 9 geometric bins of factor 1.67, 10 of 0.09.
+    """
+    if n_bins < 4:
+        raise ValueError(f"ratio_bins must be >= 4, got {n_bins}")
+    n_lin = n_bins // 2
+    n_geo = n_bins - n_lin - 1
+    geo = np.geomspace(RATIO_FLOOR, RATIO_KNEE, n_geo + 1)
+    lin = np.linspace(RATIO_KNEE, 1.0, n_lin + 1)[1:]
+    edges = np.concatenate([[0.0], geo, lin])
+    edges.setflags(write=False)
+    return edges
+
+
+def ratio_class(ratio: np.ndarray, complete: np.ndarray, n_bins: int) -> np.ndarray:
+    """The training class of each watch ratio: its `ratio_edges` bin, or n_bins if complete."""
+    edges = ratio_edges(n_bins)
+    binned = np.clip(np.searchsorted(edges, ratio, side="right") - 1, 0, n_bins - 1)
+    return np.where(complete, n_bins, binned).astype(np.int64)
+
+
 def ratio_values(n_classes: int) -> np.ndarray:
     """Representative ratio of each class: bin midpoints, then 1.0 for complete plays."""
-    n_bins = n_classes - 1
-    return np.append((np.arange(n_bins) + 0.5) / n_bins, 1.0)
+    edges = ratio_edges(n_classes - 1)
+    return np.append((edges[:-1] + edges[1:]) / 2, 1.0)
 
 
 def sample_watch(
@@ -248,15 +284,17 @@ def sample_watch(
     Rounding is down below t and up at or above it, so KuaiRand's rule on the result agrees.
     """
     n_bins = hist.shape[-1] - 1
-    lo = np.arange(n_bins) / n_bins
-    hi = lo + 1.0 / n_bins
+    edges = ratio_edges(n_bins)
+    lo, hi = edges[:-1], edges[1:]
     t = (np.minimum(duration, LONG_VIEW_MS) / np.maximum(duration, 1))[..., None]
     lv = long_view[..., None]
     start = np.where(lv, np.maximum(lo, t), lo)  # kept interval [start, end) of each bin
     end = np.where(lv, hi, np.minimum(hi, t))
     width = np.clip(end - start, 0.0, None)
     complete = lv.astype(np.float64)  # the complete-play class is always a long view
-    mass = np.concatenate([hist[..., :n_bins] * width * n_bins, hist[..., n_bins:] * complete], -1)
+    mass = np.concatenate(
+        [hist[..., :n_bins] * width / (hi - lo), hist[..., n_bins:] * complete], -1
+    )
     mass = mass + 1e-9 * np.concatenate([width, complete], -1)
     cdf = np.cumsum(mass, axis=-1)
     pick = np.minimum((cdf < u_class[..., None] * cdf[..., -1:]).sum(axis=-1), n_bins)

@@ -32,7 +32,9 @@ class LearnedSimulator:
     `step` for users (B,) and slate (B, K): the response model gives, per item, the click
     probability and click-conditional probabilities of the other behaviours and of the watch
     ratio, all from the user's state at the start of the request. Sampling uses numpy draws from
-    the caller's generator only (torch samples nothing):
+    the caller's generator only (torch samples nothing). Each exposure is predicted as a
+    uniformly random one (`SimulatorConfig.random_exposure_input`) unless `is_random` (B, K)
+    flags it otherwise (the fidelity replay of logged slates passes the logged flags):
 
     1. click ~ Bernoulli(p_click);
     2. long_view ~ Bernoulli(p_long_view | click state);
@@ -153,12 +155,14 @@ class LearnedSimulator:
         slate: np.ndarray,
         rng: np.random.Generator,
         scenario: np.ndarray | None = None,
+        *,
+        is_random: np.ndarray | None = None,
     ) -> StepResult:
         users = np.asarray(users, dtype=np.int64)
         slate = np.asarray(slate, dtype=np.int64)
         b, k = slate.shape
         ctx = self._slate_context(users, slate)
-        pred = self._predict_slate(users, slate, ctx, scenario)
+        pred = self._predict_slate(users, slate, ctx, scenario, is_random)
         p_click = pred["p_click"].reshape(b, k)
         cond = pred["conditional"].reshape(b, k, len(CONDITIONAL), 2)
         ratio_p = pred["ratio"].reshape(b, k, 2, -1)
@@ -197,18 +201,22 @@ class LearnedSimulator:
         slate: np.ndarray,
         responses: dict[str, np.ndarray],
         scenario: np.ndarray | None = None,
+        *,
+        is_random: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Advance `users` as if they had answered `slate` with `responses` (e.g. logged ones).
 
         `responses` needs (B, K) click, long_view, watch_ms, like, follow and hate. Returns what
         the models predicted before seeing them (`expected_responses`' keys) plus the hazard
-        (B, K) and p_leave (B,) given them. Nothing is sampled. Fidelity checks and tests use it
+        (B, K) and p_leave (B,) given them; `is_random` (B, K) as in `step` (logged replays pass
+        the logged is_rand). Nothing is sampled. Fidelity checks and tests use it
         to replay logs through exactly the code path `step` uses.
         """
         users = np.asarray(users, dtype=np.int64)
         slate = np.asarray(slate, dtype=np.int64)
         ctx = self._slate_context(users, slate)
-        out = self._unconditional(self._predict_slate(users, slate, ctx, scenario), slate)
+        pred = self._predict_slate(users, slate, ctx, scenario, is_random)
+        out = self._unconditional(pred, slate)
         out["hazard"] = self._advance(users, slate, responses, ctx)
         out["p_leave"] = 1.0 - np.prod(1.0 - out["hazard"], axis=1)
         return out
@@ -290,7 +298,10 @@ class LearnedSimulator:
         slate: np.ndarray,
         ctx: dict[str, np.ndarray],
         scenario: np.ndarray | None,
+        is_random: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
+        """Predictions for a slate; `is_random` (B, K) flags exposures as uniformly random
+        (default: all, see `SimulatorConfig.random_exposure_input`)."""
         b, k = slate.shape
         cats = ctx["cats"]
         st = self.state
@@ -314,6 +325,7 @@ class LearnedSimulator:
             tab=np.repeat(tab, k),
             position=ctx["position"].ravel(),
             recency=ctx["recency"].reshape(b * k, 2),
+            is_random=1.0 if is_random is None else np.asarray(is_random).reshape(b * k),
         )
 
     def predict_rows(self, table: LogTable, rows: np.ndarray, batch: int = 16384) -> dict:
@@ -335,6 +347,7 @@ class LearnedSimulator:
                 tab=table.tab[r],
                 position=table.position[r],
                 recency=table.recency[r],
+                is_random=table.is_random[r],
             )
             for key in keys:
                 out[key][lo : lo + len(r)] = pred[key]
@@ -352,6 +365,7 @@ class LearnedSimulator:
         tab: np.ndarray,
         position: np.ndarray,
         recency: np.ndarray,
+        is_random: np.ndarray | float = 1.0,
     ) -> dict[str, Any]:
         """Model inputs for N exposures; histories have one row per user group (N / G rows each)."""
 
@@ -380,7 +394,9 @@ class LearnedSimulator:
             "item_x": self._t_item_x[t_item],
             "affinity": torch.from_numpy(affinity_features(affinity)),
             "tab_row": torch.from_numpy(self.vocab.tab_rows(tab)),
-            "context": torch.from_numpy(context_features(position, recency, self.config)),
+            "context": torch.from_numpy(
+                context_features(position, recency, self.config, is_random)
+            ),
         }
 
     def _predict(self, **arrays: Any) -> dict[str, np.ndarray]:

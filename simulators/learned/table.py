@@ -422,20 +422,28 @@ def affinity_features(counts: np.ndarray) -> np.ndarray:
     return np.stack(parts, axis=-1).astype(np.float32)
 
 
-def context_features(position: np.ndarray, recency: np.ndarray, cfg: SimulatorConfig) -> np.ndarray:
-    """(N,), (N, 2) -> (N, 4) float32 response-model context.
+def context_features(
+    position: np.ndarray,
+    recency: np.ndarray,
+    cfg: SimulatorConfig,
+    is_random: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """(N,), (N, 2), (N,) -> (N, CONTEXT_DIM = 5) float32 response-model context.
 
     log1p(position in session) / 5, position in request / request_size, repeat / recent_window,
-    fatigue / 5 (see `logged_recency`).
+    fatigue / 5 (see `logged_recency`), and whether the exposure is uniformly random (is_rand;
+    always 0 unless `cfg.random_exposure_input`).
     """
     position = np.asarray(position, dtype=np.float32)
     recency = np.asarray(recency, dtype=np.float32)
+    flag = np.broadcast_to(np.asarray(is_random, dtype=np.float32), position.shape)
     return np.stack(
         [
             np.log1p(position) / 5.0,
             (position % cfg.request_size) / cfg.request_size,
             recency[:, 0] / cfg.recent_window,
             recency[:, 1] / 5.0,
+            flag * float(cfg.random_exposure_input),
         ],
         axis=1,
     ).astype(np.float32)
