@@ -151,6 +151,7 @@ def analyse(
             "tau": out["kendall_tau"][m],
             "rule": f">= {TAU_TARGET}",
             "met": bool(out["kendall_tau"][m] >= TAU_TARGET),
+            "interval_above": bool(out["metrics"][m]["kendall_tau_ci"][0] >= TAU_TARGET),
         }
         for m in TARGET_METRICS
     }
@@ -248,9 +249,12 @@ def markdown(
         s = analysis["metrics"][m]
         lo, hi = s["kendall_tau_ci"]
         ceiling = _ceiling_text(s)
+        verdict = "met" if t["met"] else "not met"
+        if t["met"] and not t["interval_above"]:
+            verdict += " on the point estimate; its 95% interval reaches below the target"
         lines.append(
             f"- {LABELS[m]}: Kendall tau {s['kendall_tau']:.2f} [{lo:.2f}, {hi:.2f}] "
-            f"(target {t['rule']}: **{'met' if t['met'] else 'not met'}**){ceiling}"
+            f"(target {t['rule']}: **{verdict}**){ceiling}"
         )
     lines += [
         "",

@@ -102,6 +102,8 @@ def test_tiny_run_writes_results_with_tau_per_metric(tiny: tuple[Path, Path]) ->
         assert m["oracle_world"] >= 0
         assert (out / f"scatter_{metric}.png").stat().st_size > 1000
     assert set(res["target"]) == {"watch_time_s", "session_length"}
+    for t in res["target"].values():
+        assert t["met"] == (t["tau"] >= 0.7) and (not t["interval_above"] or t["met"])
     rows = [json.loads(x) for x in (out / "rows.jsonl").read_text().splitlines()]
     agents = {(r["agent"], r["backend"]) for r in rows}
     assert agents == {(p, b) for p in fidelity.PANEL for b in fidelity.BACKENDS} | {
