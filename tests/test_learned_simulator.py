@@ -17,7 +17,13 @@ import pytest
 import torch
 
 from recgym.data import load
-from recgym.simulators.fidelity import fidelity_report, read_truth, render_markdown
+from recgym.simulators.fidelity import (
+    fidelity_report,
+    policy_session_lengths,
+    read_truth,
+    read_world,
+    render_markdown,
+)
 from recgym.simulators.generate import generate
 from recgym.simulators.learned import (
     CONTEXT_DIM,
@@ -463,3 +469,22 @@ def test_context_carries_the_random_exposure_flag(sim: LearnedSimulator) -> None
     zeros = twin._predict_slate(users, slate, ctx, None, np.zeros((8, 6)))["p_click"]
     np.testing.assert_allclose(as_random, ones)
     assert not np.allclose(as_random, zeros)
+
+
+def test_policy_session_lengths_compare_with_the_world_and_restore_both(
+    sim: LearnedSimulator, world_dir: Path
+) -> None:
+    world = read_world(world_dir)
+    assert world is not None and read_world(world_dir.parent) is None
+    before = world.snapshot()
+    clicked = sim.state.clicked.copy()
+    out = policy_session_lengths(sim, world, n_sessions=40, seed=1)
+    assert out["sessions"] == 40 and set(out["policies"]) == {"random", "longest-first"}
+    for v in out["policies"].values():
+        assert 1 <= v["world"] <= 100 and 1 <= v["simulator"] <= 100
+        assert v["relative_error"] == pytest.approx((v["simulator"] - v["world"]) / v["world"])
+    # both backends are back where they were, so the check is repeatable
+    np.testing.assert_array_equal(world.state.patience, before.patience)
+    np.testing.assert_array_equal(world.state.history, before.history)
+    np.testing.assert_array_equal(sim.state.clicked, clicked)
+    assert policy_session_lengths(sim, world, n_sessions=40, seed=1) == out
