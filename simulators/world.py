@@ -25,15 +25,22 @@ How a request plays out (`World.step`), for a batch of B users each shown K item
    follow); gifts go only to followed live-streaming authors and grow with the bond (follow ->
    gift). Satisfying contacts (click and long view) deepen the bond. Rates are calibrated to
    KuaiRand's random exposures (`simulators.calibrate`).
-4. *Patience.* Satisfying items restore patience; disappointed clicks, hate, and repetition
-   (categories shown recently or several times in one slate) drain it; every request costs a
-   little and every minute spent on it (watch time plus a second per item) costs
-   ``patience_per_minute``. The user leaves with probability ``0.01 + 0.99 * sigmoid(8 * (0.3 -
-   patience))``. This is the long-term trade-off: a ranker of immediate watch time serves long
-   videos from the top interest, which spend patience faster than a satisfying view restores
-   it, and ends sessions early; "longest first" gains watch per request and loses it in
-   session length; a ranker that protects patience (short satisfying items, fresh categories,
-   no clickbait) keeps users much longer and gets more watch in total.
+4. *Patience.* A satisfying view (click and long view) restores patience by what it was worth:
+   ``patience_restore * (1 - exp(-watch_s / patience_restore_tau_s)) / K`` per item, so the
+   restore grows with the seconds actually watched and saturates (tau 6 s: a 3 s clip watched
+   whole restores 39%, a view that reaches KuaiRand's 18 s long-view threshold 95%).
+   Disappointed clicks, hate, and repetition (categories shown recently or several times in one
+   slate) drain it; every request costs a little and every minute spent on it (watch time plus
+   a second per item) costs ``patience_per_minute``. The user leaves with probability ``0.01 +
+   0.99 * sigmoid(8 * (0.3 - patience))``. This is the long-term trade-off: a ranker of
+   immediate watch time serves long videos from the top interest, which spend patience faster
+   than a satisfying view restores it, and ends sessions early; "longest first" gains watch
+   per request and loses it in session length; "shortest first" cannot farm patience with
+   clips watched whole, because a few seconds of viewing restore only part of what a real view
+   does (a fixed restore per satisfying view made it the world's best non-oracle policy); a
+   ranker that protects patience (satisfying items of moderate length, fresh categories, no
+   clickbait) keeps users much longer and gets more watch in total. Neither single-feature
+   rule is within reach of that ranker, nor beats the myopic one on watch time.
 5. *Interests.* Each user has a sparse set of active interests (strength per leaf category).
    Satisfying consumption reinforces an interest and can kindle a new one; between sessions
    interests fade (and die below a threshold), new ones are born, the latent taste drifts and the
@@ -125,8 +132,12 @@ class Dynamics:
       its duration);
     - ``like_bias``, ``comment_bias``, ``forward_bias``, ``hate_bias``, ``follow_bias``,
       ``follow_bond``, ``gift_bias``: the rarer behaviours' logits (see `World.step`);
-    - ``patience_*``: per item, satisfying views (click and long view) restore patience,
-      disappointed clicks (click, no long view) and hates drain it, a repeated category drains it;
+    - ``patience_*``: per item, a satisfying view (click and long view) of ``watch_s`` seconds
+      restores ``patience_restore * (1 - exp(-watch_s / patience_restore_tau_s)) / K`` (the
+      restore grows with the seconds watched and saturates; chosen so that a clip watched whole
+      in a few seconds is worth less than a real view, and "shortest first" cannot farm
+      patience), disappointed clicks (click, no long view) and hates drain it (``/ K`` each), a
+      repeated category drains it;
       every request costs ``patience_cost`` and every minute spent on it (watching plus a second
       per item) ``patience_per_minute``; after a request the user leaves with ``leave_floor +
       (1 - leave_floor) * sigmoid(8 * (leave_threshold - patience))``;
@@ -166,6 +177,7 @@ class Dynamics:
     follow_bond: float = 1.9
     gift_bias: float = -7.0
     patience_restore: float = 0.6
+    patience_restore_tau_s: float = 6.0
     patience_disappoint: float = 0.08
     patience_hate: float = 0.08
     patience_repeat: float = 0.05
@@ -326,8 +338,13 @@ class World:
         repeat = np.minimum(terms["fatigue"], 3.0).mean(axis=1) / 3.0 + 0.5 * (k - distinct) / k
         st.fatigue[users] = st.fatigue[users] * dyn.fatigue_decay + shown
         elapsed = watch_ms.sum(axis=1) + 1000 * k
+        # a satisfying view restores with the seconds watched, saturating: a 5 s clip watched
+        # whole restores little, a minute-long view nearly the full `patience_restore`
+        value = np.where(
+            satisfied, -np.expm1(-watch_ms / (1000.0 * dyn.patience_restore_tau_s)), 0.0
+        )
         st.patience[users] += (
-            dyn.patience_restore * satisfied.mean(axis=1)
+            dyn.patience_restore * value.mean(axis=1)
             - dyn.patience_disappoint * disappointed.mean(axis=1)
             - dyn.patience_hate * hate.mean(axis=1)
             - dyn.patience_repeat * repeat
