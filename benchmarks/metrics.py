@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recgym.envs.evaluation import METRIC_RANGES, seed_metrics, session_totals
 from recgym.envs.evaluation import METRICS as SESSION_METRICS
-from recgym.envs.evaluation import seed_metrics, session_totals
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,24 @@ class Metric:
         return x
 
 
+_SESSION_DESCRIPTIONS = {
+    "session_length": "requests per session",
+    "watch_time_s": "seconds watched per session",
+    "ctr": "clicks per shown item (pooled over a seed's sessions)",
+    "valid_consumption": "views longer than 10 s per session",
+    "diversity": "distinct categories shown per session",
+    "follows": "new follows per session",
+}
+
+
+def _bound(x: float) -> float | None:
+    return None if math.isinf(x) else x
+
+
+# the session metrics' ranges are envs/evaluation's METRIC_RANGES (one definition)
 _SESSION = {
-    "session_length": Metric("session_length", "requests per session"),
-    "watch_time_s": Metric("watch_time_s", "seconds watched per session"),
-    "ctr": Metric("ctr", "clicks per shown item (pooled over a seed's sessions)", 0.0, 1.0),
-    "valid_consumption": Metric("valid_consumption", "views longer than 10 s per session"),
-    "diversity": Metric("diversity", "distinct categories shown per session"),
-    "follows": Metric("follows", "new follows per session"),
+    name: Metric(name, text, _bound(METRIC_RANGES[name][0]), _bound(METRIC_RANGES[name][1]))
+    for name, text in _SESSION_DESCRIPTIONS.items()
 }
 assert tuple(_SESSION) == tuple(SESSION_METRICS), "keep in step with envs/evaluation.METRICS"
 
