@@ -115,7 +115,6 @@ class AgentInfo:
 
 
 AGENTS: dict[str, AgentInfo] = {
-    "random": AgentInfo("Random (reference)", "2", "none"),
     "ranking_model": AgentInfo("RankingModel (DeepFM)", "2", "offline (logs)", "RankingModel"),
     "cql": AgentInfo("CQL", "2", "offline (simulator-logged buffer)", "CQL"),
     "dqn": AgentInfo("DQN", "2", "online (learned simulator)", "DQN"),
@@ -129,8 +128,27 @@ AGENTS: dict[str, AgentInfo] = {
         "RLIV-UA (w/o MT)", "3", "offline (ASA samples of the logs)", "RLIV-UA(w/o MT)"
     ),
     "rliv_ua_wo_sl": AgentInfo("RLIV-UA (w/o SL)", "3", "offline (ASA samples of the logs)"),
+    # reference rows (`agents.references`, issue 8 point 4)
+    "random": AgentInfo("random (reference)", "2", "none"),
+    "click_ranker": AgentInfo("click ranker (reference)", "2", "offline (logs)"),
+    "myopic_watch_ranker": AgentInfo("myopic watch ranker (reference)", "2", "offline (logs)"),
+    "longest_first": AgentInfo("longest-first (reference)", "2", "none"),
+    "duration_diversity": AgentInfo("duration+diversity (reference)", "2", "none"),
+    "oracle": AgentInfo("patience oracle (reads hidden state)", "2", "none"),
 }
-TABLE2 = ("random", "ranking_model", "cql", "dqn", "td3", "rlur", "rliv_ua")
+REFERENCES = (
+    "random",
+    "click_ranker",
+    "myopic_watch_ranker",
+    "longest_first",
+    "duration_diversity",
+    "oracle",
+)
+"""`agents.references.reference_panel`'s rows: the click and myopic watch rankers are one
+`RankingModel` fit per seed viewed two ways; the oracle reads the world's hidden state, so it
+is evaluated on the world backend only."""
+WORLD_ONLY = frozenset({"oracle"})
+TABLE2 = ("ranking_model", "cql", "dqn", "td3", "rlur", "rliv_ua", *REFERENCES)
 TABLE3 = ("rliv_ua_wo_mt_sl", "rliv_ua_wo_mt", "rliv_ua_wo_sl", "rliv_ua")
 RLIV_VARIANTS: dict[str, dict[str, bool]] = {
     "rliv_ua": {"multi_task": True, "supervised": True},
@@ -578,6 +596,9 @@ def train_agents(job: Job) -> dict[tuple[str, int, str | None], dict[str, Any]]:
     for seed in cfg.seeds:
         if needs_deepfm:
             records["ranking_model", seed, None] = _train_deepfm(job, seed)
+        if want & {"click_ranker", "myopic_watch_ranker"}:
+            rec = _train_ranker(job, seed)  # one fit, two views
+            records["click_ranker", seed, None] = records["myopic_watch_ranker", seed, None] = rec
     if "cql" in want:
         data = _collect_cql_buffer(job)
         for seed in cfg.seeds:
@@ -613,6 +634,34 @@ def _train_deepfm(job: Job, seed: int) -> dict[str, Any]:
         f"train RankingModel (DeepFM) seed {seed}",
         path.with_name(path.name + ".done.json"),
         deepfm_key(job, seed),
+        run,
+    )
+
+
+def ranker_config(job: Job, seed: int) -> Any:
+    from recgym.agents.baselines import RankerConfig
+
+    cfg = job.cfg
+    extra: dict[str, Any] = {"hidden_sizes": (16,)} if cfg.small_nets else {}
+    return RankerConfig(epochs=cfg.deepfm_epochs, request_size=cfg.slate_size, seed=seed, **extra)
+
+
+def _train_ranker(job: Job, seed: int) -> dict[str, Any]:
+    """The reference rankers' `RankingModel` (click and watch-ratio heads), fitted on the logs."""
+    from recgym.agents.baselines import RankingModel
+
+    path = ckpt_path(job, "click_ranker", seed)
+
+    def run() -> dict:
+        model = RankingModel(ranker_config(job, seed), target="click")
+        stats = model.fit(job.dataset)
+        model.save(path)
+        return {"click_auc": getattr(stats, "click_auc", None)}
+
+    return job.stage(
+        f"train the reference rankers (RankingModel) seed {seed}",
+        path.with_name(path.name + ".done.json"),
+        {"logs": job.logs_key, "ranker": asdict(ranker_config(job, seed))},
         run,
     )
 
@@ -751,6 +800,21 @@ def load_policy(job: Job, agent: str, seed: int, backend: str) -> Any:
         from recgym.agents.baselines import RandomPolicy
 
         return RandomPolicy(seed=seed)
+    if agent in ("click_ranker", "myopic_watch_ranker"):
+        from recgym.agents.baselines import RankingModel
+        from recgym.agents.references import rankers_from_model
+
+        model = RankingModel.load(ckpt_path(job, "click_ranker", seed))
+        click, watch = rankers_from_model(model)
+        return click if agent == "click_ranker" else watch
+    if agent == "longest_first":
+        from recgym.agents.references import LongestFirst
+
+        return LongestFirst()
+    if agent == "duration_diversity":
+        from recgym.agents.references import DurationDiversity
+
+        return DurationDiversity()
     if agent == "ranking_model":
         from recgym.agents.deepfm import DeepFMRanker
 
@@ -811,7 +875,7 @@ def play_seed(policy: Any, env: Any, episodes: int, seed: int) -> dict[str, floa
 
 def agent_key(job: Job, agent: str, seed: int, backend: str, records: Mapping) -> str:
     """Digest of what an evaluation row depends on: the agent's training key and the eval."""
-    if agent == "random":
+    if agent in UNTRAINED:
         trained = None
     elif agent in RLIV_VARIANTS:
         trained = records[agent, seed, backend]["key"]
@@ -831,6 +895,33 @@ def agent_key(job: Job, agent: str, seed: int, backend: str, records: Mapping) -
     )
 
 
+UNTRAINED = frozenset({"random", "longest_first", "duration_diversity", "oracle"})
+
+
+def eval_cells(cfg: BenchConfig) -> list[tuple[str, str, int]]:
+    """(agent, backend, seed) of every evaluation row; the oracle only on the world."""
+    return [
+        (a, b, s)
+        for a in cfg.agents
+        for b in cfg.backends
+        if not (a in WORLD_ONLY and b != "world")
+        for s in cfg.seeds
+    ]
+
+
+def open_env(job: Job, agent: str, seed: int, backend: str) -> tuple[Any, Any]:
+    """(policy, env) of one evaluation row: the oracle steps the very world it reads."""
+    from recgym.envs import make_env
+
+    if agent == "oracle":
+        from recgym.agents.references import PatienceOracle
+        from recgym.simulators.world_state import load_world
+
+        oracle = PatienceOracle(load_world(job.logs_dir), None, job.cfg.slate_size, seed)
+        return oracle, oracle.make_env(ENV_ID, **job.env_common())
+    return load_policy(job, agent, seed, backend), make_env(ENV_ID, **job.env_kwargs(backend))
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -844,69 +935,59 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 def stage_evaluate(job: Job, records: Mapping) -> list[dict[str, Any]]:
     """Evaluate every (agent, backend, seed) without a row for its current key; return the
     current rows (old rows of other settings stay in the JSONL but are not returned)."""
-    from recgym.envs import make_env
-
     rows_path = job.out / ROWS
     existing = {row["key"]: row for row in read_rows(rows_path)}
     if job.fresh:
-        wanted = {
-            agent_key(job, a, s, b, records)
-            for a in job.cfg.agents
-            for b in job.cfg.backends
-            for s in job.cfg.seeds
-        }
+        wanted = {agent_key(job, a, s, b, records) for a, b, s in eval_cells(job.cfg)}
         kept = [row for row in existing.values() if row["key"] not in wanted]
         rows_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         existing = {row["key"]: row for row in kept}
     sha = git_sha()
     current = []
-    for agent in job.cfg.agents:
-        for backend in job.cfg.backends:
-            for seed in job.cfg.seeds:
-                key = agent_key(job, agent, seed, backend, records)
-                if key in existing:
-                    current.append(existing[key])
-                    continue
-                t = time.perf_counter()
-                policy = load_policy(job, agent, seed, backend)
-                env = make_env(ENV_ID, **job.env_kwargs(backend))
-                try:
-                    metrics = play_seed(policy, env, job.cfg.episodes, seed)
-                finally:
-                    env.close()
-                seconds = round(time.perf_counter() - t, 2)
-                row = {
-                    "bench": "rliv_ua",
-                    "env": ENV_ID,
-                    "agent": agent,
-                    "label": AGENTS[agent].label,
-                    "backend": backend,
-                    "seed": seed,
-                    "episodes": job.cfg.episodes,
-                    "metrics": metrics,
-                    "train_seconds": _train_seconds(agent, seed, backend, records),
-                    "eval_seconds": seconds,
-                    "mode": job.cfg.mode,
-                    "key": key,
-                    "config_hash": _digest(asdict(job.cfg)),
-                    "git_sha": sha,
-                    "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "machine": machine(),
-                    "provenance": provenance(),  # commit + dirty-tree hash incl. untracked
-                }
-                with open(rows_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
-                job.say(
-                    f"evaluate {AGENTS[agent].label} on the {BACKEND_LABELS[backend]} seed {seed}: "
-                    f"{metrics['session_length']:.2f} requests, {metrics['watch_time_s']:.0f} s "
-                    f"({seconds} s)"
-                )
-                current.append(row)
+    for agent, backend, seed in eval_cells(job.cfg):
+        key = agent_key(job, agent, seed, backend, records)
+        if key in existing:
+            current.append(existing[key])
+            continue
+        t = time.perf_counter()
+        policy, env = open_env(job, agent, seed, backend)
+        try:
+            metrics = play_seed(policy, env, job.cfg.episodes, seed)
+        finally:
+            env.close()
+        seconds = round(time.perf_counter() - t, 2)
+        row = {
+            "bench": "rliv_ua",
+            "env": ENV_ID,
+            "agent": agent,
+            "label": AGENTS[agent].label,
+            "backend": backend,
+            "seed": seed,
+            "episodes": job.cfg.episodes,
+            "metrics": metrics,
+            "train_seconds": _train_seconds(agent, seed, backend, records),
+            "eval_seconds": seconds,
+            "mode": job.cfg.mode,
+            "key": key,
+            "config_hash": _digest(asdict(job.cfg)),
+            "git_sha": sha,
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "provenance": provenance(),  # commit + dirty-tree hash incl. untracked
+        }
+        with open(rows_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        job.say(
+            f"evaluate {AGENTS[agent].label} on the {BACKEND_LABELS[backend]} seed {seed}: "
+            f"{metrics['session_length']:.2f} requests, {metrics['watch_time_s']:.0f} s "
+            f"({seconds} s)"
+        )
+        current.append(row)
     return current
 
 
 def _train_seconds(agent: str, seed: int, backend: str, records: Mapping) -> float | None:
-    if agent == "random":
+    if agent in UNTRAINED:
         return None
     rec = records[(agent, seed, backend if agent in RLIV_VARIANTS else None)]
     return rec.get("seconds")
@@ -988,6 +1069,19 @@ def paper_claims() -> list[Claim]:
     return claims
 
 
+def long_term_claims() -> list[Claim]:
+    """Ours, beside the paper's (issue 8 point 6): a long-term claim is made against the myopic
+    watch-time ranker, which already maximises each request's watch time."""
+    return [
+        Claim("2", metric, "myopic_watch_ranker", "rliv_ua")
+        for metric in ("watch_time_s", "session_length")
+    ]
+
+
+def all_claims() -> list[Claim]:
+    return paper_claims() + long_term_claims()
+
+
 def paper_value(agent: str, metric: str) -> float | None:
     if metric not in PAPER_METRICS:
         return None
@@ -1000,6 +1094,8 @@ def paper_value(agent: str, metric: str) -> float | None:
 
 def paper_verdict(claim: Claim) -> str:
     lo, hi = paper_value(claim.lower, claim.metric), paper_value(claim.higher, claim.metric)
+    if claim in long_term_claims():
+        return "ours (long-term vs myopic, issue 8)"
     if lo is None or hi is None:
         return "not in the paper's offline tables"
     return "holds" if lo < hi else "does not hold"
@@ -1023,9 +1119,10 @@ def judge(
     claim: Claim, backend: str, table: Mapping[str, Mapping[str, Cell | None]]
 ) -> Verdict | None:
     """The claim on one backend from the per-seed values, paired by seed (both agents are
-    trained with seed s and evaluated on envs reset with seed s): "holds" when the mean
-    difference has the claimed sign, "clearly" when the 95% t-interval of the per-seed
-    differences excludes zero (`benchmarks.claims.judge`: "clearly" = reproduced/contradicted)."""
+    trained with seed s and evaluated on envs reset with seed s; every agent meets the same
+    users): `benchmarks.claims.judge` - "reproduced" when the 95% t-interval of the per-seed
+    differences excludes 0 in the claimed direction, "contradicted" when it excludes 0 the
+    other way, "inconclusive" when it covers 0 (the wording says which way the mean went)."""
     from recgym.benchmarks import claims as paired
 
     a = table.get(claim.lower, {}).get(claim.metric)
@@ -1043,13 +1140,11 @@ def judge(
     )
     m, lo, hi = v.diff, v.low, v.high
     if len(seeds) < 2:
-        here = ("holds" if m > 0 else "does not hold") + " (one seed: no interval)"
-    elif v.verdict == paired.REPRODUCED:
-        here = "holds, clearly"
-    elif v.verdict == paired.CONTRADICTED:
-        here = "does not hold, clearly"
+        here = f"{paired.INCONCLUSIVE} (one seed: no interval)"
+    elif v.verdict in (paired.REPRODUCED, paired.CONTRADICTED):
+        here = v.verdict
     else:
-        here = "holds (within noise)" if m > 0 else "does not hold (within noise)"
+        here = f"{paired.INCONCLUSIVE} (mean {'in' if m > 0 else 'against'} the claimed direction)"
     return Verdict(
         claim=claim,
         backend=backend,
@@ -1063,9 +1158,9 @@ def judge(
 
 
 # --------------------------------------------------------------------------- report
-def table_rows(table_id: str, cfg: BenchConfig) -> list[str]:
+def table_rows(table_id: str, cfg: BenchConfig, backend: str = "world") -> list[str]:
     agents = TABLE2 if table_id == "2" else TABLE3
-    return [a for a in agents if a in cfg.agents]
+    return [a for a in agents if a in cfg.agents and not (a in WORLD_ONLY and backend != "world")]
 
 
 def markdown_table(
@@ -1080,7 +1175,7 @@ def markdown_table(
         results,
         TABLE_METRICS,
         labels=labels,
-        agents=table_rows(table_id, cfg),
+        agents=table_rows(table_id, cfg, backend),
         first="Models",
         seeds_column=True,
         missing={"gifts": "n/a"},
@@ -1106,7 +1201,7 @@ def write_csv(path: Path, table_id: str, results: Mapping, cfg: BenchConfig) -> 
         writer = csv.writer(f)
         writer.writerow(columns)
         for backend in cfg.backends:
-            for agent in table_rows(table_id, cfg):
+            for agent in table_rows(table_id, cfg, backend):
                 cells = results.get(backend, {}).get(agent, {})
                 n = max((len(c.per_seed) for c in cells.values() if c is not None), default=0)
                 row: list[Any] = [table_id, backend, agent, AGENTS[agent].label, n]
@@ -1204,7 +1299,7 @@ def report(job: Job, rows: Sequence[Mapping[str, Any]], records: Mapping | None 
     verdicts = [
         v
         for backend in cfg.backends
-        for claim in paper_claims()
+        for claim in all_claims()
         if (v := judge(claim, backend, results.get(backend, {}))) is not None
     ]
     write_csv(out / "table2.csv", "2", results, cfg)
@@ -1307,6 +1402,9 @@ def _mode_flag(cfg: BenchConfig) -> str:
     return flag + (f" --data {cfg.data}" if cfg.data else "")
 
 
+VERDICT_WORDS = ("reproduced", "contradicted", "inconclusive")
+
+
 def _claim_lines(verdicts: Sequence[Verdict], cfg: BenchConfig) -> list[str]:
     """A summary line per backend, then one table row per claim: the paper's verdict (from its
     transcribed numbers) and ours per backend (means, 95% interval of the per-seed difference)."""
@@ -1314,12 +1412,12 @@ def _claim_lines(verdicts: Sequence[Verdict], cfg: BenchConfig) -> list[str]:
     for backend in cfg.backends:
         mine = [v for v in verdicts if v.backend == backend]
         if mine:
-            holds = sum(v.here.startswith("holds") for v in mine)
-            clearly = sum(v.here == "holds, clearly" for v in mine)
+            count = {w: sum(v.here.startswith(w) for v in mine) for w in VERDICT_WORDS}
             lines.append(
-                f"- On the {BACKEND_LABELS[backend]}: {holds} of {len(mine)} claims hold on the "
-                f"means, {clearly} clearly (the 95% interval of the per-seed difference "
-                "excludes 0)."
+                f"- On the {BACKEND_LABELS[backend]}: **{count['reproduced']} of {len(mine)} "
+                f"reproduced** (the 95% interval of the per-seed paired difference excludes 0 in "
+                f"the claimed direction), {count['contradicted']} contradicted, "
+                f"{count['inconclusive']} inconclusive; only reproduced claims count."
             )
     lines.append("")
     claims = list(dict.fromkeys(v.claim for v in verdicts))
@@ -1389,7 +1487,16 @@ def _setup_lines(cfg: BenchConfig, facts: Mapping[str, Any]) -> list[str]:
             f"- ASA samples: {facts['asa_samples']} SCRI samples, towers {facts['asa_tasks']} "
             "(no gift tower and no assistance net: the logs have no gift column, as KuaiRand)."
         )
+    if len(cfg.seeds) < 5:
+        lines.append(
+            f"- **{len(cfg.seeds)} seeds only** ({cfg.mode} preset; the full preset uses 5): the "
+            "intervals are wide and few claims can be reproduced at this size."
+        )
     lines += [
+        "- Reference rows (`agents.references`): random; the click ranker and the myopic watch "
+        "ranker (one `RankingModel` fit on the logs per seed, ranking by predicted click and by "
+        "predicted immediate watch time); longest-first and duration+diversity (rules on the "
+        "observation); the patience oracle, which reads the world's hidden state (world only).",
         f"- Seeds {list(cfg.seeds)}: each is a training seed of every trained agent and the "
         f"evaluation seed of its envs; {cfg.episodes} sessions per agent, backend and seed; "
         f"sessions truncated at {cfg.max_steps} requests; {cfg.n_candidates} candidates, "
