@@ -147,3 +147,36 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         assert action.help, action.option_strings
         for option in action.option_strings:
             assert option in text
+
+
+def test_a_changed_setting_reruns_exactly_the_stages_it_affects(tiny: tuple[Path, Path]) -> None:
+    """RLIV-UA's step budget retrains only the four RLIV-UA variants (per backend and seed) and
+    re-evaluates only their rows; an evaluation-only setting retrains nothing and re-evaluates
+    every row. Runs last: it appends rows of other settings to the shared output."""
+    out, work = tiny
+    cfg = rliv_ua.PRESETS["tiny"]
+    base = ["--tiny", "--out", str(out), "--work", str(work), "--quiet"]
+    n_before = len(_rows(out))
+
+    steps = ["--rliv-steps", str(cfg.rliv_steps * 2)]  # 2 epochs of 4 -> of 8 steps
+    assert rliv_ua.main([*base, *steps]) == 0
+    ran = json.loads((out / "run.json").read_text())["ran"]
+    assert set(ran) == {
+        f"train {rliv_ua.AGENTS[v].label} [{b} ids] seed {s}"
+        for v in rliv_ua.RLIV_VARIANTS
+        for b in ("learned", "world")
+        for s in cfg.seeds
+    }
+    new = _rows(out)[n_before:]
+    assert {(r["agent"], r["backend"], r["seed"]) for r in new} == {
+        (v, b, s) for v in rliv_ua.RLIV_VARIANTS for b in ("learned", "world") for s in cfg.seeds
+    }
+    assert len(new) == len(rliv_ua.RLIV_VARIANTS) * 2 * len(cfg.seeds)
+
+    n_before = len(_rows(out))
+    # (keeps the new step budget: a stage's work directory holds one version, the last run's)
+    assert rliv_ua.main([*base, *steps, "--episodes", str(cfg.episodes + 1)]) == 0
+    assert json.loads((out / "run.json").read_text())["ran"] == {}
+    new = _rows(out)[n_before:]
+    assert len(new) == len(rliv_ua.eval_cells(cfg))
+    assert {r["episodes"] for r in new} == {cfg.episodes + 1}
