@@ -21,7 +21,11 @@ exists *for the same settings*; `--fresh` redoes them all):
      a log-like policy in the simulator of the logs; one buffer, shared by CQL's seeds);
    - online on the learned simulator: DQN, TD3 (linear ranking weights) and RLUR (TD3 over the
      fusion weights of the seed's DeepFM predictions, `agents.rlur`);
-   - random slates as a reference row.
+   - reference rows (`agents.references`): random; the click ranker and the myopic watch
+     ranker (one `RankingModel` fit on the logs per seed, viewed two ways); longest-first and
+     duration+diversity (observation rules); the patience oracle, which reads the world's
+     hidden state and is evaluated on the world only. The long-term claim "RLIV-UA beats the
+     myopic watch ranker" (watch time, session length) sits beside the paper's claims.
    The gift tower and the assistance gift net of RLIV-UA do not exist here, as in the paper's
    offline study: KuaiRand-schema logs carry no gift signal (`simulators.scri.tasks_for`).
 5. **evaluate**: every agent on `recgym/UserAuthor-v0` over the learned simulator AND over the
@@ -32,11 +36,13 @@ exists *for the same settings*; `--fresh` redoes them all):
    a per-claim holds / does-not-hold list computed from the rows (regenerated from the JSONL,
    never edited by hand; ``--report-only`` redoes just this).
 
-Seeds: seed s is a *training* seed and an *evaluation* seed at once. Every trained agent is
-trained once per seed (initialisation, minibatch order, exploration, id dropout) on the same
-logs, simulator and offline buffer, and evaluated on fresh envs reset with seed s; the
-interval over seeds therefore covers training and evaluation noise, not the randomness of the
-world, the logs or the simulator fit (one of each per run, from ``--world-seed``).
+Seeds: seed s is a *training* seed and an *evaluation* seed at once (the quick preset has 3,
+the full one 5; claims are judged on the paired per-seed differences, `benchmarks.claims`).
+Every trained agent is trained once per seed (initialisation, minibatch order, exploration, id
+dropout) on the same logs, simulator and offline buffer, and evaluated on fresh envs reset with
+seed s; the interval over seeds therefore covers training and evaluation noise, not the
+randomness of the world, the logs or the simulator fit (one of each per run, from
+``--world-seed``).
 
 RLIV-UA's target-network rate: the paper's Table 1 says tau = 0.005 with 250 x 1e4 steps of
 1024 samples; a CPU budget of a few hundred steps leaves the values mostly unpropagated at that
@@ -45,10 +51,11 @@ rate (`agents.rliv_ua.train_rliv_ua`). This benchmark therefore uses tau = 0.05 
 ~5 % of the truth at this budget) and tau = 0.02 for 2000 steps of 1024 samples in the full
 run (40 moves). ``--rliv-tau 0.005`` restores Table 1's value.
 
-Cost on 2 CPU cores: ``--quick`` took 9 min (540 s, 1.4 GB peak; measured, results in
-`benchmarks/results/rliv_ua/quick`); the full preset (a 1000-user world, 14 days, 5 seeds,
-5x the online and 6x the CQL budgets) is estimated at about 2 hours from the quick run's
-per-step costs and has not been run. ``--tiny`` is the smoke test (about 20 s).
+Cost on 2 CPU cores: ``--quick`` took 14.5 min (872 s with the reference rows, cores shared
+with another bench; measured, results in `benchmarks/results/rliv_ua/quick`); the full preset
+(a 1000-user world, 14 days, 5 seeds, 5x the online and 6x the CQL budgets) is estimated at
+about 2 hours from the quick run's per-step costs and has not been run. ``--tiny`` is the smoke
+test (about 20 s).
 
 Metrics (`envs.evaluation.METRICS` plus gifts): per session, requests (session length), watch
 seconds, CTR (pooled over shown items), distinct categories shown (our "diversity": the paper's
