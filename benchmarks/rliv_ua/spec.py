@@ -1,0 +1,236 @@
+"""RLIV-UA bench spec: agents, the paper's tables, the run's settings and presets."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+ENV_ID = "recgym/UserAuthor-v0"
+ROWS = "rows.jsonl"
+BACKENDS = ("learned", "world")
+BACKEND_LABELS = {"learned": "learned simulator", "world": "ground-truth world"}
+
+TABLE_METRICS: tuple[str, ...] = (
+    "session_length",
+    "watch_time_s",
+    "ctr",
+    "diversity",
+    "follows",
+    "gifts",
+)
+"""Columns of both tables: the paper's four, then follows and gifts per session."""
+METRIC_LABELS = {
+    "session_length": "Session Length",
+    "watch_time_s": "Watch Time (s)",
+    "ctr": "CTR",
+    "diversity": "Diversity (categories)",
+    "follows": "Follows",
+    "gifts": "Gifts",
+}
+PAPER_METRICS = ("session_length", "watch_time_s", "ctr", "diversity")
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    """An agent of the tables: its label, the table it belongs to and how it learns."""
+
+    label: str
+    table: str  # "2" or "3"; RLIV-UA is in both
+    learns: str  # "offline (logs)", "online (learned simulator)", "none"
+    paper: str | None = None  # the row label in the paper's table, if it has one
+
+
+AGENTS: dict[str, AgentInfo] = {
+    "ranking_model": AgentInfo("RankingModel (DeepFM)", "2", "offline (logs)", "RankingModel"),
+    "cql": AgentInfo("CQL", "2", "offline (simulator-logged buffer)", "CQL"),
+    "dqn": AgentInfo("DQN", "2", "online (learned simulator)", "DQN"),
+    "td3": AgentInfo("TD3", "2", "online (learned simulator)", "TD3"),
+    "rlur": AgentInfo("RLUR", "2", "online (learned simulator)", "RLUR"),
+    "rliv_ua": AgentInfo("RLIV-UA", "2+3", "offline (ASA samples of the logs)", "RLIV-UA"),
+    "rliv_ua_wo_mt_sl": AgentInfo(
+        "RLIV-UA (w/o MT & SL)", "3", "offline (ASA samples of the logs)", "RLIV-UA(w/o MT & SL)"
+    ),
+    "rliv_ua_wo_mt": AgentInfo(
+        "RLIV-UA (w/o MT)", "3", "offline (ASA samples of the logs)", "RLIV-UA(w/o MT)"
+    ),
+    "rliv_ua_wo_sl": AgentInfo("RLIV-UA (w/o SL)", "3", "offline (ASA samples of the logs)"),
+    # reference rows (`agents.references`, issue 8 point 4)
+    "random": AgentInfo("random (reference)", "2", "none"),
+    "click_ranker": AgentInfo("click ranker (reference)", "2", "offline (logs)"),
+    "myopic_watch_ranker": AgentInfo("myopic watch ranker (reference)", "2", "offline (logs)"),
+    "longest_first": AgentInfo("longest-first (reference)", "2", "none"),
+    "duration_diversity": AgentInfo("duration+diversity (reference)", "2", "none"),
+    "oracle": AgentInfo("patience oracle (reads hidden state)", "2", "none"),
+}
+REFERENCES = (
+    "random",
+    "click_ranker",
+    "myopic_watch_ranker",
+    "longest_first",
+    "duration_diversity",
+    "oracle",
+)
+"""`agents.references.reference_panel`'s rows: the click and myopic watch rankers are one
+`RankingModel` fit per seed viewed two ways; the oracle reads the world's hidden state, so it
+is evaluated on the world backend only."""
+WORLD_ONLY = frozenset({"oracle"})
+TABLE2 = ("ranking_model", "cql", "dqn", "td3", "rlur", "rliv_ua", *REFERENCES)
+TABLE3 = ("rliv_ua_wo_mt_sl", "rliv_ua_wo_mt", "rliv_ua_wo_sl", "rliv_ua")
+RLIV_VARIANTS: dict[str, dict[str, bool]] = {
+    "rliv_ua": {"multi_task": True, "supervised": True},
+    "rliv_ua_wo_mt": {"multi_task": False, "supervised": True},
+    "rliv_ua_wo_sl": {"multi_task": True, "supervised": False},
+    "rliv_ua_wo_mt_sl": {"multi_task": False, "supervised": False},
+}
+"""The ablation switches of `RLIVUAConfig` per variant (no gift tower, so no assistance net)."""
+
+# The paper's Table 2 and Table 3 (offline, simulator on KuaiRand): session length, watch time,
+# CTR, diversity. Transcribed from Sec. 4.2-4.3; the w/o SL variant has no offline row (it only
+# appears in the online Table 4).
+PAPER_TABLE2: dict[str, tuple[float, float, float, float]] = {
+    "RankingModel": (2.0132, 59.4812, 0.5948, 0.0629),
+    "CQL": (2.2660, 58.0753, 0.5125, 0.1727),
+    "DQN": (4.0610, 49.5454, 0.2247, 0.7477),
+    "TD3": (4.7820, 52.7157, 0.2228, 0.8500),
+    "RLUR": (6.6810, 151.0550, 0.4519, 0.7206),
+    "RLIV-UA": (12.8860, 377.4867, 0.5015, 0.8827),
+}
+PAPER_TABLE3: dict[str, tuple[float, float, float, float]] = {
+    "RLIV-UA(w/o MT & SL)": (7.2940, 188.0499, 0.5229, 0.7994),
+    "RLIV-UA(w/o MT)": (9.2800, 248.1804, 0.5340, 0.8746),
+    "RLIV-UA": (12.8860, 377.4867, 0.5015, 0.8827),
+}
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass(kw_only=True)
+class BenchConfig:
+    """Sizes and budgets of one benchmark run (`PRESETS` holds full, quick and tiny)."""
+
+    mode: str = "full"
+    """Preset name, recorded in every row and in the default output path."""
+    data: str | None = None
+    """Directory of real KuaiRand logs; None: build the world and log it (ground truth)."""
+    users: int = 1000
+    """World users."""
+    items: int = 3000
+    """World items."""
+    authors: int = 300
+    """World authors."""
+    days: int = 14
+    """Days of logs."""
+    world_seed: int = 0
+    """Seed of the world, its logs, the simulator fit and the CQL buffer (one of each)."""
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """Training-and-evaluation seeds; the 95% intervals are over these."""
+    episodes: int = 100
+    """Evaluation sessions per agent, backend and seed."""
+    max_steps: int = 100
+    """Requests after which a session is truncated (training and evaluation envs)."""
+    n_candidates: int = 50
+    """Candidates per request (as the logs' behaviour policy)."""
+    slate_size: int = 6
+    """Items shown per request (as in the logs)."""
+    sim_epochs: int = 4
+    """Learned-simulator response-model epochs."""
+    sim_leave_steps: int = 1000
+    """Learned-simulator leave-model gradient steps."""
+    deepfm_epochs: int = 8
+    """DeepFM passes over the training days."""
+    online_steps: int = 20_000
+    """Env steps of DQN, TD3 and RLUR on the learned simulator."""
+    online_test_episodes: int = 5
+    """Test sessions after each online epoch (the learning curve kept beside the checkpoint)."""
+    cql_data_steps: int = 20_000
+    """Transitions in CQL's offline buffer (logged once in the learned simulator)."""
+    cql_steps: int = 3_000
+    """CQL gradient steps."""
+    cql_repeat: int = 10
+    """Sampled actions per state in CQL's conservative penalty."""
+    rliv_steps: int = 2_000
+    """RLIV-UA gradient steps (two epochs)."""
+    rliv_batch: int = 1024
+    """RLIV-UA samples per gradient step."""
+    rliv_tau: float = 0.02
+    """RLIV-UA Polyak rate (Table 1: 0.005, see the module docstring)."""
+    small_nets: bool = False
+    """Shrink every network to one hidden layer of 16 (smoke tests only)."""
+    agents: tuple[str, ...] = tuple(AGENTS)
+    """Agents to train and evaluate."""
+
+    def __post_init__(self) -> None:
+        self.seeds = tuple(int(s) for s in self.seeds)
+        self.agents = tuple(self.agents)
+        unknown = set(self.agents) - set(AGENTS)
+        if unknown:
+            raise ValueError(f"unknown agents {sorted(unknown)}; expected some of {list(AGENTS)}")
+        if not self.seeds:
+            raise ValueError("at least one seed is needed")
+
+    @property
+    def has_world(self) -> bool:
+        return self.data is None
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return BACKENDS if self.has_world else ("learned",)
+
+    def world_config(self) -> dict[str, Any]:
+        return {
+            "n_users": self.users,
+            "n_items": self.items,
+            "n_authors": self.authors,
+            "seed": self.world_seed,
+        }
+
+
+PRESETS: dict[str, BenchConfig] = {
+    "full": BenchConfig(),
+    "quick": BenchConfig(
+        mode="quick",
+        users=500,
+        items=1500,
+        authors=150,
+        days=7,
+        seeds=(0, 1, 2),
+        episodes=100,
+        deepfm_epochs=4,
+        online_steps=4_000,
+        cql_data_steps=4_000,
+        cql_steps=500,
+        cql_repeat=4,
+        rliv_steps=600,
+        rliv_batch=256,
+        rliv_tau=0.05,
+    ),
+    "tiny": BenchConfig(
+        mode="tiny",
+        users=60,
+        items=200,
+        authors=20,
+        days=2,
+        seeds=(0, 1),
+        episodes=3,
+        max_steps=6,
+        n_candidates=20,
+        slate_size=4,
+        sim_epochs=1,
+        sim_leave_steps=50,
+        deepfm_epochs=1,
+        online_steps=32,
+        online_test_episodes=1,
+        cql_data_steps=48,
+        cql_steps=8,
+        cql_repeat=2,
+        rliv_steps=8,
+        rliv_batch=64,
+        rliv_tau=0.05,
+        small_nets=True,
+    ),
+}
+
+
+def settings_digest(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
