@@ -1,12 +1,15 @@
-"""Smoke test of `benchmarks/throughput.py`: quick mode writes valid JSONL rows and a table."""
+"""Smoke test of `benchmarks/throughput/`: quick mode writes valid JSONL rows and a table."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
 from recgym.benchmarks import throughput
+from recgym.benchmarks.engine import provenance
+from recgym.benchmarks.throughput import ThroughputConfig
 
 FIELDS = {
     "bench",
@@ -16,11 +19,13 @@ FIELDS = {
     "unit",
     "batch",
     "target",
-    "git_sha",
-    "timestamp",
-    "machine",
+    "target_op",
+    "mode",
+    "threads",
     "note",
+    "provenance",
 }
+PROVENANCE = {"git_commit", "dirty_tree", "machine", "python", "numpy", "torch", "date"}
 EXPECTED = {  # (bench, variant, metric, batch)
     *(
         ("world_step", None, metric, batch)
@@ -51,7 +56,7 @@ EXPECTED = {  # (bench, variant, metric, batch)
 
 
 def test_quick_run_writes_jsonl_and_markdown(tmp_path):
-    rows = throughput.run(tmp_path, quick=True)
+    rows = throughput.run(ThroughputConfig(out=str(tmp_path), quick=True))
     lines = (tmp_path / throughput.JSONL).read_text().splitlines()
     assert len(lines) == len(rows)
     parsed = [json.loads(line) for line in lines]
@@ -59,8 +64,9 @@ def test_quick_run_writes_jsonl_and_markdown(tmp_path):
     for row in parsed:
         assert FIELDS <= set(row), row
         assert isinstance(row["value"], float) and row["value"] > 0, row
-        assert {"nproc", "python", "numpy"} <= set(row["machine"])
-        assert row["machine"]["torch_threads"] == throughput.TORCH_THREADS
+        assert set(row["provenance"]) == PROVENANCE  # the engine's stamp, not the bench's own
+        assert row["provenance"]["git_commit"] == provenance()["git_commit"]
+        assert row["threads"] == {"numpy": throughput.THREADS, "torch": throughput.TORCH_THREADS}
         assert row["mode"] == "quick"
     keys = [throughput.row_key(r) for r in parsed]
     assert len(keys) == len(set(keys))  # one row per key and run
@@ -95,12 +101,15 @@ def test_quick_run_writes_jsonl_and_markdown(tmp_path):
 
 
 def test_a_given_checkpoint_is_used_and_tiled_to_the_batch(tmp_path, tiny_checkpoint):
-    rows = throughput.run(tmp_path, quick=True, checkpoint=tiny_checkpoint, only=["sim_inference"])
+    config = ThroughputConfig(
+        out=str(tmp_path), quick=True, checkpoint=str(tiny_checkpoint), only=("sim_inference",)
+    )
+    rows = throughput.run(config)
     assert {r["bench"] for r in rows} == {"sim_inference"}
     assert {r["batch"] for r in rows} == {1, 64, 1024}  # more than the checkpoint's 120 users
     assert all(str(tiny_checkpoint) in r["note"] and r["value"] > 0 for r in rows)
     with pytest.raises(ValueError, match="unknown benches"):
-        throughput.run(tmp_path, quick=True, only=["nope"])
+        ThroughputConfig(out=str(tmp_path), quick=True, only=("nope",))
 
 
 def test_help_explains_every_option(capsys):
@@ -111,10 +120,60 @@ def test_help_explains_every_option(capsys):
     for option in ("--out", "--quick", "--checkpoint", "--only", "--torch-threads"):
         assert option in text
     assert all(name in text for name in throughput.BENCHES)
+    assert "smoke-test sizes" in text  # help comes from the config fields' docstrings
+
+
+def test_command_line_sets_every_config_field():
+    config = throughput.parse_args(
+        ["--out", "/tmp/x", "--quick", "--checkpoint", "ck", "--only", "logs", "sim_train",
+         "--torch-threads", "2"]
+    )  # fmt: skip
+    assert config == ThroughputConfig(
+        out="/tmp/x", quick=True, checkpoint="ck", only=("logs", "sim_train"), torch_threads=2
+    )
+    assert throughput.parse_args([]) == ThroughputConfig()
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--only", "nope"])
+
+
+def test_provenance_hash_sees_untracked_files(tmp_path):
+    """The rows' dirty-tree hash changes with an untracked file (the old stamp ignored them)."""
+    from recgym.benchmarks.engine import tree_provenance
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("a")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "a")
+    clean = tree_provenance.__wrapped__(tmp_path)["dirty_tree"]
+    (tmp_path / "new.txt").write_text("untracked")
+    dirty = tree_provenance.__wrapped__(tmp_path)["dirty_tree"]
+    assert clean == "clean" and dirty not in ("clean", "unknown")
+
+
+def test_table_shows_provenance_and_reads_old_rows():
+    new = throughput.make_row("world_step", "step_ms", 1.5, "ms", 1, "n", quick=False, threads=2,
+                              torch_threads=1)  # fmt: skip
+    old = {  # a row written before the engine's provenance
+        "bench": "log_load", "metric": "seconds", "value": 0.5, "unit": "s", "batch": None,
+        "target": 10.0, "target_op": "<=", "mode": "full", "git_sha": "aed379ef31c6-dirty",
+        "timestamp": "2026-11-23T10:28:36+00:00", "note": "old",
+        "machine": {"nproc": 2, "python": "3.11.7", "numpy": "2.4.6"},
+    }  # fmt: skip
+    lines = throughput.markdown([old, new]).splitlines()
+    assert any("aed379ef31c6-dirty" in line and "2026-11-23" in line for line in lines)
+    prov = new["provenance"]
+    git = prov["git_commit"][:12]
+    line = next(line for line in lines if line.startswith("| world_step"))
+    assert git in line and prov["date"][:10] in line
+    if prov["dirty_tree"] != "clean":
+        assert f"+dirty {prov['dirty_tree'][:8]}" in line
 
 
 def test_table_keeps_the_latest_full_row_per_key(tmp_path):
-    throughput.run(tmp_path, quick=True, only=["world_step"])
+    throughput.run(ThroughputConfig(out=str(tmp_path), quick=True, only=("world_step",)))
     first = throughput.read_rows(tmp_path / throughput.JSONL)
     full = dict(first[0], mode="full", value=123.0, timestamp="2000-01-01T00:00:00+00:00")
     newer_quick = dict(first[0], mode="quick", value=7.0)

@@ -1,0 +1,7 @@
+"""``python -m recgym.benchmarks.throughput``: the same as ``recgym bench throughput``."""
+
+import sys
+
+from recgym.benchmarks.throughput.runner import main
+
+sys.exit(main())
