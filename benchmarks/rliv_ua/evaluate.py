@@ -228,9 +228,12 @@ def _train_seconds(agent: str, seed: int, backend: str, records: Mapping) -> flo
 
 
 def git_sha() -> str:
-    from recgym.benchmarks.throughput import git_sha as sha
+    """The commit, with the engine's dirty-tree hash (untracked files included) when dirty."""
+    from recgym.benchmarks.engine import provenance
 
-    return sha()
+    p = provenance()
+    commit, dirty = p["git_commit"][:12], p["dirty_tree"]
+    return commit if dirty == "clean" else f"{commit}-dirty-{dirty}"
 
 
 def machine() -> dict[str, Any]:
