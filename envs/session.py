@@ -87,11 +87,13 @@ class SessionEnv(gym.Env):
     world_dir (a saved world to load, for backend "world").
 
     ## Version History
-    v0: initial version. Later changed in place, dynamics unchanged (same users, candidates,
-    responses and rewards for the same random draws): the observation became the Dict above
-    (its numbers are the former flat vector's), randomness was split into the four seeded
-    streams above (so a given seed now draws different episodes than before), and invalid
-    actions raise ``ValueError``.
+    v0: initial version. Changed in place before recgym's first release (0.1.0 is unpublished;
+    ids are bumped from the first release on): the observation became the Dict above (its numbers
+    are the former flat vector's), randomness was split into the four seeded streams above (so a
+    given seed now draws different episodes than before), invalid actions raise ``ValueError``,
+    ``world_dir`` starts the world where its logs ended, and the world's default dynamics were
+    calibrated to KuaiRand (`simulators/world.py`; watched fraction falls with duration,
+    patience drains with time spent and is restored by the seconds of satisfying views).
     """
 
     metadata = {"render_modes": []}

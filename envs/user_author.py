@@ -156,9 +156,9 @@ class UserAuthorEnv(SessionEnv):
     world_dir.
 
     ## Version History
-    v0: initial version. Later changed in place as Session-v0 (dynamics unchanged): the Dict
-    observation (numbers as the former flat vector's), the four seeded random streams and
-    ``ValueError`` on invalid actions.
+    v0: initial version. Changed in place with Session-v0 before the first release (see its
+    Version History): the Dict observation, the four seeded random streams, ``ValueError`` on
+    invalid actions, ``world_dir`` and the calibrated world.
     """
 
     def __init__(self, *args: Any, **kwargs: Any):
