@@ -143,7 +143,9 @@ def test_the_graph_sees_imports():
 
 @pytest.mark.timeout(120)
 def test_every_module_imports_in_a_fresh_interpreter():
-    ordered = sorted(GRAPH, key=lambda m: (m != "recgym.data.asa", RANK[_room(m)], m))
+    # a package's __main__ is a script (importing it runs it), not a module to import
+    modules = [m for m in GRAPH if not m.endswith(".__main__")]
+    ordered = sorted(modules, key=lambda m: (m != "recgym.data.asa", RANK[_room(m)], m))
     code = f"import importlib\nfor m in {ordered!r}:\n    importlib.import_module(m)\n"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=110
