@@ -22,6 +22,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.nn import functional as F
 
+from recgym.agents.checkpoint import json_path
 from recgym.envs.contract import (
     Obs,
     action_from_values,
@@ -411,23 +412,19 @@ class RankingModel:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(self.net.state_dict(), path)
         meta = {"kind": "RankingModel", "target": self.target, "config": asdict(self.config)}
-        _json_path(path).write_text(json.dumps(meta, indent=2))
+        json_path(path).write_text(json.dumps(meta, indent=2))
         return path
 
     @classmethod
     def load(cls, path: str | Path, action_space: gym.Space | None = None) -> RankingModel:
         path = Path(path)
-        meta = json.loads(_json_path(path).read_text())
+        meta = json.loads(json_path(path).read_text())
         cfg = meta["config"]
         cfg["hidden_sizes"] = tuple(cfg["hidden_sizes"])
         model = cls(RankerConfig(**cfg), target=meta["target"], action_space=action_space)
         model.net.load_state_dict(torch.load(path, weights_only=True))
         model.net.eval()
         return model
-
-
-def _json_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
 
 
 # --------------------------------------------------------------------------- Q-value adapter

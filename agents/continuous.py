@@ -46,6 +46,7 @@ from tianshou.utils.net.continuous import (
 )
 from tianshou.utils.torch_utils import policy_within_training_step
 
+from recgym.agents.checkpoint import config_from_dict, json_path, jsonable
 from recgym.agents.dqn import CurveLogger, RunStats
 from recgym.agents.linear import (
     AgentView,
@@ -542,7 +543,7 @@ class LinearScorePolicy:
             "env_id": self.env_id,
             "env_kwargs": self.env_kwargs,
         }
-        _json_path(path).write_text(json.dumps(meta, indent=2, default=_jsonable))
+        json_path(path).write_text(json.dumps(meta, indent=2, default=jsonable))
         return path
 
     @classmethod
@@ -550,7 +551,7 @@ class LinearScorePolicy:
         """Rebuild a policy saved by `save` (TD3 or CQL; no env needed) acting in
         `action_space` (None: scores)."""
         path = Path(path)
-        meta = json.loads(_json_path(path).read_text())
+        meta = json.loads(json_path(path).read_text())
         if meta.get("kind") not in cls.kinds:
             raise ValueError(f"{path} holds a {meta.get('kind')} agent; load it with its class")
         config_cls, build = cls.kinds[meta["kind"]]
@@ -561,29 +562,6 @@ class LinearScorePolicy:
         return cls(
             algo, CandidateRowsView(layout), cfg, meta["env_id"], meta["env_kwargs"], action_space
         )
-
-
-def config_from_dict(config_cls: type, data: Mapping[str, Any]) -> Any:
-    """A config dataclass from its JSON dict (lists back to tuples where the field is one)."""
-    values = dict(data)
-    for key, value in values.items():
-        if isinstance(value, list):
-            values[key] = tuple(value)
-    return config_cls(**values)
-
-
-def _json_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} in the checkpoint JSON")
 
 
 __all__ = [  # the adapter's names (agents.linear) stay importable from here

@@ -28,6 +28,7 @@ from tianshou.trainer import OffPolicyTrainerParams
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
+from recgym.agents.checkpoint import json_path, jsonable
 from recgym.agents.progress import BarLogger, stage_bar
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
 from recgym.envs import make_env
@@ -297,7 +298,7 @@ def save_dqn(
         "layout": net.layout.to_dict(),
         "env_kwargs": _env_kwargs(env_kwargs),
     }
-    path.with_name(path.name + ".json").write_text(json.dumps(meta, indent=2, default=_jsonable))
+    json_path(path).write_text(json.dumps(meta, indent=2, default=jsonable))
     return path
 
 
@@ -323,14 +324,6 @@ def _saved_layout(meta: dict[str, Any]) -> RowLayout:
     return RowLayout(
         user_dim=user_dim, context_dim=context_dim, n_rows=n, row_names=row_features(row)
     )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"cannot store {type(value).__name__} in the checkpoint JSON")
 
 
 __all__ = [

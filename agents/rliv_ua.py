@@ -51,7 +51,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 from torch.nn import functional as F
 
+from recgym.agents.checkpoint import config_from_dict, json_path
 from recgym.agents.progress import BarLogger, stage_bar
 from recgym.agents.rliv_ua_policy import (
     CandidateStates,
@@ -524,7 +525,7 @@ def save_rliv_ua(algo: RLIVUA, path: str | Path) -> Path:
         "n_authors": 0 if emb.author_id is None else len(emb.author_vocab),
         "n_candidates": int(algo.policy.action_space.shape[0]),
     }
-    _json_path(path).write_text(json.dumps(meta, indent=2))
+    json_path(path).write_text(json.dumps(meta, indent=2))
     return path
 
 
@@ -537,16 +538,10 @@ def load_rliv_ua(
     fields (towers, heads, widths, gamma, ids) must equal the saved ones; ValueError otherwise,
     as when the weights do not fit the saved config."""
     path = Path(path)
-    meta = json.loads(_json_path(path).read_text())
+    meta = json.loads(json_path(path).read_text())
     if meta.get("kind") != KIND:
-        raise ValueError(
-            f"{_json_path(path)} is not an {KIND} checkpoint (kind {meta.get('kind')})"
-        )
-    names = {f.name for f in fields(RLIVUAConfig)}
-    unknown = set(meta["config"]) - names
-    if unknown:
-        raise ValueError(f"{_json_path(path)} has unknown config fields {sorted(unknown)}")
-    saved = RLIVUAConfig(**meta["config"])
+        raise ValueError(f"{json_path(path)} is not an {KIND} checkpoint (kind {meta.get('kind')})")
+    saved = config_from_dict(RLIVUAConfig, meta["config"], source=json_path(path))
     if config is not None:
         diff = [
             f"{name}: saved {getattr(saved, name)!r}, given {getattr(config, name)!r}"
@@ -576,10 +571,6 @@ def load_rliv_ua(
         raise ValueError(f"weights in {path} do not match the config in its JSON: {err}") from err
     algo.policy.net.eval()
     return algo
-
-
-def _json_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
 
 
 __all__ = [  # the networks and serving (agents.rliv_ua_policy) stay importable from here
