@@ -88,3 +88,124 @@ def test_paper_preprocessing_on_the_shared_subsets(folder: str, users: int, item
     assert (s.n_users, s.n_items) == (users, items)
     assert s.lengths.min() >= 10 and np.bincount(s.items).min() >= 10
     assert s.steps[-1]["step"] == "k_core" and s.steps[-1]["removed"] > 0
+
+
+# --------------------------------------------------------------------------- the env
+def _world_env(**kwargs):
+    from recgym.envs.interest_allocation import InterestAllocationEnv
+
+    return InterestAllocationEnv(world_config=SMALL_WORLD, **kwargs)
+
+
+def _episode(env, seed: int, policy=None) -> list:
+    obs, info = env.reset(seed=seed)
+    out = [obs["sequence"].tolist(), info["user_id"]]
+    t = 0
+    while True:
+        a = t % env.k if policy is None else policy(obs)
+        obs, r, term, trunc, info = env.step(a)
+        out.append((obs["item_id"].tolist(), obs["assignment"].tolist(), r))
+        t += 1
+        if term or trunc:
+            return out + [info]
+
+
+def test_check_env_determinism_and_pickle_on_the_world() -> None:
+    import pickle
+
+    from gymnasium.utils.env_checker import check_env
+
+    env = _world_env()
+    check_env(env, skip_render_check=True)
+    a, b, c = _episode(_world_env(), 3), _episode(_world_env(), 3), _episode(_world_env(), 4)
+    assert a[:-1] == b[:-1] and a[:-1] != c[:-1]
+    env.reset(seed=2)
+    env.step(1)
+    clone = pickle.loads(pickle.dumps(env))
+    x, y = env.step(2), clone.step(2)
+    assert x[1:4] == y[1:4]
+    for key in x[0]:
+        np.testing.assert_array_equal(x[0][key], y[0][key])
+
+
+def test_episode_allocates_the_sequence_then_rewards_the_target() -> None:
+    env = _world_env(k=3, length=6)
+    obs, _ = env.reset(seed=0)
+    seq = obs["sequence"].copy()
+    assert obs["max_k"].tolist() == [3] and obs["n_open"].tolist() == [0]
+    rewards = []
+    for t in range(6):
+        assert obs["item_id"][0] == seq[t] and obs["position"][0] == t
+        obs, r, term, trunc, info = env.step(0 if t < 3 else 2)
+        rewards.append(r)
+        assert not term
+    assert obs["context"][2] == 1.0 and obs["position"][0] == 6  # the target is shown
+    assert obs["assignment"].tolist() == [0, 0, 0, 2, 2, 2] and obs["n_open"][0] == 2
+    assert obs["interest_size"].tolist() == [3, 0, 3]
+    np.testing.assert_allclose(obs["interests"][0], env.vectors[seq[:3]].mean(0), rtol=1e-5)
+    _, r, term, _, info = env.step(1)  # an empty interest predicts uniformly: R_c = 1 / (o + 1)
+    assert term and rewards == [0.0] * 6
+    assert info["r_c"] == pytest.approx(1 / 100)
+    assert r == pytest.approx(info["r_advantage"] + 0.001 * info["r_orthogonal"])
+    assert info["true_interest"].shape == (6,)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(0)
+
+
+def test_reward_by_hand() -> None:
+    from recgym.envs.interest_allocation import allocation_reward, interest_vectors
+
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]], dtype=np.float32)
+    p, sizes = interest_vectors(vectors, np.array([[0, 1, -1]]), np.array([[0, 1, -1]]), 3)
+    assert sizes.tolist() == [[1, 1, 0]]
+    out = allocation_reward(vectors, p, sizes, np.array([2]), np.array([0]), np.array([[3]]), 0.5)
+    # interest 0 = (1, 0): target score e^1 / (e^1 + e^0); same for interest 1 -> advantage 0
+    r_c = np.e / (np.e + 1)
+    assert out["r_c"][0] == pytest.approx(r_c) and out["r_advantage"][0] == pytest.approx(0.0)
+    assert out["r_orthogonal"][0] == pytest.approx(0.0)  # (1, 0) . (0, 1) = 0
+    out = allocation_reward(vectors, p, sizes, np.array([0]), np.array([1]), np.array([[3]]), 0.5)
+    base = (np.e / (np.e + 1) + 0.5) / 2
+    assert out["reward"][0] == pytest.approx(0.5 - base)
+
+
+def test_invalid_actions_and_arguments_name_the_env() -> None:
+    env = _world_env()
+    env.reset(seed=0)
+    for bad in (-1, 4, 1.5, np.nan, [0, 1]):
+        with pytest.raises(ValueError, match="InterestAllocation-v0"):
+            env.step(bad)
+    with pytest.raises(ValueError, match="intermediate_reward"):
+        _world_env(intermediate_reward="sometimes")
+    with pytest.raises(ValueError, match="item_vectors"):
+        _world_env(item_vectors=np.zeros((3, 2)))
+
+
+def test_world_clicks_carry_their_true_interest() -> None:
+    from recgym.envs.interest_allocation import world_sequences
+    from recgym.simulators.world import World, WorldConfig
+
+    s = world_sequences(12, world_config=SMALL_WORLD, seed=1)
+    assert s.n_users == 60 and (s.lengths == 12).all() and s.interest is not None
+    labelled = s.interest >= 0
+    assert 0.2 < labelled.mean() < 1.0
+    world = World(WorldConfig(**SMALL_WORLD))
+    # a label is the clicked item's leaf category
+    np.testing.assert_array_equal(s.interest[labelled], world.catalogue.category[s.items[labelled]])
+    again = world_sequences(12, world_config=SMALL_WORLD, seed=1)
+    np.testing.assert_array_equal(s.items, again.items)
+
+
+def test_dataset_source_allocates_a_users_training_clicks() -> None:
+    from recgym.envs.interest_allocation import InterestAllocationEnv
+
+    seqs = SequenceSet.from_lists([list(range(i, i + 8)) for i in range(6)], n_items=14)
+    env = InterestAllocationEnv(seqs, k=3, length=4, n_negatives=5)
+    obs, info = env.reset(seed=0, options={"user": 2})
+    assert obs["sequence"].tolist() == [3, 4, 5, 6] and info["user_id"] == 2
+    for _ in range(4):
+        obs, *_ = env.step(0)
+    assert obs["item_id"].tolist() == [7]  # the target: the click before validation and test
+    *_, term, _, info = env.step(0)
+    assert term and info["true_interest"].tolist() == [-1] * 4
+    with pytest.raises(ValueError, match="source='world'"):
+        InterestAllocationEnv(seqs, world_config=SMALL_WORLD)

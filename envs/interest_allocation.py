@@ -1,0 +1,555 @@
+"""`recgym/InterestAllocation-v0`: allocate a click sequence to a dynamic number of interests.
+
+The RDRSR paper's Dynamic Interest Allocator as an MDP (`rdrsr-dynamic-interest-allocation.md`,
+section 3.4), over the ground-truth world's users (composing `envs.driver.EpisodeDriver`) or over
+the click sequences of a dataset (`data.sequences.SequenceSet`). This module also builds the
+world's click sequences with each click's *true interest* (`world_sequences`), which only the
+world can know, and the reward's item vectors.
+
+**True interest of a click.** The world's interests are per leaf category, with a strength in
+[0, 1] that satisfying views reinforce (and kindle), that fades between sessions and dies below
+``Dynamics.interest_death`` (`simulators/world.py`, point 5). A click on an item of leaf category
+c is labelled c when the user's interest in c is alive (strength > interest_death) *just before*
+the request that produced the click (the state the click logit read), and -1 otherwise (a click
+driven by taste, popularity or clickbait rather than an interest). Labels are category ids, so
+two clicks share a true interest exactly when they fall in the same live category. Allocation
+quality is measured on the labelled clicks (`benchmarks.metrics.allocation_nmi` / `_ari`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from recgym.data.sequences import SequenceSet
+from recgym.envs.contract import FLOAT_HIGH, FLOAT_LOW
+from recgym.envs.driver import EpisodeDriver
+from recgym.simulators.candidates import CandidateGenerator
+
+ENV_ID = "recgym/InterestAllocation-v0"
+CONTEXT_FEATURES: tuple[str, ...] = ("position_fraction", "open_fraction", "is_target", "fill")
+"""The ``"context"`` entries: position / sequence length, open interests / k, 1 on the target
+step, allocated share of the sequence."""
+
+
+# --------------------------------------------------------------------------- world sequences
+def true_interest(model: Any, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """(B, K) true interest of `users` (B,) in `items` (B, K) now (module doc): the item's leaf
+    category where the user's interest in it is alive, else -1; all -1 for a backend without
+    interests (a learned simulator)."""
+    state = getattr(model, "state", None)
+    if state is None or not hasattr(state, "interest"):
+        return np.full(np.shape(items), -1, dtype=np.int64)
+    cats = model.catalogue.category[items]
+    alive = state.interest[np.asarray(users)[:, None], cats] > model.dynamics.interest_death
+    return np.where(alive, cats, -1).astype(np.int64)
+
+
+def collect_clicks(
+    driver: EpisodeDriver,
+    n_clicks: int,
+    *,
+    slots: np.ndarray | None = None,
+    slate_size: int = 6,
+    n_candidates: int = 12,
+    max_requests: int = 400,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The next `n_clicks` clicks of the slots' users: (B, n_clicks) items and true interests.
+
+    Each request shows the first `slate_size` of `n_candidates` retrieved candidates (history
+    categories, popularity, uniform; `simulators.candidates`), so what users click follows
+    their own interests rather than a ranker's. Clicks of one request are taken in slate order.
+    A user who leaves starts a new session (time passes: interests fade, are born). Raises
+    RuntimeError when a user has not clicked `n_clicks` times in `max_requests` requests.
+    """
+    idx = np.arange(driver.n_slots) if slots is None else np.asarray(slots, dtype=np.int64)
+    generator = CandidateGenerator(catalogue=driver.catalogue, n_candidates=n_candidates)
+    items = np.full((len(idx), n_clicks), -1, dtype=np.int64)
+    labels = np.full((len(idx), n_clicks), -1, dtype=np.int64)
+    count = np.zeros(len(idx), dtype=np.int64)
+    for _ in range(max_requests):
+        todo = np.flatnonzero(count < n_clicks)
+        if not len(todo):
+            return items, labels
+        sl = idx[todo]
+        slate = driver.retrieve(generator, sl)[:, :slate_size]
+        truth = true_interest(driver.model, driver.user[sl], slate)
+        res = driver.respond(slate, sl)
+        click = np.asarray(res.responses["click"], dtype=bool)
+        dest = count[todo, None] + np.cumsum(click, axis=1) - 1
+        put = click & (dest < n_clicks)
+        rows = np.broadcast_to(todo[:, None], click.shape)[put]
+        items[rows, dest[put]] = slate[put]
+        labels[rows, dest[put]] = truth[put]
+        count[todo] += put.sum(axis=1)
+        left = sl[np.asarray(res.left, dtype=bool)]
+        if len(left):
+            driver.begin({"user": driver.user[left]}, left)
+    raise RuntimeError(
+        f"{ENV_ID}: users {driver.user[idx[count < n_clicks]][:5].tolist()} clicked fewer than "
+        f"{n_clicks} times in {max_requests} requests"
+    )
+
+
+def world_sequences(
+    length: int,
+    *,
+    world_config: dict | None = None,
+    world_dir: str | None = None,
+    users: np.ndarray | None = None,
+    seed: int = 0,
+    **collect: Any,
+) -> SequenceSet:
+    """`length` clicks of each world user (default all), labelled with their true interests.
+
+    One driver slot per user, all stepped together; `collect` goes to `collect_clicks`."""
+    probe = EpisodeDriver("world", world_config=world_config, world_dir=world_dir, users=users)
+    ids = probe.users
+    driver = EpisodeDriver(
+        "world", world_config=world_config, world_dir=world_dir, users=ids, n_slots=len(ids)
+    )
+    driver.seed(seed)
+    driver.begin({"user": ids})
+    items, labels = collect_clicks(driver, length, **collect)
+    return SequenceSet(
+        name="world",
+        items=items.ravel(),
+        offsets=np.arange(len(ids) + 1) * length,
+        user_ids=ids,
+        item_ids=np.arange(driver.catalogue.n_items),
+        interest=labels.ravel(),
+    )
+
+
+# --------------------------------------------------------------------------- reward item vectors
+def world_item_vectors(model: Any) -> np.ndarray:
+    """The reward's item vectors on a world: its latent item vectors (what users' tastes match);
+    on another backend: 2 x one-hot leaf category, then the catalogue's item features."""
+    truth = getattr(model, "truth", None)
+    if truth is not None and hasattr(truth, "item_latent"):
+        return np.asarray(truth.item_latent, dtype=np.float32)
+    cat = model.catalogue
+    onehot = 2.0 * np.eye(cat.n_categories, dtype=np.float32)[cat.category]
+    return np.concatenate([onehot, cat.item_features(np.arange(cat.n_items))], axis=1)
+
+
+def cooccurrence_vectors(
+    seqs: SequenceSet, dim: int = 16, window: int = 5, holdout: int = 2
+) -> np.ndarray:
+    """(n_items, dim) item vectors of a dataset: truncated SVD of the positive PMI of clicks
+    within `window` of each other, over each sequence without its last `holdout` clicks (the
+    validation and test items never shape the reward). Rows scaled to mean norm 2 (the world's
+    latent vectors' norm). Items never co-clicked get a zero vector."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import svds
+
+    n = seqs.n_items
+    pos = np.arange(len(seqs.items)) - np.repeat(seqs.offsets[:-1], seqs.lengths)
+    usable = pos < np.repeat(seqs.lengths - holdout, seqs.lengths)
+    owner = np.repeat(np.arange(seqs.n_users), seqs.lengths)
+    rows, cols = [], []
+    for w in range(1, window + 1):
+        same = (owner[w:] == owner[:-w]) & usable[w:] & usable[:-w]
+        rows += [seqs.items[:-w][same], seqs.items[w:][same]]
+        cols += [seqs.items[w:][same], seqs.items[:-w][same]]
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    m = coo_matrix((np.ones(len(r)), (r, c)), shape=(n, n)).tocsr()
+    m.sum_duplicates()
+    total, row_sum = m.sum(), np.asarray(m.sum(axis=1)).ravel()
+    m = m.tocoo()
+    pmi = np.log(m.data * total / (row_sum[m.row] * row_sum[m.col]))
+    keep = pmi > 0
+    ppmi = coo_matrix((pmi[keep], (m.row[keep], m.col[keep])), shape=(n, n)).tocsr()
+    k = max(1, min(dim, n - 2))
+    u, s, _ = svds(ppmi, k=k, random_state=0)
+    vec = (u * np.sqrt(s)).astype(np.float32)
+    norm = np.linalg.norm(vec, axis=1)
+    scale = 2.0 / max(float(norm[norm > 0].mean()) if (norm > 0).any() else 1.0, 1e-9)
+    out = np.zeros((n, dim), dtype=np.float32)
+    out[:, :k] = vec * scale
+    return out
+
+
+# --------------------------------------------------------------------------- reward
+def interest_vectors(
+    vectors: np.ndarray, items: np.ndarray, assignment: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(B, k, d) mean item vector of each interest (0 when empty) and (B, k) sizes, from (B, L)
+    items and their (B, L) interests (-1: not allocated or padding)."""
+    valid = (assignment >= 0) & (items >= 0)
+    onehot = (assignment[..., None] == np.arange(k)) & valid[..., None]  # (B, L, k)
+    e = vectors[np.maximum(items, 0)] * valid[..., None]
+    sums = np.einsum("blk,bld->bkd", onehot.astype(np.float32), e)
+    sizes = onehot.sum(axis=1)
+    return sums / np.maximum(sizes, 1)[..., None], sizes
+
+
+def allocation_reward(
+    vectors: np.ndarray,
+    interests: np.ndarray,
+    sizes: np.ndarray,
+    target: np.ndarray,
+    choice: np.ndarray,
+    negatives: np.ndarray,
+    lambda_o: float,
+) -> dict[str, np.ndarray]:
+    """The paper's reward, eq. (13)-(17), per row; returns its parts and ``"reward"``.
+
+    R_c = sampled softmax of the target against `negatives` (B, o) under the chosen interest's
+    vector; R_baseline = the same averaged over the open (non-empty) interests (R_c itself when
+    none is open, so the advantage is 0); R_orthogonal = -mean |p_i . p_j| over pairs of open
+    interests (0 with fewer than two); reward = R_c - R_baseline + lambda_o * R_orthogonal. An
+    empty chosen interest has vector 0, so R_c = 1 / (o + 1).
+    """
+    rows = np.arange(len(target))
+    cand = np.concatenate([target[:, None], negatives], axis=1)  # (B, 1 + o)
+    logits = np.einsum("bkd,bcd->bkc", interests, vectors[cand]).astype(np.float64)
+    logits -= logits.max(axis=2, keepdims=True)
+    soft = np.exp(logits)
+    score = soft[..., 0] / soft.sum(axis=2)  # (B, k)
+    r_c = score[rows, choice]
+    open_ = sizes > 0
+    n_open = open_.sum(axis=1)
+    base = np.where(n_open > 0, (score * open_).sum(axis=1) / np.maximum(n_open, 1), r_c)
+    gram = np.abs(np.einsum("bid,bjd->bij", interests, interests))
+    pair = open_[:, :, None] & open_[:, None, :] & ~np.eye(open_.shape[1], dtype=bool)
+    n_pairs = pair.sum(axis=(1, 2))
+    orth = -np.where(n_pairs > 0, (gram * pair).sum(axis=(1, 2)) / np.maximum(n_pairs, 1), 0.0)
+    advantage = r_c - base
+    return {
+        "r_c": r_c,
+        "r_baseline": base,
+        "r_advantage": advantage,
+        "r_orthogonal": orth,
+        "reward": advantage + lambda_o * orth,
+    }
+
+
+def sample_other_items(target: np.ndarray, n: int, n_items: int, rng: np.random.Generator):
+    """(B, n) items drawn uniformly from the catalogue without each row's target."""
+    if n_items < 2:
+        raise ValueError(f"{ENV_ID}: need at least 2 items to sample negatives")
+    shift = rng.integers(1, n_items, size=(len(target), n))
+    return (np.asarray(target)[:, None] + shift) % n_items
+
+
+# --------------------------------------------------------------------------- the env
+class InterestAllocationEnv(gym.Env):
+    """## Description
+    An episode is one user's click sequence x_1..x_L followed by the next click x_{L+1} (the
+    *target*). Step T shows x_T; the agent chooses which of `k` interests (sub-sequences) it
+    joins. The last step shows the target; the agent chooses which interest predicts it (the
+    paper puts the target through the same policy, eq. 13), and the episode ends. The
+    sub-sequences are the user's multi-interest representation: interest j's vector is the mean
+    of its items' vectors (`item_vectors`; the paper's average pooling).
+
+    Users: the world's (`source="world"`, default; a user's next L + 1 clicks are collected on
+    reset through the driver, with their true interests) or a dataset's (`source=` a
+    `SequenceSet`: the user's last L + 1 clicks before the `holdout` last ones, left-padded
+    when shorter; users with fewer than 2 usable clicks are never drawn).
+
+    ## Action Space
+    `Discrete(k)`: the interest the shown item joins. Any of the k may be chosen; choosing an
+    empty one opens it, so the number of open interests is the agent's to decide (RDRSR's DID
+    caps it per user). Anything else (out of range, non-integer, NaN) raises ValueError naming
+    the env.
+
+    ## Observation Space
+    Dict (`envs.contract` keys where they apply): "user" float32 (U,) user features (world) or
+    (1,) log sequence length / 5 (dataset); "context" float32 (4,) `CONTEXT_FEATURES`;
+    "candidates" float32 (1, F) the shown item's features (world: catalogue item features;
+    dataset: log popularity / 5); "item_id", "author_id", "category_id" int64 (1,) the shown
+    item (author and category 0 on a dataset); "mask" int8 (1,) = 1 (one valid row);
+    "user_id" int64 (1,); "sequence" int64 (L,) the sequence being allocated (-1 padded left;
+    the target is never in it); "assignment" int64 (L,) the interests chosen so far (-1 not
+    yet); "position" int64 (1,) index of the shown item in "sequence" (L on the target step);
+    "interests" float32 (k, d) the interests' vectors; "interest_size" int64 (k,);
+    "interest_open" int8 (k,); "n_open" int64 (1,); "max_k" int64 (1,) = k.
+
+    ## Rewards
+    The paper's (eq. 13-17, `allocation_reward`) on the target step: the sampled-softmax
+    probability of the target against `n_negatives` uniformly drawn other items under the
+    chosen interest, minus its mean over the open interests, plus `lambda_o` (paper 0.001)
+    times the orthogonality reward. Intermediate steps: 0 with `intermediate_reward="zero"`
+    (the paper: R_s is one episode reward that REINFORCE puts on every action, eq. 21), or
+    "next_item": the same reward for the shown item against the interests built before it.
+    `info` on the last step has the parts, "assignment" and "true_interest" (-1 unknown).
+
+    ## Starting State
+    A drawn user (driver's users stream; dataset: the env's own users stream) and their
+    sequence; every interest empty.
+
+    ## Episode End
+    Terminated after the target step (L + 1 steps, fewer for a short dataset sequence). No
+    truncation.
+
+    ## Arguments
+    source ("world" | SequenceSet), k (max interests, 3-5 in the paper), length (L, the
+    paper's t = 10), n_negatives (o, 99), lambda_o, intermediate_reward, item_vectors ((I, d);
+    default `world_item_vectors` / `cooccurrence_vectors`), holdout (dataset), slate_size,
+    n_candidates, max_requests (world click collection), and the driver's backend,
+    checkpoint, world_config, world_dir, users.
+
+    ## Version History
+    v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        source: str | SequenceSet = "world",
+        k: int = 4,
+        length: int = 10,
+        n_negatives: int = 99,
+        lambda_o: float = 0.001,
+        intermediate_reward: str = "zero",
+        item_vectors: np.ndarray | None = None,
+        holdout: int = 2,
+        slate_size: int = 6,
+        n_candidates: int = 12,
+        max_requests: int = 400,
+        **driver_kwargs: Any,
+    ):
+        if int(k) < 1 or int(length) < 1 or int(n_negatives) < 1:
+            raise ValueError(f"{ENV_ID}: k, length and n_negatives must be >= 1")
+        if intermediate_reward not in ("zero", "next_item"):
+            raise ValueError(
+                f"{ENV_ID}: intermediate_reward must be 'zero' or 'next_item', "
+                f"got {intermediate_reward!r}"
+            )
+        self.k, self.length, self.n_negatives = int(k), int(length), int(n_negatives)
+        self.lambda_o, self.intermediate_reward = float(lambda_o), intermediate_reward
+        self.collect = {
+            "slate_size": slate_size,
+            "n_candidates": n_candidates,
+            "max_requests": max_requests,
+        }
+        if isinstance(source, SequenceSet):
+            if driver_kwargs:
+                raise ValueError(
+                    f"{ENV_ID}: driver arguments {sorted(driver_kwargs)} need source='world'"
+                )
+            self.seqs, self.driver = source, None
+            self.holdout = int(holdout)
+            usable = source.lengths - self.holdout
+            self._draw = np.flatnonzero(usable >= 2)
+            if not len(self._draw):
+                raise ValueError(
+                    f"{ENV_ID}: no user of {source.name!r} has 2 clicks before the last "
+                    f"{self.holdout}"
+                )
+            n_items, n_users = source.n_items, source.n_users
+            n_authors = n_categories = 1
+            vectors = cooccurrence_vectors(source, holdout=self.holdout)
+            pop = np.log1p(source.popularity()) / 5.0
+            self._item_rows = pop[:, None].astype(np.float32)
+            user_dim = 1
+        elif source == "world":
+            self.seqs = None
+            self.driver = EpisodeDriver(extra_streams=("negatives",), **driver_kwargs)
+            cat = self.driver.catalogue
+            n_items, n_users = cat.n_items, int(self.driver.model.n_users)
+            n_authors, n_categories = cat.n_authors, cat.n_categories
+            vectors = world_item_vectors(self.driver.model)
+            self._item_rows = cat.item_features(np.arange(n_items))
+            user_dim = int(self.driver.model.user_feature_dim)
+        else:
+            raise ValueError(f"{ENV_ID}: source must be 'world' or a SequenceSet, got {source!r}")
+        if item_vectors is not None:
+            vectors = np.asarray(item_vectors, dtype=np.float32)
+            if vectors.ndim != 2 or len(vectors) != n_items:
+                raise ValueError(
+                    f"{ENV_ID}: item_vectors must be ({n_items}, d), got {vectors.shape}"
+                )
+        self.vectors = np.asarray(vectors, dtype=np.float32)
+        self.n_items = n_items
+        d, L = self.vectors.shape[1], self.length
+
+        def floats(*shape: int) -> spaces.Box:
+            return spaces.Box(FLOAT_LOW, FLOAT_HIGH, shape=shape, dtype=np.float32)
+
+        def ints(low: int, high: int, *shape: int) -> spaces.Box:
+            return spaces.Box(low, max(high, low + 1), shape=shape, dtype=np.int64)
+
+        self.action_space = spaces.Discrete(self.k)
+        self.observation_space = spaces.Dict(
+            {
+                "user": floats(user_dim),
+                "context": floats(len(CONTEXT_FEATURES)),
+                "candidates": floats(1, self._item_rows.shape[1]),
+                "item_id": ints(0, n_items - 1, 1),
+                "author_id": ints(0, n_authors - 1, 1),
+                "category_id": ints(0, n_categories - 1, 1),
+                "mask": spaces.Box(0, 1, shape=(1,), dtype=np.int8),
+                "user_id": ints(0, n_users - 1, 1),
+                "sequence": ints(-1, n_items - 1, L),
+                "assignment": ints(-1, self.k - 1, L),
+                "position": ints(0, L, 1),
+                "interests": floats(self.k, d),
+                "interest_size": ints(0, L, self.k),
+                "interest_open": spaces.Box(0, 1, shape=(self.k,), dtype=np.int8),
+                "n_open": ints(0, self.k, 1),
+                "max_k": ints(1, self.k, 1),
+            }
+        )
+        self._user_rng: np.random.Generator | None = None
+        self._neg_rng: np.random.Generator | None = None
+        self._begun = False
+
+    # ------------------------------------------------------------------ episode set-up
+    def _seed_dataset(self, seed: int | None) -> None:
+        if seed is None and self._user_rng is not None:
+            return
+        if seed is None:
+            seed = int(self.np_random.integers(2**63))
+        users, negatives = np.random.SeedSequence(seed).spawn(2)
+        self._user_rng, self._neg_rng = (
+            np.random.default_rng(users),
+            np.random.default_rng(negatives),
+        )
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        L = self.length
+        if self.driver is not None:
+            self.driver.seed(seed, self.np_random)
+            self.driver.begin(options)
+            items, labels = collect_clicks(self.driver, L + 1, **self.collect)
+            self._user = int(self.driver.user[0])
+            self._user_features = self.driver.user_features()[0]
+            self._neg_rng = self.driver.streams.extra["negatives"]
+        else:
+            self._seed_dataset(seed)
+            drawn = int(self._draw[self._user_rng.integers(len(self._draw))])
+            named = (options or {}).get("user")
+            self._user = drawn if named is None else int(named)
+            if not 0 <= self._user < self.seqs.n_users:
+                raise ValueError(f"{ENV_ID}: options['user'] must be 0..{self.seqs.n_users - 1}")
+            end = self.seqs.lengths[self._user] - self.holdout
+            items, labels = self.seqs.window(np.array([end]), L + 1, np.array([self._user]))
+            self._user_features = np.array([np.log1p(end) / 5.0], dtype=np.float32)
+        self._seq, self._labels = items[0, :L], labels[0, :L]
+        self._target, self._target_label = int(items[0, L]), int(labels[0, L])
+        self._assign = np.full(L, -1, dtype=np.int64)
+        self._t = int(np.argmax(self._seq >= 0)) if (self._seq >= 0).any() else L
+        self._begun = True
+        return self._obs(), {"user_id": self._user, "candidates": self._shown()[None]}
+
+    # ------------------------------------------------------------------ observation
+    def _shown(self) -> np.ndarray:
+        return np.int64(self._target if self._t >= self.length else self._seq[self._t])
+
+    def _interests(self) -> tuple[np.ndarray, np.ndarray]:
+        p, sizes = interest_vectors(self.vectors, self._seq[None], self._assign[None], self.k)
+        return p[0], sizes[0]
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        item = int(self._shown())
+        p, sizes = self._interests()
+        n_valid = max(int((self._seq >= 0).sum()), 1)
+        open_ = (sizes > 0).astype(np.int8)
+        context = [
+            min(self._t, self.length) / self.length,
+            open_.sum() / self.k,
+            float(self._t >= self.length),
+            (self._assign >= 0).sum() / n_valid,
+        ]
+        if self.driver is not None:
+            cat = self.driver.catalogue
+            author, category = int(cat.author[item]), int(cat.category[item])
+        else:
+            author = category = 0
+
+        def clip(x: np.ndarray) -> np.ndarray:
+            return np.clip(x, FLOAT_LOW, FLOAT_HIGH).astype(np.float32)
+
+        return {
+            "user": clip(self._user_features),
+            "context": clip(np.asarray(context)),
+            "candidates": clip(self._item_rows[item][None]),
+            "item_id": np.array([item], dtype=np.int64),
+            "author_id": np.array([author], dtype=np.int64),
+            "category_id": np.array([category], dtype=np.int64),
+            "mask": np.ones(1, dtype=np.int8),
+            "user_id": np.array([self._user], dtype=np.int64),
+            "sequence": self._seq.copy(),
+            "assignment": self._assign.copy(),
+            "position": np.array([min(self._t, self.length)], dtype=np.int64),
+            "interests": clip(p),
+            "interest_size": sizes.astype(np.int64),
+            "interest_open": open_,
+            "n_open": np.array([open_.sum()], dtype=np.int64),
+            "max_k": np.array([self.k], dtype=np.int64),
+        }
+
+    # ------------------------------------------------------------------ step
+    def _action(self, action: Any) -> int:
+        a = np.asarray(action)
+        if a.size != 1 or not (
+            np.issubdtype(a.dtype, np.integer)
+            or (np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all() and a == np.round(a))
+        ):
+            raise ValueError(
+                f"{ENV_ID}: action {action!r} is not an interest index 0..{self.k - 1}"
+            )
+        value = int(a.reshape(-1)[0])
+        if not 0 <= value < self.k:
+            raise ValueError(f"{ENV_ID}: action {value} is not an interest index 0..{self.k - 1}")
+        return value
+
+    def _reward(self, target: int, choice: int) -> dict[str, np.ndarray]:
+        p, sizes = self._interests()
+        negs = sample_other_items(np.array([target]), self.n_negatives, self.n_items, self._neg_rng)
+        return allocation_reward(
+            self.vectors,
+            p[None],
+            sizes[None],
+            np.array([target]),
+            np.array([choice]),
+            negs,
+            self.lambda_o,
+        )
+
+    def step(self, action: Any):
+        if not self._begun:
+            raise RuntimeError(f"{ENV_ID}: call reset() before step()")
+        choice = self._action(action)
+        shown = int(self._shown())
+        info: dict[str, Any] = {
+            "user_id": self._user,
+            "slate": np.array([shown]),
+            "interest": choice,
+        }
+        if self._t >= self.length:  # the target step
+            parts = self._reward(shown, choice)
+            info.update({name: float(v[0]) for name, v in parts.items()})
+            info["assignment"] = self._assign.copy()
+            info["true_interest"] = self._labels.copy()
+            info["target_true_interest"] = self._target_label
+            self._begun = False
+            return self._obs(), float(parts["reward"][0]), True, False, info
+        reward = 0.0
+        if self.intermediate_reward == "next_item" and (self._assign >= 0).any():
+            reward = float(self._reward(shown, choice)["reward"][0])
+        self._assign[self._t] = choice
+        self._t += 1
+        return self._obs(), reward, False, False, info
+
+
+__all__ = [
+    "CONTEXT_FEATURES",
+    "ENV_ID",
+    "InterestAllocationEnv",
+    "allocation_reward",
+    "collect_clicks",
+    "cooccurrence_vectors",
+    "interest_vectors",
+    "sample_other_items",
+    "true_interest",
+    "world_item_vectors",
+    "world_sequences",
+]
