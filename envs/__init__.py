@@ -13,12 +13,20 @@ ENV_IDS: dict[str, str] = {
     "recgym/UserAuthor-v0": "recgym.envs.user_author:UserAuthorEnv",
 }
 
+VECTOR_ENTRY_POINTS: dict[str, str] = {
+    "recgym/Session-v0": "recgym.envs.session:session_vector_env",
+    "recgym/UserAuthor-v0": "recgym.envs.user_author:user_author_vector_env",
+}
+"""Native vector envs (`envs.vector.MDPVectorEnv`) for ``gym.make_vec(ID, num_envs=N,
+vectorization_mode="vector_entry_point")``."""
+
 
 def register_all() -> None:
     """Register every recgym env with Gymnasium (idempotent)."""
     for env_id, entry_point in ENV_IDS.items():
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry_point)
+            vector = VECTOR_ENTRY_POINTS.get(env_id)
+            gym.register(id=env_id, entry_point=entry_point, vector_entry_point=vector)
 
 
 def make_env(env_id: str = "recgym/Session-v0", **kwargs):
@@ -34,6 +42,7 @@ register_all()
 
 __all__ = [
     "ENV_IDS",
+    "VECTOR_ENTRY_POINTS",
     "EpisodeDriver",
     "FlattenCandidates",
     "SessionEnv",

@@ -116,6 +116,11 @@ class EpisodeDriver:
                 )
         if int(n_slots) < 1:
             raise ValueError(f"n_slots must be at least 1, got {n_slots}")
+        if int(n_slots) > len(self.users):
+            raise ValueError(
+                f"n_slots={n_slots} exceeds the {len(self.users)} users drawn from: the users "
+                "in the slots at one time must be distinct"
+            )
         self.n_slots = int(n_slots)
         clash = set(extra_streams) & set(STREAMS)
         if clash or len(set(extra_streams)) != len(extra_streams):
@@ -124,6 +129,7 @@ class EpisodeDriver:
             )
         self.extra_streams = tuple(extra_streams)
         self.user = np.zeros(self.n_slots, dtype=np.int64)  # each slot's user (`begin` sets)
+        self._begun = False  # whether every slot has a user (`begin` over all slots done)
         self.streams: Streams | None = None
         self._initial_state = self.model.snapshot() if hasattr(self.model, "snapshot") else None
 
@@ -143,6 +149,7 @@ class EpisodeDriver:
         """
         if seed is not None:
             self.restore_initial_state()
+            self._begun = False
         elif self.streams is not None:
             return
         else:
@@ -185,11 +192,26 @@ class EpisodeDriver:
 
     # ------------------------------------------------------------------ episodes
     def draw_users(self, slots: np.ndarray | Sequence[int] | None = None) -> np.ndarray:
-        """The next user of each of `slots` (one draw from each slot's users stream)."""
+        """The next user of each of `slots` (one draw from each slot's users stream).
+
+        With several slots, the users in the slots at one time are distinct (the backends step
+        distinct users in one call): a slot whose draw is the user of another slot (one not
+        being drawn for, or one drawn for earlier in `slots`) draws again from its own stream.
+        One slot never redraws, so a 1-slot driver's users are its stream's draws."""
         streams = self._streams()
         idx = self._slots(slots)
-        draws = [streams.users[i].integers(len(self.users)) for i in idx]
-        return self.users[np.asarray(draws, dtype=np.int64)].astype(np.int64)
+        n = len(self.users)
+        draws = np.fromiter((streams.users[i].integers(n) for i in idx), np.int64, len(idx))
+        users = self.users[draws].astype(np.int64)
+        if self.n_slots > 1:
+            busy = np.ones(self.n_slots, dtype=bool)
+            busy[idx] = False
+            taken = set(self.user[busy].tolist()) if self._begun else set()
+            for j, slot in enumerate(idx):
+                while int(users[j]) in taken:
+                    users[j] = self.users[streams.users[slot].integers(n)]
+                taken.add(int(users[j]))
+        return users
 
     def begin(
         self,
@@ -216,7 +238,17 @@ class EpisodeDriver:
                     f"got {named.tolist()}"
                 )
             users = named.astype(np.int64)
+            if self.n_slots > 1:
+                others = np.ones(self.n_slots, dtype=bool)
+                others[idx] = False
+                held = self.user[others] if self._begun else np.zeros(0, np.int64)
+                if len(np.unique(users)) != len(users) or np.isin(users, held).any():
+                    raise ValueError(
+                        f"options['user'] {users.tolist()} repeats a user or names one already "
+                        "in another slot: the users in the slots at one time must be distinct"
+                    )
         self.user[idx] = users
+        self._begun = self._begun or len(idx) == self.n_slots
         self.model.begin_session(users.copy(), self._streams().time)
         return users.copy()
 

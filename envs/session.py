@@ -1,10 +1,14 @@
-"""`recgym/Session-v0`: the request-level slate session MDP (UserAuthor-v0 extends its slates)."""
+"""`recgym/Session-v0`: the request-level slate session MDP (UserAuthor-v0 extends its slates).
+
+`SessionMDP` holds the dynamics over ``n_slots`` concurrent sessions (`envs.vector.BatchedMDP`);
+`SessionEnv` is its 1-slot `gym.Env` and `session_vector_env` its native vector env.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -16,13 +20,229 @@ from recgym.envs.contract import (
     slate_observation_space,
 )
 from recgym.envs.driver import EpisodeDriver
+from recgym.envs.vector import BatchedMDP, Info, MDPEnv, MDPVectorEnv, Obs
 from recgym.simulators.candidates import CandidateGenerator
 from recgym.simulators.protocol import Catalogue, UserModel
 
 DEFAULT_REWARD = {"watch_ms": 1e-3}  # watch time in seconds
+EXPOSURE_DECAY = 0.8
+"""Per-request decay of the session's category exposure counts (observation column
+``session_exposure``)."""
 
 
-class SessionEnv(gym.Env):
+class SessionMDP(BatchedMDP):
+    """Session-v0's dynamics over ``n_slots`` concurrent sessions of one user population.
+
+    Arguments as `SessionEnv` plus ``n_slots`` and ``name`` (the env id named in errors). The
+    per-slot session state is in arrays with a leading slot axis: ``candidates`` (S, N) item
+    ids, ``session_exposure`` (S, n_categories), ``shown`` (S, n_items), ``last`` (S, 2) and
+    ``steps`` (S,). Subclasses extend a request through `_after_responses` and the
+    observation through `_observe`.
+    """
+
+    def __init__(
+        self,
+        backend: str | UserModel = "world",
+        checkpoint: str | None = None,
+        world_config: dict | None = None,
+        slate_size: int = 6,
+        n_candidates: int = 50,
+        action_mode: str = "scores",
+        reward_weights: dict[str, float] | None = None,
+        max_steps: int = 100,
+        users: np.ndarray | None = None,
+        world_dir: str | None = None,
+        n_slots: int = 1,
+        name: str = "recgym/Session-v0",
+    ):
+        if action_mode not in ("scores", "discrete"):
+            raise ValueError(f"action_mode must be 'scores' or 'discrete', got {action_mode!r}")
+        self.name = name
+        self.driver = EpisodeDriver(
+            backend, checkpoint, world_config, world_dir, users=users, n_slots=n_slots
+        )
+        self.n_slots = self.driver.n_slots
+        self.action_mode = action_mode
+        self.slate_size = 1 if action_mode == "discrete" else int(slate_size)
+        self.n_candidates = int(n_candidates)
+        if self.slate_size > self.n_candidates:
+            raise ValueError(f"slate_size {slate_size} exceeds n_candidates {n_candidates}")
+        self.max_steps = int(max_steps)
+        self.reward_weights = dict(DEFAULT_REWARD if reward_weights is None else reward_weights)
+        unknown = set(self.reward_weights) - set(self.model.behaviours)
+        if unknown - {"gift"}:
+            raise ValueError(f"reward_weights name behaviours the backend lacks: {sorted(unknown)}")
+        self.generator = CandidateGenerator(
+            catalogue=self.catalogue, n_candidates=self.n_candidates
+        )
+        self.single_observation_space = self._observation_space(len(CANDIDATE_FEATURES))
+        if action_mode == "scores":
+            self.single_action_space: spaces.Space = spaces.Box(
+                -1.0, 1.0, shape=(self.n_candidates,), dtype=np.float32
+            )
+        else:
+            self.single_action_space = spaces.Discrete(self.n_candidates)
+        s = self.n_slots
+        self.candidates = np.zeros((s, self.n_candidates), dtype=np.int64)
+        self.session_exposure = np.zeros((s, self.catalogue.n_categories))
+        self.shown = np.zeros((s, self.catalogue.n_items), dtype=bool)
+        self.last = np.zeros((s, 2))
+        self.steps = np.zeros(s, dtype=np.int64)
+
+    def _observation_space(self, row_width: int) -> spaces.Dict:
+        return slate_observation_space(
+            user_dim=self.model.user_feature_dim,
+            n_candidates=self.n_candidates,
+            row_width=row_width,
+            n_users=self.model.n_users,
+            n_items=self.catalogue.n_items,
+            n_authors=self.catalogue.n_authors,
+            n_categories=self.catalogue.n_categories,
+        )
+
+    @property
+    def model(self) -> UserModel:
+        """The backend (the driver's): the world, a learned simulator or any UserModel."""
+        return self.driver.model
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self.driver.catalogue
+
+    # ------------------------------------------------------------------ BatchedMDP
+    def seed(self, seed: int | None, np_random: np.random.Generator | None = None) -> None:
+        self.driver.seed(seed, np_random)
+
+    def reset_slots(
+        self, slots: np.ndarray, options: Mapping[str, Any] | None = None
+    ) -> tuple[Obs, Info]:
+        # one user draw per slot and reset, even when options name the user: sequences stay paired
+        users = self.driver.begin(options, slots)
+        self.session_exposure[slots] = 0.0
+        self.shown[slots] = False
+        self.last[slots] = 0.0
+        self.steps[slots] = 0
+        self.candidates[slots] = self.driver.retrieve(self.generator, slots)
+        return self._observe(slots), {"user_id": users, "candidates": self.candidates[slots]}
+
+    def step_slots(
+        self, actions: Any, slots: np.ndarray
+    ) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, Info]:
+        if not self.driver.seeded:
+            raise RuntimeError(f"{self.name}: call reset() before step()")
+        slate = self.slates_from_actions(actions, slots)
+        res = self.driver.respond(slate, slots)
+        r = res.responses
+        reward = np.zeros(len(slots))
+        for behaviour, weight in self.reward_weights.items():
+            if behaviour in r:
+                reward += weight * np.asarray(r[behaviour]).sum(axis=1)
+        cats = self.catalogue.category[slate]
+        rows = np.broadcast_to(slots[:, None], slate.shape)
+        self.session_exposure[slots] *= EXPOSURE_DECAY
+        np.add.at(self.session_exposure, (rows, cats), 1.0)  # +1 per shown item, in order
+        self.shown[rows, slate] = True
+        ratio = r["watch_ms"] / np.maximum(self.catalogue.duration_ms[slate], 1)
+        self.last[slots, 0] = r["click"].mean(axis=1)
+        self.last[slots, 1] = ratio.mean(axis=1)
+        self.steps[slots] += 1
+        terminated = np.asarray(res.left, dtype=bool).copy()
+        truncated = (self.steps[slots] >= self.max_steps) & ~terminated
+        info: Info = {
+            "user_id": self.driver.user[slots],
+            "slate": slate,
+            "categories": cats,
+            "responses": {name: np.asarray(value) for name, value in r.items()},
+            "candidates_shown": self.candidates[slots],
+        }
+        info.update(self._after_responses(slots, slate, r))
+        self.candidates[slots] = self.driver.retrieve(self.generator, slots)
+        info["candidates"] = self.candidates[slots]
+        return self._observe(slots), reward, terminated, truncated, info
+
+    # ------------------------------------------------------------------ helpers
+    def _after_responses(self, slots: np.ndarray, slate: np.ndarray, responses: dict) -> Info:
+        """Hook for MDPs that extend this one: runs after the slots' users responded to `slate`
+        (len(slots), K) and before the next candidates and observation; returns extra `info`
+        entries (arrays with a leading len(slots) axis)."""
+        return {}
+
+    def slates_from_actions(self, actions: Any, slots: np.ndarray) -> np.ndarray:
+        """(len(slots), slate_size) item ids the slots' actions show: the top-`slate_size`
+        candidates by score, best first, or the chosen candidate. ValueError for an invalid
+        action (see `SessionEnv`)."""
+        cand = self.candidates[slots]
+        n, m = self.n_candidates, len(slots)
+        if self.action_mode == "discrete":
+            index = self._indices_from_actions(actions, m)
+            return np.take_along_axis(cand, index[:, None], axis=1)
+        try:
+            scores = np.asarray(actions, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{self.name}: action must be {n} numeric scores, got {actions!r}"
+            ) from None
+        if scores.shape != (m, n):
+            shape = scores.shape[1:] if scores.ndim and scores.shape[0] == m else scores.shape
+            raise ValueError(
+                f"{self.name}: action must be scores of shape ({n},) (one per candidate), "
+                f"got shape {shape}"
+            )
+        finite = np.isfinite(scores)
+        if not finite.all():
+            row = int(np.flatnonzero(~finite.all(axis=1))[0])
+            raise ValueError(
+                f"{self.name}: action scores must be finite; candidates "
+                f"{np.flatnonzero(~finite[row])[:10].tolist()} are NaN or infinite"
+            )
+        order = np.argsort(-scores, axis=1, kind="stable")[:, : self.slate_size]
+        return np.take_along_axis(cand, order, axis=1)
+
+    def _indices_from_actions(self, actions: Any, m: int) -> np.ndarray:
+        """Discrete actions as (m,) candidate indices: one integer per slot (any int dtype,
+        shape () or (1,))."""
+        n = self.n_candidates
+        a = np.asarray(actions)
+        if a.shape not in ((m,), (m, 1)):
+            raise ValueError(
+                f"{self.name}: a Discrete({n}) action is one candidate index, "
+                f"got shape {a.shape[1:] if a.ndim and a.shape[0] == m else a.shape}"
+            )
+        values = a.reshape(m)
+        if not np.issubdtype(a.dtype, np.integer):
+            ok = np.issubdtype(a.dtype, np.floating) and bool(
+                np.all(np.isfinite(values) & (values == np.round(values)))
+            )
+            if not ok:
+                raise ValueError(
+                    f"{self.name}: a Discrete({n}) action must be an integer, got "
+                    f"{values.tolist()[0] if m == 1 else values.tolist()}"
+                )
+        index = values.astype(np.int64)
+        outside = (index < 0) | (index >= n)
+        if outside.any():
+            raise ValueError(
+                f"{self.name}: action {int(index[outside][0])} is outside Discrete({n}) "
+                f"(valid: 0..{n - 1})"
+            )
+        return index
+
+    def _observe(self, slots: np.ndarray) -> Obs:
+        """The slots' observations (fresh arrays with a leading len(slots) axis)."""
+        context = np.empty((len(slots), 3), dtype=np.float64)
+        context[:, 0] = self.steps[slots] / self.max_steps
+        context[:, 1:] = self.last[slots]
+        return observe(
+            self.model,
+            self.driver.user[slots],
+            self.candidates[slots],
+            session=context,
+            session_exposure=self.session_exposure[slots],
+            shown=self.shown[slots],
+        )
+
+
+class SessionEnv(MDPEnv):
     """One user's session of requests; each request shows a slate chosen from candidates.
 
     ## Description
@@ -86,6 +306,14 @@ class SessionEnv(gym.Env):
     "discrete"), reward_weights ({behaviour: weight}), max_steps (100), users (ids to sample),
     world_dir (a saved world to load, for backend "world").
 
+    ## Vector env
+    ``gym.make_vec("recgym/Session-v0", num_envs=N, vectorization_mode="vector_entry_point")``
+    steps N concurrent sessions of the same population with one backend call per step
+    (`SessionMDP`, `envs.vector.MDPVectorEnv`, next-step autoreset). The slots share the backend
+    (a user's state carries over whichever slot meets them next), so the users in the slots at
+    one time are distinct: a slot whose draw is already in another slot draws again from its own
+    stream (`EpisodeDriver.begin`). A 1-slot vector env replays this env exactly.
+
     ## Version History
     v0: initial version. Changed in place before recgym's first release (0.1.0 is unpublished;
     ids are bumped from the first release on): the observation became the Dict above (its numbers
@@ -96,194 +324,73 @@ class SessionEnv(gym.Env):
     patience drains with time spent and is restored by the seconds of satisfying views).
     """
 
-    metadata = {"render_modes": []}
+    mdp: SessionMDP
+    mdp_class: type[SessionMDP] = SessionMDP
 
-    def __init__(
-        self,
-        backend: str | UserModel = "world",
-        checkpoint: str | None = None,
-        world_config: dict | None = None,
-        slate_size: int = 6,
-        n_candidates: int = 50,
-        action_mode: str = "scores",
-        reward_weights: dict[str, float] | None = None,
-        max_steps: int = 100,
-        users: np.ndarray | None = None,
-        world_dir: str | None = None,
-    ):
-        if action_mode not in ("scores", "discrete"):
-            raise ValueError(f"action_mode must be 'scores' or 'discrete', got {action_mode!r}")
-        self.driver = EpisodeDriver(backend, checkpoint, world_config, world_dir, users=users)
-        self.action_mode = action_mode
-        self.slate_size = 1 if action_mode == "discrete" else int(slate_size)
-        self.n_candidates = int(n_candidates)
-        if self.slate_size > self.n_candidates:
-            raise ValueError(f"slate_size {slate_size} exceeds n_candidates {n_candidates}")
-        self.max_steps = int(max_steps)
-        self.reward_weights = dict(DEFAULT_REWARD if reward_weights is None else reward_weights)
-        unknown = set(self.reward_weights) - set(self.model.behaviours)
-        if unknown - {"gift"}:
-            raise ValueError(f"reward_weights name behaviours the backend lacks: {sorted(unknown)}")
-        self.generator = CandidateGenerator(
-            catalogue=self.catalogue, n_candidates=self.n_candidates
-        )
-        self.observation_space = self._observation_space(len(CANDIDATE_FEATURES))
-        if action_mode == "scores":
-            self.action_space = spaces.Box(-1.0, 1.0, shape=(self.n_candidates,), dtype=np.float32)
-        else:
-            self.action_space = spaces.Discrete(self.n_candidates)
-        self._candidates = np.zeros((1, self.n_candidates), dtype=np.int64)
-        self._session_exposure = np.zeros(self.catalogue.n_categories)
-        self._shown = np.zeros(self.catalogue.n_items, dtype=bool)
-        self._last = np.zeros(2)
-        self._steps = 0
+    def __init__(self, *args: Any, **kwargs: Any):
+        self.attach(self.mdp_class(*args, **kwargs))
 
-    def _observation_space(self, row_width: int) -> spaces.Dict:
-        return slate_observation_space(
-            user_dim=self.model.user_feature_dim,
-            n_candidates=self.n_candidates,
-            row_width=row_width,
-            n_users=self.model.n_users,
-            n_items=self.catalogue.n_items,
-            n_authors=self.catalogue.n_authors,
-            n_categories=self.catalogue.n_categories,
-        )
+    @property
+    def driver(self) -> EpisodeDriver:
+        """The episode driver (backend, seeded streams, the current user)."""
+        return self.mdp.driver
 
     @property
     def model(self) -> UserModel:
         """The backend (the driver's): the world, a learned simulator or any UserModel."""
-        return self.driver.model
+        return self.mdp.model
 
     @property
     def catalogue(self) -> Catalogue:
-        return self.driver.catalogue
+        return self.mdp.catalogue
 
     @property
     def users(self) -> np.ndarray:
         """The user ids episodes draw from."""
-        return self.driver.users
+        return self.mdp.driver.users
 
     @property
-    def _name(self) -> str:
-        return self.spec.id if self.spec is not None else type(self).__name__
+    def generator(self) -> CandidateGenerator:
+        return self.mdp.generator
 
-    # ------------------------------------------------------------------ gymnasium API
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        super().reset(seed=seed)
-        self.driver.seed(seed, self.np_random)
-        # one user draw per reset, even when options name the user: the sequence stays paired
-        self.driver.begin(options)
-        self._session_exposure[:] = 0.0
-        self._shown[:] = False
-        self._last[:] = 0.0
-        self._steps = 0
-        self._candidates = self.driver.retrieve(self.generator)
-        return self._observation(), {
-            "user_id": int(self.driver.user[0]),
-            "candidates": self._candidates[0],
-        }
+    @property
+    def n_candidates(self) -> int:
+        return self.mdp.n_candidates
 
-    def step(self, action) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        if not self.driver.seeded:
-            raise RuntimeError(f"{self._name}: call reset() before step()")
-        slate = self.slate_from_action(action)
-        res = self.driver.respond(slate[None, :])
-        r = {name: np.asarray(v)[0] for name, v in res.responses.items()}
-        reward = float(sum(w * r[b].sum() for b, w in self.reward_weights.items() if b in r))
-        cats = self.catalogue.category[slate]
-        self._session_exposure *= 0.8
-        np.add.at(self._session_exposure, cats, 1.0)
-        self._shown[slate] = True
-        ratio = r["watch_ms"] / np.maximum(self.catalogue.duration_ms[slate], 1)
-        self._last[:] = (r["click"].mean(), ratio.mean())
-        self._steps += 1
-        terminated = bool(res.left[0])
-        truncated = self._steps >= self.max_steps and not terminated
-        info = {
-            "user_id": int(self.driver.user[0]),
-            "slate": slate,
-            "categories": cats,
-            "responses": r,
-            "candidates_shown": self._candidates[0],
-        }
-        info.update(self._after_responses(slate, r))
-        self._candidates = self.driver.retrieve(self.generator)
-        info["candidates"] = self._candidates[0]
-        return self._observation(), reward, terminated, truncated, info
+    @property
+    def slate_size(self) -> int:
+        return self.mdp.slate_size
 
-    # ------------------------------------------------------------------ helpers
-    def _after_responses(self, slate: np.ndarray, responses: dict) -> dict[str, Any]:
-        """Hook for envs that extend this one: runs after the user responded to `slate` and
-        before the next candidates and observation are made; returns extra `info` entries."""
-        return {}
+    @property
+    def max_steps(self) -> int:
+        return self.mdp.max_steps
 
-    def slate_from_action(self, action) -> np.ndarray:
-        """The item ids an action shows: top-`slate_size` candidates by score, or the chosen one.
+    @property
+    def action_mode(self) -> str:
+        return self.mdp.action_mode
 
-        Raises ValueError for an invalid action (see the class docstring)."""
-        cand = self._candidates[0]
-        n = self.n_candidates
-        if self.action_mode == "discrete":
-            return cand[[self._index_from_action(action)]]
-        try:
-            scores = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{self._name}: action must be {n} numeric scores, got {action!r}"
-            ) from None
-        if scores.shape != (n,):
-            raise ValueError(
-                f"{self._name}: action must be scores of shape ({n},) (one per candidate), "
-                f"got shape {scores.shape}"
-            )
-        bad = ~np.isfinite(scores)
-        if bad.any():
-            raise ValueError(
-                f"{self._name}: action scores must be finite; candidates "
-                f"{np.flatnonzero(bad)[:10].tolist()} are NaN or infinite"
-            )
-        order = np.argsort(-scores, kind="stable")[: self.slate_size]
-        return cand[order]
+    @property
+    def reward_weights(self) -> dict[str, float]:
+        return self.mdp.reward_weights
 
-    def _index_from_action(self, action: Any) -> int:
-        """A Discrete action as a candidate index: one integer (any int dtype, shape () or (1,))."""
-        n = self.n_candidates
-        a = np.asarray(action)
-        if a.size != 1 or a.ndim > 1:
-            raise ValueError(
-                f"{self._name}: a Discrete({n}) action is one candidate index, got shape {a.shape}"
-            )
-        value = a.reshape(-1)[0]
-        if not np.issubdtype(a.dtype, np.integer):
-            if not (
-                np.issubdtype(a.dtype, np.floating)
-                and np.isfinite(value)
-                and float(value).is_integer()
-            ):
-                raise ValueError(
-                    f"{self._name}: a Discrete({n}) action must be an integer, got {value!r}"
-                )
-        index = int(value)
-        if not 0 <= index < n:
-            raise ValueError(
-                f"{self._name}: action {index} is outside Discrete({n}) (valid: 0..{n - 1})"
-            )
-        return index
+    @property
+    def _steps(self) -> int:
+        """Requests so far in the current episode."""
+        return int(self.mdp.steps[0])
 
-    def _observation(self) -> dict[str, np.ndarray]:
-        obs = observe(
-            self.model,
-            self.driver.user,
-            self._candidates,
-            session=np.array(
-                [[self._steps / self.max_steps, self._last[0], self._last[1]]], dtype=np.float64
-            ),
-            session_exposure=self._session_exposure[None, :],
-            shown=self._shown[None, :],
-        )
-        return {key: value[0].copy() for key, value in obs.items()}  # never views of env state
+    @property
+    def _candidates(self) -> np.ndarray:
+        """(1, n_candidates) the current candidates' item ids."""
+        return self.mdp.candidates
+
+    def slate_from_action(self, action: Any) -> np.ndarray:
+        """The item ids an action shows (see `SessionMDP.slates_from_actions`)."""
+        return self.mdp.slates_from_actions(np.asarray(action)[None], np.zeros(1, np.int64))[0]
+
+
+def session_vector_env(num_envs: int = 1, **kwargs: Any) -> MDPVectorEnv:
+    """`recgym/Session-v0`'s native vector env: `num_envs` concurrent sessions (`SessionMDP`)."""
+    return MDPVectorEnv(SessionMDP(n_slots=num_envs, **kwargs))
 
 
 def observe(
@@ -339,4 +446,12 @@ def observe(
     }
 
 
-__all__ = ["CANDIDATE_FEATURES", "DEFAULT_REWARD", "SESSION_FEATURES", "SessionEnv", "observe"]
+__all__ = [
+    "CANDIDATE_FEATURES",
+    "DEFAULT_REWARD",
+    "SESSION_FEATURES",
+    "SessionEnv",
+    "SessionMDP",
+    "observe",
+    "session_vector_env",
+]

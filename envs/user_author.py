@@ -17,7 +17,8 @@ from recgym.envs.contract import (
     UA_COUNTER_COLUMNS,
     candidate_columns,
 )
-from recgym.envs.session import SessionEnv
+from recgym.envs.session import SessionEnv, SessionMDP
+from recgym.envs.vector import Info, MDPVectorEnv, Obs
 from recgym.simulators import scri
 
 _COUNT_COLUMNS = np.array([c != "watch_s" for c in scri.UA_COUNTERS])
@@ -104,6 +105,90 @@ def candidate_states(obs: Mapping[str, Any]) -> np.ndarray:
     return np.concatenate([f_u, f_a, f_ua], axis=-1).astype(np.float32)
 
 
+class UserAuthorMDP(SessionMDP):
+    """UserAuthor-v0's dynamics over ``n_slots`` concurrent sessions (`SessionMDP` plus the UA
+    table); arguments as `SessionMDP`. The UA table's lookups and updates run per slot (a
+    Python loop over the slots of a request: the table is a dict of sorted per-user arrays)."""
+
+    def __init__(self, *args: Any, name: str = "recgym/UserAuthor-v0", **kwargs: Any):
+        super().__init__(*args, name=name, **kwargs)
+        self.tasks = scri.tasks_for(tuple(self.model.behaviours))
+        self.user_dim = int(self.model.user_feature_dim)
+        self.state_dim = scri.state_dim(self.user_dim)
+        self.ua_counters = UACounterTable()
+        self._author_x = scri.author_features(self.catalogue)
+        self.single_observation_space = self._observation_space(len(UA_CANDIDATE_FEATURES))
+
+    def seed(self, seed: int | None, np_random: np.random.Generator | None = None) -> None:
+        if seed is not None:
+            self.ua_counters.clear()
+        super().seed(seed, np_random)
+
+    def _after_responses(self, slots: np.ndarray, slate: np.ndarray, responses: dict) -> Info:
+        """The request's SCRI transitions; the UA table advances before the next observation."""
+        users = self.driver.user[slots]
+        parts = [
+            self._interact(int(users[j]), slate[j], {b: v[j] for b, v in responses.items()})
+            for j in range(len(slots))
+        ]
+        scri_info: Info = {
+            key: np.stack([part[key] for part in parts]) for key in parts[0] if key != "tasks"
+        }
+        scri_info["tasks"] = self.tasks
+        return {"scri": scri_info}
+
+    # ------------------------------------------------------------------ helpers
+    def states(self, user: int, items: np.ndarray) -> np.ndarray:
+        """Current s_ua (len(items), state_dim) of (user, author of each item), raw counters."""
+        items = np.asarray(items, dtype=np.int64)
+        authors = self.catalogue.author[items]
+        return self._states(user, authors, self.ua_counters.lookup(user, authors))
+
+    def _states(self, user: int, authors: np.ndarray, counters: np.ndarray) -> np.ndarray:
+        f_u = self.model.user_features(np.array([user], dtype=np.int64))[0]
+        f_u = np.broadcast_to(f_u, (len(authors), self.user_dim))
+        return np.concatenate([f_u, self._author_x[authors], counters], axis=1).astype(np.float32)
+
+    def _interact(self, user: int, slate: np.ndarray, responses: dict) -> dict[str, Any]:
+        """SCRI transitions of a shown slate (display order); advances the UA table."""
+        authors = self.catalogue.author[slate]
+        start = self.ua_counters.lookup(user, authors)
+        # after = before + increments per item, chained over items of one author (Eq. 4)
+        before, after = sequential_counters(authors, scri.counter_increments(responses), start)
+        k = len(slate)
+        last = k - 1 - np.unique(authors[::-1], return_index=True)[1]  # last item per author
+        self.ua_counters.set(user, authors[last], after[last])
+        return {
+            "user": np.full(k, user, dtype=np.int64),
+            "author": authors.astype(np.int64),
+            "item": np.asarray(slate, dtype=np.int64),
+            "obs": self._states(user, authors, before),
+            "obs_next": self._states(user, authors, after),
+            "rewards": scri.task_rewards(responses, scri.TASKS),
+            "tasks": self.tasks,
+        }
+
+    def _observed_counters(self, user: int, candidates: np.ndarray) -> np.ndarray:
+        counters = self.ua_counters.lookup(user, self.catalogue.author[candidates])
+        return np.minimum(np.log1p(counters.astype(np.float64)), 10.0).astype(np.float32)
+
+    def _observe(self, slots: np.ndarray) -> Obs:
+        obs = super()._observe(slots)
+        cand = self.candidates[slots]
+        users = self.driver.user[slots]
+        assert obs["candidates"].shape[-1] == len(CANDIDATE_FEATURES)
+        counters = np.stack(
+            [self._observed_counters(int(users[j]), cand[j]) for j in range(len(slots))]
+        )
+        rows = [
+            obs["candidates"],
+            np.clip(self._author_x[self.catalogue.author[cand]], FLOAT_LOW, FLOAT_HIGH),
+            counters,
+        ]
+        obs["candidates"] = np.concatenate(rows, axis=-1).astype(np.float32)
+        return obs
+
+
 class UserAuthorEnv(SessionEnv):
     """The session env where every candidate is also a user-author (UA) pair with a history.
 
@@ -161,78 +246,42 @@ class UserAuthorEnv(SessionEnv):
     invalid actions, ``world_dir`` and the calibrated world.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.tasks = scri.tasks_for(tuple(self.model.behaviours))
-        self.user_dim = int(self.model.user_feature_dim)
-        self.state_dim = scri.state_dim(self.user_dim)
-        self.ua_counters = UACounterTable()
-        self._author_x = scri.author_features(self.catalogue)
-        self.observation_space = self._observation_space(len(UA_CANDIDATE_FEATURES))
+    mdp: UserAuthorMDP
+    mdp_class = UserAuthorMDP
 
-    # ------------------------------------------------------------------ gymnasium API
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        if seed is not None:
-            self.ua_counters.clear()
-        return super().reset(seed=seed, options=options)
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The TASKS the backend supports (`scri.tasks_for`)."""
+        return self.mdp.tasks
 
-    def _after_responses(self, slate: np.ndarray, responses: dict) -> dict[str, Any]:
-        """The request's SCRI transitions; the UA table advances before the next observation."""
-        return {"scri": self._interact(int(self.driver.user[0]), slate, responses)}
+    @property
+    def user_dim(self) -> int:
+        return self.mdp.user_dim
 
-    # ------------------------------------------------------------------ helpers
+    @property
+    def state_dim(self) -> int:
+        return self.mdp.state_dim
+
+    @property
+    def ua_counters(self) -> UACounterTable:
+        """The UA table (shared by every slot of a vector env: the slots' users are distinct)."""
+        return self.mdp.ua_counters
+
     def states(self, user: int, items: np.ndarray) -> np.ndarray:
         """Current s_ua (len(items), state_dim) of (user, author of each item), raw counters."""
-        items = np.asarray(items, dtype=np.int64)
-        authors = self.catalogue.author[items]
-        return self._states(user, authors, self.ua_counters.lookup(user, authors))
+        return self.mdp.states(user, items)
 
-    def _states(self, user: int, authors: np.ndarray, counters: np.ndarray) -> np.ndarray:
-        f_u = self.model.user_features(np.array([user], dtype=np.int64))[0]
-        f_u = np.broadcast_to(f_u, (len(authors), self.user_dim))
-        return np.concatenate([f_u, self._author_x[authors], counters], axis=1).astype(np.float32)
 
-    def _interact(self, user: int, slate: np.ndarray, responses: dict) -> dict[str, Any]:
-        """SCRI transitions of a shown slate (display order); advances the UA table."""
-        authors = self.catalogue.author[slate]
-        start = self.ua_counters.lookup(user, authors)
-        # after = before + increments per item, chained over items of one author (Eq. 4)
-        before, after = sequential_counters(authors, scri.counter_increments(responses), start)
-        k = len(slate)
-        last = k - 1 - np.unique(authors[::-1], return_index=True)[1]  # last item per author
-        self.ua_counters.set(user, authors[last], after[last])
-        return {
-            "user": np.full(k, user, dtype=np.int64),
-            "author": authors.astype(np.int64),
-            "item": np.asarray(slate, dtype=np.int64),
-            "obs": self._states(user, authors, before),
-            "obs_next": self._states(user, authors, after),
-            "rewards": scri.task_rewards(responses, scri.TASKS),
-            "tasks": self.tasks,
-        }
-
-    def _observed_counters(self, user: int, candidates: np.ndarray) -> np.ndarray:
-        counters = self.ua_counters.lookup(user, self.catalogue.author[candidates])
-        return np.minimum(np.log1p(counters.astype(np.float64)), 10.0).astype(np.float32)
-
-    def _observation(self) -> dict[str, np.ndarray]:
-        obs = super()._observation()
-        cand = self._candidates[0]
-        assert obs["candidates"].shape[-1] == len(CANDIDATE_FEATURES)
-        rows = [
-            obs["candidates"],
-            np.clip(self._author_x[self.catalogue.author[cand]], FLOAT_LOW, FLOAT_HIGH),
-            self._observed_counters(int(self.driver.user[0]), cand),
-        ]
-        obs["candidates"] = np.concatenate(rows, axis=1).astype(np.float32)
-        return obs
+def user_author_vector_env(num_envs: int = 1, **kwargs: Any) -> MDPVectorEnv:
+    """`recgym/UserAuthor-v0`'s native vector env: `num_envs` concurrent sessions."""
+    return MDPVectorEnv(UserAuthorMDP(n_slots=num_envs, **kwargs))
 
 
 __all__ = [
     "UA_CANDIDATE_FEATURES",
     "UACounterTable",
     "UserAuthorEnv",
+    "UserAuthorMDP",
     "candidate_states",
+    "user_author_vector_env",
 ]
