@@ -13,8 +13,9 @@ feed, tab 1) carries one *random exposure* (a uniformly drawn catalogue item at 
 
 Users come back `sessions_per_day` times a day on average (Poisson; by activity level),
 starting near their preferred hour; a session runs until the world says the user left or
-`max_requests` is reached. Search requests (share drifting per user) draw candidates from one
-query category, sampled from the user's search interests mixed with their interests.
+`max_requests` is reached. Whether a request is a search, and its query category, come from
+the world's intent-driven scenario switch (`World.next_scenario`); search requests draw
+candidates from the query category.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pandas as pd
 from scipy.special import logit
 
 from recgym.simulators.candidates import CandidateGenerator
-from recgym.simulators.protocol import REC, SEARCH
+from recgym.simulators.protocol import SEARCH
 from recgym.simulators.world import DAY_MS, World, epoch_ms
 
 LOG_COLUMNS = (
@@ -145,19 +146,13 @@ def _one_request(
 ) -> dict[str, np.ndarray]:
     b, k = len(users), cfg.slate_size
     cat = world.catalogue
-    scenario = np.where(rng.random(b) < world.state.search_share[users], SEARCH, REC)
+    # the world picks the scenario and query from the user's state (its intent-driven switch)
+    scenario, query = world.next_scenario(users, rng)
     cand = gen(world.history(users), rng)
     # search requests: candidates from one query category
-    query = np.full(b, -1, dtype=np.int64)
     is_search = scenario == SEARCH
     if is_search.any():
-        s_users = users[is_search]
-        weights = world.state.search_interest[s_users] + 0.5 * world.state.interest[s_users]
-        weights = weights + 1e-3
-        cdf = np.cumsum(weights, axis=1)
-        query_cat = (cdf < rng.random((len(s_users), 1)) * cdf[:, -1:]).sum(axis=1)
-        query[is_search] = query_cat
-        cand[is_search] = gen.for_categories(query_cat, rng)
+        cand[is_search] = gen.for_categories(query[is_search], rng)
     p_click = world.expected_responses(users, cand, scenario)["click"]
     score = cfg.temperature * logit(np.clip(p_click, 1e-6, 1 - 1e-6))
     score = score + 0.3 * np.log(cat.popularity[cand] * cat.n_items)

@@ -46,6 +46,16 @@ How a request plays out (`World.step`), for a batch of B users each shown K item
    interests fade (and die below a threshold), new ones are born, the latent taste drifts and the
    share of search requests drifts. So the *number* of interests changes over time.
 
+6. *Scenarios: the intent-driven switch* (`simulators/scenarios.py`; `World.next_scenario`,
+   called only by the log writer and `recgym/MultiScenario-v0`). A user's search intent (their
+   strongest ``search_interest`` category) left unmet by feed requests (``unmet`` counts them)
+   raises the chance that the next request is a search, whose query is that intent; a
+   satisfying view meets it (it weakens, and is later replaced by a new one); a satisfying
+   view in search kindles a feed interest in its category, so what is found in search shapes
+   the next feed requests. Cross-scenario history thus predicts the next scenario, query and
+   feed clicks. A feed request changes only ``unmet`` and the intent's strength, which only
+   search requests read, so Session-v0 and UserAuthor-v0 are unchanged.
+
 Item durations are log-normal around KuaiRand's median (82 s; 3 s to 10 minutes).
 
 All per-user state lives in arrays indexed by user id, so a step over a batch is a handful of
@@ -62,6 +72,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, ndtr
 
+from recgym.simulators import scenarios
 from recgym.simulators.features import ACTIVITY_LEVELS, ONEHOT_CARDINALITY, user_feature_matrix
 from recgym.simulators.protocol import BEHAVIOURS, REC, SEARCH, StepResult
 from recgym.simulators.world_build import (
@@ -144,7 +155,11 @@ class Dynamics:
     - ``fatigue_decay``: per-item decay of category fatigue;
     - ``interest_*`` / ``*_drift_per_day``: interests are reinforced by satisfying views, fade
       per day, die below ``interest_death``, new ones are born at a daily rate; taste and the
-      search share drift daily; ``session_gap_hours`` is the mean gap between sessions.
+      search share drift daily; ``session_gap_hours`` is the mean gap between sessions;
+    - ``switch_unmet``, ``unmet_cap``, ``unmet_centre``, ``query_intent_share``,
+      ``intent_met_decay``, ``intent_floor``, ``search_carry``: the intent-driven scenario
+      switch (module docstring, point 6); ``switch_unmet = 0`` and ``search_carry = 0`` turn
+      it off (the search share alone then picks the scenario).
 
     The defaults are calibrated to KuaiRand's random exposures (`simulators.calibrate`,
     ``recgym world calibrate``); `World` documents each mechanism where it is computed.
@@ -193,6 +208,13 @@ class Dynamics:
     taste_drift_per_day: float = 0.05
     search_drift_per_day: float = 0.25
     session_gap_hours: float = 10.0
+    switch_unmet: float = 0.8
+    unmet_cap: float = 4.0
+    unmet_centre: float = 1.5
+    query_intent_share: float = 0.8
+    intent_met_decay: float = 0.4
+    intent_floor: float = 0.45
+    search_carry: float = 0.15
 
 
 class World:
@@ -357,6 +379,7 @@ class World:
         sat_rows, sat_cats = rows[satisfied], cats[satisfied]
         current = st.interest[sat_rows, sat_cats]
         st.interest[sat_rows, sat_cats] = np.minimum(1.0, current + dyn.interest_reinforce)
+        scenarios.transition(st, dyn, users, terms["category"], terms["scenario"], satisfied)
         self._push_history(users, np.where(click, slate, -1))
         st.clock_ms[users] += elapsed
         st.session_steps[users] += 1
@@ -380,6 +403,24 @@ class World:
             left=left,
             elapsed_ms=elapsed.astype(np.int64),
             info={"p_leave": p_leave, "scenario": terms["scenario"]},
+        )
+
+    # ----------------------------------------------------------------- scenarios
+    def search_intent(self, users: np.ndarray) -> np.ndarray:
+        """(B,) each user's search intent: the category of their strongest search interest."""
+        return scenarios.search_intent(self.state, users)
+
+    def p_search(self, users: np.ndarray) -> np.ndarray:
+        """(B,) true probability that each user's next request is a search (point 6)."""
+        return scenarios.p_search(self.state, self.dynamics, users)
+
+    def next_scenario(
+        self, users: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scenario (B,) REC/SEARCH, query (B,) leaf category or -1) of each user's next
+        request (point 6; `simulators.scenarios.next_scenario`)."""
+        return scenarios.next_scenario(
+            self.state, self.dynamics, self.catalogue.n_categories, users, rng
         )
 
     # ----------------------------------------------------------------- truth for scoring

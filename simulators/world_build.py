@@ -30,6 +30,7 @@ class UserState:
     interest: np.ndarray  # (U, C) float32 strength in [0, 1]; 0 = not an interest
     search_interest: np.ndarray  # (U, C) float32 what the user searches for
     search_share: np.ndarray  # (U,) probability a request is a search
+    unmet: np.ndarray  # (U,) float32 feed requests since the search intent was last met
     patience: np.ndarray  # (U,)
     fatigue: np.ndarray  # (U, C) float32 recent exposure per category
     history: np.ndarray  # (U, H) int64 consumed items, newest last, -1 padded
@@ -271,6 +272,7 @@ def build_users(
         interest=interest,
         search_interest=search_interest,
         search_share=rng.beta(2.0, 6.0, n),
+        unmet=np.zeros(n, dtype=np.float32),
         patience=base_patience.copy(),
         fatigue=np.zeros((n, n_cat), dtype=np.float32),
         history=np.full((n, cfg.history_len), -1, dtype=np.int64),

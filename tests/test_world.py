@@ -165,6 +165,136 @@ def test_search_share_drifts_over_days():
     assert 0.3 < spread[7.0] < 1.2, spread
 
 
+# --------------------------------------------------------------------------- scenario switch
+def _feed_runs(world: World, days: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logged requests in (user, time) order: scenario, query, and the run of feed requests
+    before each (same user; -1 for a user's first request)."""
+    from recgym.simulators.logs import LogConfig, simulate_logs
+
+    logs = simulate_logs(world, LogConfig(days=days, seed=1), progress=False)
+    req = (
+        logs.groupby("request_id")
+        .agg(
+            u=("user_id", "first"),
+            t=("timestamp", "first"),
+            sc=("scenario", "first"),
+            q=("query_category", "first"),
+        )
+        .sort_values(["u", "t"])
+    )
+    sc, q, u = req["sc"].to_numpy(), req["q"].to_numpy(), req["u"].to_numpy()
+    same = np.r_[False, u[1:] == u[:-1]]
+    # feed run length: requests since the user's last search (vectorised cumulative count)
+    block = np.cumsum(~same | np.r_[False, sc[:-1] == SEARCH])
+    run = np.arange(len(sc)) - np.maximum.accumulate(
+        np.where(np.r_[True, block[1:] != block[:-1]], np.arange(len(sc)), 0)
+    )
+    return sc, q, np.where(same, run, -1)
+
+
+@pytest.mark.parametrize("switch_on", [True, False])
+def test_next_scenario_is_predictable_from_the_feed_run(switch_on: bool):
+    """The intent-driven switch: the longer the feed has left the intent unmet, the likelier a
+    search (the per-user share alone makes it *less* likely: low-share users have long runs)."""
+    dyn = Dynamics() if switch_on else Dynamics(switch_unmet=0.0, search_carry=0.0)
+    sc, _, run = _feed_runs(small_world(seed=3, dynamics=dyn))
+    short = sc[(run == 0)].mean()
+    long = sc[(run >= 3)].mean()
+    assert ((run == 0).sum() > 500) and ((run >= 3).sum() > 500)
+    if switch_on:
+        assert long > short + 0.12, (short, long)
+    else:
+        assert long < short, (short, long)
+
+
+def _repeat_rates(dynamics: Dynamics) -> tuple[float, float]:
+    """Share of a user's searches that repeat the previous search's query, after a previous
+    search that found nothing satisfying and after one that did."""
+    from recgym.simulators.logs import LogConfig, simulate_logs
+
+    logs = simulate_logs(
+        small_world(seed=3, dynamics=dynamics), LogConfig(days=4, seed=1), progress=False
+    )
+    logs = logs[logs["scenario"] == SEARCH].assign(found=lambda d: d["click"] & d["long_view"])
+    req = (
+        logs.groupby("request_id")
+        .agg(
+            u=("user_id", "first"),
+            t=("timestamp", "first"),
+            q=("query_category", "first"),
+            found=("found", "max"),
+        )
+        .sort_values(["u", "t"])
+    )
+    u, q, found = req["u"].to_numpy(), req["q"].to_numpy(), req["found"].to_numpy() > 0
+    same_user = u[1:] == u[:-1]
+    repeat = q[1:] == q[:-1]
+    return (
+        float(repeat[same_user & ~found[:-1]].mean()),
+        float(repeat[same_user & found[:-1]].mean()),
+    )
+
+
+def test_search_queries_follow_the_unmet_intent():
+    """The query is the intent, which persists until met: after a search that found nothing the
+    next search repeats the query far more often than after one that found it. With the switch
+    off, queries are drawn from interests alone and the outcome does not matter."""
+    unmet, met = _repeat_rates(Dynamics())
+    assert unmet > met + 0.3, (unmet, met)
+    off = Dynamics(query_intent_share=0.0, switch_unmet=0.0, search_carry=0.0)
+    unmet_off, met_off = _repeat_rates(off)
+    assert abs(unmet_off - met_off) < 0.15, (unmet_off, met_off)
+
+
+def test_search_finds_shape_the_feed_and_meet_the_intent():
+    world = small_world(seed=5)
+    rng = np.random.default_rng(0)
+    users = np.arange(40)
+    world.begin_session(users, rng)
+    intent = world.search_intent(users)
+    world.state.unmet[users] = 3.0
+    before = world.state.interest[users, intent].copy()
+    strength = world.state.search_interest[users, intent].copy()
+    slate = items_of_categories(world, np.repeat(intent[:, None], K, axis=1), rng)
+    res = world.step(users, slate, rng, scenario=np.full(len(users), SEARCH))
+    met = (res.responses["click"] & res.responses["long_view"]).any(axis=1)
+    assert met.sum() > 10 and (~met).sum() >= 0
+    d = world.dynamics
+    after = world.state.interest[users, intent]
+    assert (after[met] >= d.search_carry - 1e-6).all() and (after[met] >= before[met]).all()
+    assert (world.state.unmet[users[met]] == 0).all()
+    assert (world.state.unmet[users[~met]] == 3).all()  # a failed search adds nothing
+    np.testing.assert_allclose(
+        world.state.search_interest[users[met], intent[met]],
+        strength[met] * d.intent_met_decay,
+        rtol=1e-6,
+    )
+    # a weakened intent is replaced at the next draw; queries are -1 exactly on feed requests
+    scen, query = world.next_scenario(users, rng)
+    assert (world.state.search_interest[users].max(axis=1) >= d.intent_floor).all()
+    assert ((query == -1) == (scen == REC)).all()
+
+
+def test_feed_requests_change_only_the_unmet_count():
+    """Rec-only envs see the same world with or without the switch: a feed request moves
+    nothing but ``unmet`` (and the intent's strength, read only by search requests)."""
+    on, off = (
+        small_world(seed=2),
+        small_world(seed=2, dynamics=Dynamics(switch_unmet=0.0, search_carry=0.0)),
+    )
+    for world in (on, off):
+        rng = np.random.default_rng(9)
+        users = np.arange(100)
+        world.begin_session(users, rng)
+        for _ in range(5):
+            world.step(users, random_slates(world, len(users), rng), rng)
+    a, b = state_arrays(on), state_arrays(off)
+    for name in a:
+        if name not in ("unmet", "search_interest"):
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert on.state.unmet[:100].max() > 0
+
+
 # --------------------------------------------------------------------------- responses
 def run_random(world: World, n_steps: int, seed: int) -> list[tuple[np.ndarray, object]]:
     """Step every user `n_steps` times with random slates; (slate, StepResult) per step."""
