@@ -1,38 +1,42 @@
-"""`recgym bench rliv-ua`: a --tiny run writes valid tables, rows, claims and a plot, a re-run
-resumes without redoing anything, --data skips the world, and the claims are computed from the
-numbers (the paper's own verdicts come from the transcribed tables)."""
+"""`recgym bench rliv-ua` on the bench engine: a --tiny run writes rows, tables, claims and plots;
+a re-run reuses every stage; a changed setting reruns exactly the stages it reaches; --data skips
+the world; the claims follow the numbers and the paper's verdicts its transcribed tables."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 
 from recgym.benchmarks import rliv_ua
+from recgym.benchmarks.engine import ROW_FIELDS, stage_log
+from recgym.benchmarks.rliv_ua.stages import eval_stage, stages, train_stage
 
 
 def _rows(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines() if line]
 
 
-def _csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+def _run(out: Path, work: Path, *extra: str) -> dict[str, str]:
+    """Run the tiny preset; returns {stage: "ran" | "reused"} of this run."""
+    before = len(stage_log(work))
+    argv = ["--tiny", "--out", str(out), "--work", str(work), "--quiet", *extra]
+    assert rliv_ua.main(argv) == 0
+    return {line["stage"]: line["action"] for line in stage_log(work)[before:]}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
     out = tmp_path_factory.mktemp("bench_out")
     work = tmp_path_factory.mktemp("bench_work")
-    assert rliv_ua.main(["--tiny", "--out", str(out), "--work", str(work), "--quiet"]) == 0
-    return out, work
+    return out, work, _run(out, work)
 
 
-def test_tiny_run_writes_rows_tables_claims_and_plot(tiny: tuple[Path, Path]) -> None:
-    out, _ = tiny
+def test_tiny_run_writes_rows_tables_claims_and_plots(tiny) -> None:
+    out, _, actions = tiny
     cfg = rliv_ua.PRESETS["tiny"]
+    assert set(actions.values()) == {"ran"}
     rows = _rows(out)
     # every agent on both backends, but the oracle (it reads the world's state) on the world only
     cells = {
@@ -42,97 +46,94 @@ def test_tiny_run_writes_rows_tables_claims_and_plot(tiny: tuple[Path, Path]) ->
         for s in cfg.seeds
         if not (a == "oracle" and b == "learned")
     }
-    assert len(rows) == len(cells)
     assert {(r["agent"], r["backend"], r["seed"]) for r in rows} == cells
     for row in rows:
-        assert set(rliv_ua.TABLE_METRICS) <= set(row["metrics"])
-        assert row["mode"] == "tiny" and row["episodes"] == cfg.episodes and row["git_sha"]
-        gifts = row["metrics"]["gifts"]
-        # gifts exist only on the world backend
-        assert (gifts is None) == (row["backend"] == "learned")
-        assert row["metrics"]["session_length"] >= 1
+        assert set(ROW_FIELDS) <= set(row) and row["provenance"]["git_commit"]
+        assert row["episodes"] == cfg.episodes
+    metrics = {(r["agent"], r["backend"], r["seed"]): set() for r in rows}
+    for r in rows:
+        metrics[r["agent"], r["backend"], r["seed"]].add(r["metric"])
+    for (_, backend, _), names in metrics.items():
+        assert set(rliv_ua.TABLE_METRICS) - {"gifts"} <= names
+        assert ("gifts" in names) == (backend == "world")  # gifts exist on the world only
+    assert all(r["value"] >= 1 for r in rows if r["metric"] == "session_length")
 
-    columns = ["table", "backend", "agent", "label", "n_seeds"] + [
-        f"{m}_{s}" for m in rliv_ua.TABLE_METRICS for s in ("mean", "ci_low", "ci_high")
-    ]
-    for name, agents in (("table2.csv", rliv_ua.TABLE2), ("table3.csv", rliv_ua.TABLE3)):
-        table = _csv(out / name)
-        assert list(table[0]) == columns
-        assert [(r["backend"], r["agent"]) for r in table] == [
-            (b, a)
-            for b in ("learned", "world")
-            for a in agents
-            if not (a == "oracle" and b == "learned")
-        ]
-        for r in table:
-            assert int(r["n_seeds"]) == len(cfg.seeds)
-            assert float(r["watch_time_s_mean"]) >= 0
-            assert (r["gifts_mean"] == "") == (r["backend"] == "learned")
-
-    claims = _csv(out / "claims.csv")
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["results"]) == {"learned", "world"}
+    assert "oracle" not in results["results"]["learned"]
+    claims = json.loads((out / "claims.json").read_text())["verdicts"]
     assert len(claims) == 2 * len(rliv_ua.all_claims())
-    assert all(c["here"].startswith(rliv_ua.VERDICT_WORDS) for c in claims)
-    long_term = [c for c in claims if c["lower"] == "myopic_watch_ranker"]
-    assert {(c["backend"], c["metric"]) for c in long_term} == {
+    assert {c["verdict"] for c in claims} <= {"reproduced", "contradicted", "inconclusive"}
+    long_term = [c for c in claims if c["claim"]["b"] == "myopic_watch_ranker"]
+    assert {(c["backend"], c["claim"]["metric"]) for c in long_term} == {
         (b, m) for b in ("learned", "world") for m in ("watch_time_s", "session_length")
     }
-
     md = (out / "results.md").read_text()
     for text in ("Table 2", "Table 3", "ground-truth world", "learned simulator", "12.8860"):
         assert text in md
     assert md.count("| patience oracle (reads hidden state) |") == 1  # on the world only
     assert "2 seeds only" in md
     assert md.count("| RLIV-UA |") == 6  # two backends x two tables, plus the paper's two
-    assert (out / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "watch_time_s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "config.json").read_text())["mode"] == "tiny"
 
 
-def test_a_rerun_resumes_and_report_only_regenerates(tiny: tuple[Path, Path]) -> None:
-    out, work = tiny
+def test_a_changed_setting_reruns_exactly_the_stages_it_affects(tiny) -> None:
+    """Same settings: every stage reused, identical rows. RLIV-UA's step budget: only the four
+    variants' training (per backend and seed) and their evaluations rerun. An evaluation-only
+    setting: only the evaluations rerun."""
+    out, work, _ = tiny
+    cfg = rliv_ua.PRESETS["tiny"]
     before = (out / "rows.jsonl").read_text()
-    (out / "results.md").unlink()
-    assert rliv_ua.main(["--tiny", "--out", str(out), "--work", str(work), "--quiet"]) == 0
-    assert (out / "rows.jsonl").read_text() == before  # nothing re-evaluated
-    assert json.loads((out / "run.json").read_text())["ran"] == {}  # nothing retrained
-    (out / "table2.csv").unlink()
-    args = ["--tiny", "--out", str(out), "--work", str(work), "--quiet", "--report-only"]
-    assert rliv_ua.main(args) == 0
-    assert (out / "table2.csv").exists() and (out / "results.md").exists()
+    assert set(_run(out, work).values()) == {"reused"}
+    assert (out / "rows.jsonl").read_text() == before
+
+    variants = rliv_ua.RLIV_VARIANTS
+    actions = _run(out, work, "--rliv-steps", str(cfg.rliv_steps * 2))
+    expected = {train_stage(v, s, b) for v in variants for b in cfg.backends for s in cfg.seeds}
+    expected |= {eval_stage(v, s) for v in variants for s in cfg.seeds}
+    assert {n for n, a in actions.items() if a == "ran"} == expected
+    assert set(actions) == {s.name for s in stages(cfg)}
+
+    actions = _run(out, work, "--episodes", str(cfg.episodes + 1))
+    ran = {n for n, a in actions.items() if a == "ran"}
+    assert ran == {n for n in actions if n.startswith("evaluate-")}
+    assert {r["episodes"] for r in _rows(out)} == {cfg.episodes + 1}
 
 
-def test_real_logs_mean_no_world_backend(tiny: tuple[Path, Path], tmp_path: Path) -> None:
-    _, work = tiny
+def test_real_logs_mean_no_world_backend(tiny, tmp_path: Path) -> None:
+    _, work, _ = tiny
+    logs = next(p for p in (work / "logs").iterdir() if (p / "stage.json").exists())
     out = tmp_path / "out"
-    args = ["--tiny", "--data", str(work / "logs"), "--out", str(out), "--work", str(tmp_path)]
+    args = ["--tiny", "--data", str(logs), "--out", str(out), "--work", str(tmp_path / "w")]
     assert rliv_ua.main([*args, "--agents", "random", "rliv_ua", "--quiet"]) == 0
     assert {r["backend"] for r in _rows(out)} == {"learned"}
     assert "No ground-truth evaluation" in (out / "results.md").read_text()
 
 
 def test_claims_follow_the_numbers_and_the_paper_verdicts_its_tables() -> None:
+    from recgym.benchmarks.claims import judge_rows
+    from recgym.benchmarks.rliv_ua.report import claim_text
+
     rows = []
+    order = ("ranking_model", "cql", "dqn", "td3", "rlur", "myopic_watch_ranker", "rliv_ua")
     for seed in (0, 1, 2):
-        order = ("ranking_model", "cql", "dqn", "td3", "rlur", "myopic_watch_ranker", "rliv_ua")
         for rank, agent in enumerate((*order, "rliv_ua_wo_mt")):
-            metrics = {m: float(rank + 1 + 0.01 * seed) for m in rliv_ua.TABLE_METRICS}
-            metrics["ctr"] = 1.0 / (rank + 1)  # RankingModel first: the highest CTR
-            rows.append({"agent": agent, "backend": "world", "seed": seed, "metrics": metrics})
-    results = rliv_ua.aggregate(rows)["world"]
-    by_text = {}
-    for claim in rliv_ua.all_claims():
-        verdict = rliv_ua.judge(claim, "world", results)
-        if verdict is not None:
-            by_text[claim.text] = verdict
+            for metric in rliv_ua.TABLE_METRICS:
+                # RankingModel first on CTR, otherwise every agent above the one before
+                value = 1.0 / (rank + 1) if metric == "ctr" else rank + 1 + 0.01 * seed
+                rows.append(dict(agent=agent, backend="world", seed=seed, metric=metric,
+                                 value=value))  # fmt: skip
+    by_text = {claim_text(v.claim): v for v in judge_rows(rliv_ua.all_claims(), rows)}
     chain = by_text["RankingModel (DeepFM) < CQL on Session Length"]
-    assert chain.here == "reproduced" and chain.n == 3
-    assert by_text["RLIV-UA < RankingModel (DeepFM) on CTR"].here == "reproduced"
+    assert chain.verdict == "reproduced" and len(chain.seeds) == 3
+    assert by_text["RLIV-UA < RankingModel (DeepFM) on CTR"].verdict == "reproduced"
     # w/o MT was made better than the full model here: the claim must fail
-    assert by_text["RLIV-UA (w/o MT) < RLIV-UA on Watch Time (s)"].here == "contradicted"
-    # the long-term claim: RLIV-UA above the myopic watch ranker on every seed
+    assert by_text["RLIV-UA (w/o MT) < RLIV-UA on Watch Time (s)"].verdict == "contradicted"
     myopic = by_text["myopic watch ranker (reference) < RLIV-UA on Watch Time (s)"]
-    assert myopic.here == "reproduced"
+    assert myopic.verdict == "reproduced"
     # the paper's Table 2 itself breaks its chain on watch time (59.48 > 58.08 > 49.55)
-    verdicts = {c.text: rliv_ua.paper_verdict(c) for c in rliv_ua.paper_claims()}
+    verdicts = {claim_text(c): rliv_ua.paper_verdict(c) for c in rliv_ua.paper_claims()}
     assert verdicts["RankingModel (DeepFM) < CQL on Watch Time (s)"] == "does not hold"
     assert verdicts["RLUR < RLIV-UA on Session Length"] == "holds"
     assert verdicts["RLIV-UA (w/o SL) < RLIV-UA on Session Length"].startswith("not in")
@@ -142,41 +143,7 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         rliv_ua.main(["--help"])
     text = capsys.readouterr().out
-    parser = rliv_ua._parser()
-    for action in parser._actions:
+    for action in rliv_ua.parser()._actions:
         assert action.help, action.option_strings
         for option in action.option_strings:
             assert option in text
-
-
-def test_a_changed_setting_reruns_exactly_the_stages_it_affects(tiny: tuple[Path, Path]) -> None:
-    """RLIV-UA's step budget retrains only the four RLIV-UA variants (per backend and seed) and
-    re-evaluates only their rows; an evaluation-only setting retrains nothing and re-evaluates
-    every row. Runs last: it appends rows of other settings to the shared output."""
-    out, work = tiny
-    cfg = rliv_ua.PRESETS["tiny"]
-    base = ["--tiny", "--out", str(out), "--work", str(work), "--quiet"]
-    n_before = len(_rows(out))
-
-    steps = ["--rliv-steps", str(cfg.rliv_steps * 2)]  # 2 epochs of 4 -> of 8 steps
-    assert rliv_ua.main([*base, *steps]) == 0
-    ran = json.loads((out / "run.json").read_text())["ran"]
-    assert set(ran) == {
-        f"train {rliv_ua.AGENTS[v].label} [{b} ids] seed {s}"
-        for v in rliv_ua.RLIV_VARIANTS
-        for b in ("learned", "world")
-        for s in cfg.seeds
-    }
-    new = _rows(out)[n_before:]
-    assert {(r["agent"], r["backend"], r["seed"]) for r in new} == {
-        (v, b, s) for v in rliv_ua.RLIV_VARIANTS for b in ("learned", "world") for s in cfg.seeds
-    }
-    assert len(new) == len(rliv_ua.RLIV_VARIANTS) * 2 * len(cfg.seeds)
-
-    n_before = len(_rows(out))
-    # (keeps the new step budget: a stage's work directory holds one version, the last run's)
-    assert rliv_ua.main([*base, *steps, "--episodes", str(cfg.episodes + 1)]) == 0
-    assert json.loads((out / "run.json").read_text())["ran"] == {}
-    new = _rows(out)[n_before:]
-    assert len(new) == len(rliv_ua.eval_cells(cfg))
-    assert {r["episodes"] for r in new} == {cfg.episodes + 1}

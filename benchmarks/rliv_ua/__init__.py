@@ -1,7 +1,9 @@
 """`recgym bench rliv-ua`: the RLIV-UA paper's Tables 2 and 3 (Sec. 4) on `recgym/UserAuthor-v0`.
 
-The job, stage by stage (each writes its artefact; a re-run skips every stage whose artefact
-exists *for the same settings*; `--fresh` redoes them all):
+A spec on the bench engine (`benchmarks.engine`; stages in `rliv_ua.stages`, each keyed by its
+settings, the code it runs and its inputs; a re-run reuses every finished stage whose key is
+unchanged, so a changed setting reruns exactly the stages it reaches; `--fresh` discards
+everything first). Stage outputs live under ``--work``, the report under ``--out``:
 
 1. **logs**: build the ground-truth world and log it with the biased behaviour policy in
    KuaiRand's schema (`simulators.generate`); or take real KuaiRand logs with ``--data DIR``,
@@ -28,13 +30,14 @@ exists *for the same settings*; `--fresh` redoes them all):
      myopic watch ranker" (watch time, session length) sits beside the paper's claims.
    The gift tower and the assistance gift net of RLIV-UA do not exist here, as in the paper's
    offline study: KuaiRand-schema logs carry no gift signal (`simulators.scri.tasks_for`).
-5. **evaluate**: every agent on `recgym/UserAuthor-v0` over the learned simulator AND over the
-   ground-truth world as it stood after writing the logs (backend "world", ``world_dir`` = the
-   logs: the user state the simulator learned starts from); one JSONL row per agent x backend x
-   seed in ``rows.jsonl``.
-6. **report**: Table 2 / Table 3 layouts as markdown + CSV, a bar plot, the paper's numbers and
-   a reproduced / contradicted / inconclusive verdict per claim computed from the rows
-   (regenerated from the JSONL, never edited by hand; ``--report-only`` redoes just this).
+5. **evaluate** (one stage per agent and seed): every agent on `recgym/UserAuthor-v0` over the
+   learned simulator AND over the ground-truth world as it stood after writing the logs
+   (backend "world", ``world_dir`` = the logs: the user state the simulator learned starts
+   from); one row per agent x backend x seed x metric.
+6. **report** (`rliv_ua.report`): Table 2 / Table 3 per backend (markdown, ``results.json``),
+   one plot per paper metric, the paper's numbers and a reproduced / contradicted /
+   inconclusive verdict per claim (``claims.md``/``claims.json``), all regenerated from the
+   evaluation rows (``rows.jsonl``: the engine's rows, with provenance) on every run.
 
 Seeds: seed s is a *training* seed and an *evaluation* seed at once (the quick preset has 3,
 the full one 5; claims are judged on the paired per-seed differences, `benchmarks.claims`).
@@ -63,9 +66,13 @@ is an unspecified 0-1 score), new follows, and gifts, which only the ground-trut
 produces (counted here from the step infos; a learned simulator of KuaiRand has no gifts).
 """
 
-from recgym.benchmarks.rliv_ua.evaluate import eval_cells, load_policy, play_seed, read_rows
-from recgym.benchmarks.rliv_ua.runner import _parser as _parser
-from recgym.benchmarks.rliv_ua.runner import config_from_args, main, run
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
 from recgym.benchmarks.rliv_ua.spec import (
     AGENTS,
     BACKENDS,
@@ -80,20 +87,109 @@ from recgym.benchmarks.rliv_ua.spec import (
     WORLD_ONLY,
     AgentInfo,
     BenchConfig,
-)
-from recgym.benchmarks.rliv_ua.stages import Job
-from recgym.benchmarks.rliv_ua.tables import (
-    VERDICT_WORDS,
-    Claim,
-    Verdict,
-    aggregate,
     all_claims,
-    judge,
     long_term_claims,
     paper_claims,
     paper_verdict,
-    report,
 )
+
+
+def run(
+    cfg: BenchConfig, out: str | Path, work: str | Path, fresh: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Run (or reuse) every stage of `cfg` under `work` and write the report into `out`;
+    returns {"markdown", "rows", "stages"} (stages: {name: `engine.StageResult`})."""
+    import torch
+
+    from recgym.benchmarks.engine import Engine
+    from recgym.benchmarks.rliv_ua import report
+    from recgym.benchmarks.rliv_ua.stages import stages
+    from recgym.outdir import ensure_writable_dir
+
+    torch.set_num_threads(1)
+    ensure_writable_dir(Path(out))  # an unwritable --out fails here, before any stage
+    done = Engine(work, progress=progress, fresh=fresh).run(stages(cfg))
+    rows = [r for name, s in done.items() if name.startswith("evaluate-") for r in s.rows()]
+    md = report.write(cfg, rows, done, Path(out))
+    return {"markdown": md, "rows": rows, "stages": done}
+
+
+def parser() -> Any:
+    """--quick / --tiny pick a preset; every BenchConfig field is an option (generated from the
+    dataclass, help = the field's docstring) that overrides the preset's value."""
+    import argparse
+
+    from recgym.benchmarks.engine_cli import config_parser
+
+    p = argparse.ArgumentParser(
+        prog="recgym bench rliv-ua",
+        description="Reproduce the RLIV-UA paper's Tables 2 and 3 on recgym/UserAuthor-v0: "
+        "world -> logs -> learned simulator; RankingModel (DeepFM), CQL, DQN, TD3, RLUR, RLIV-UA "
+        "and its ablations trained from the same logs (offline methods) or on the learned "
+        "simulator (online methods); each evaluated on the learned simulator and on the "
+        "ground-truth world; tables, plots and the paper's claims checked. Stages on the bench "
+        "engine, resumable. Options not given take the preset's value (full unless --quick or "
+        "--tiny).",
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help="a 500-user world, 7 days of logs, "
+        "3 seeds, small budgets (about 15 minutes on 2 cores)",
+    )
+    size.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a smoke test: a 60-user world, 2 "
+        "seeds, a few steps per agent, tiny networks (the numbers mean nothing)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="report directory: results.md, results.json, "
+        "claims.md, claims.json, rows.jsonl, config.json, plots (default: "
+        "benchmarks/results/rliv_ua/MODE)",
+    )
+    p.add_argument(
+        "--work",
+        metavar="DIR",
+        help="stage outputs <work>/<stage>/<key>/: logs, "
+        "simulator, ASA samples, checkpoints, evaluation rows (default: "
+        "recgym-out/bench-rliv-ua/MODE)",
+    )
+    config_parser(
+        BenchConfig, parser=p, presets=PRESETS, exclude=("mode",), choices={"agents": AGENTS}
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard every earlier stage output first (never needed for correctness)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def config_from_args(args: Any) -> BenchConfig:
+    """The preset of --quick / --tiny (else full) with every given option applied."""
+    from recgym.benchmarks import engine_cli
+
+    mode = "quick" if args.quick else "tiny" if args.tiny else "full"
+    cfg = engine_cli.config_from_args(BenchConfig, args, base=PRESETS[mode])
+    return replace(cfg, agents=tuple(a for a in AGENTS if a in cfg.agents))  # table order
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    cfg = config_from_args(args)
+    name = cfg.mode + ("-data" if cfg.data else "")
+    out = args.out or f"benchmarks/results/rliv_ua/{name}"
+    work = args.work or f"recgym-out/bench-rliv-ua/{name}"
+    result = run(cfg, out, work, fresh=args.fresh, progress=not args.quiet)
+    if not args.quiet:
+        print(result["markdown"])
+    return 0
+
 
 __all__ = [
     "AGENTS",
@@ -106,25 +202,15 @@ __all__ = [
     "TABLE2",
     "TABLE3",
     "TABLE_METRICS",
-    "VERDICT_WORDS",
     "WORLD_ONLY",
     "AgentInfo",
     "BenchConfig",
-    "Claim",
-    "Job",
-    "Verdict",
-    "aggregate",
     "all_claims",
     "config_from_args",
-    "eval_cells",
-    "judge",
-    "load_policy",
     "long_term_claims",
     "main",
     "paper_claims",
     "paper_verdict",
-    "play_seed",
-    "read_rows",
-    "report",
+    "parser",
     "run",
 ]

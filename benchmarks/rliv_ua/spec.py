@@ -1,14 +1,13 @@
-"""RLIV-UA bench spec: agents, the paper's tables, the run's settings and presets."""
+"""RLIV-UA bench spec: agents, the paper's tables and claims, the run's settings and presets."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from recgym.benchmarks.claims import Claim
+
 ENV_ID = "recgym/UserAuthor-v0"
-ROWS = "rows.jsonl"
 BACKENDS = ("learned", "world")
 BACKEND_LABELS = {"learned": "learned simulator", "world": "ground-truth world"}
 
@@ -102,6 +101,67 @@ PAPER_TABLE3: dict[str, tuple[float, float, float, float]] = {
     "RLIV-UA(w/o MT)": (9.2800, 248.1804, 0.5340, 0.8746),
     "RLIV-UA": (12.8860, 377.4867, 0.5015, 0.8827),
 }
+
+
+CHAIN = ("ranking_model", "cql", "dqn", "td3", "rlur", "rliv_ua")
+"""Table 2's ordering on session length and watch time (Sec. 4.2), worst first."""
+
+
+def paper_claims() -> list[Claim]:
+    """The orderings the paper reports (`Claim.a` is the one claimed higher): Table 2's chain
+    RankingModel < CQL < DQN < TD3 < RLUR < RLIV-UA on session length and watch time,
+    RankingModel best on CTR, and (Table 3) every ablation below the full model, with w/o MT & SL
+    below w/o MT (the SL claim of Sec. 4.3)."""
+    out = []
+    for metric in ("session_length", "watch_time_s"):
+        out += [
+            Claim(metric=metric, a=hi, b=lo, source="Table 2")
+            for lo, hi in zip(CHAIN[:-1], CHAIN[1:], strict=True)
+        ]
+    out += [Claim(metric="ctr", a="ranking_model", b=o, source="Table 2") for o in CHAIN[1:]]
+    for metric in ("session_length", "watch_time_s"):
+        out += [
+            Claim(metric=metric, a="rliv_ua", b=lo, source="Table 3")
+            for lo in ("rliv_ua_wo_mt_sl", "rliv_ua_wo_mt", "rliv_ua_wo_sl")
+        ]
+        out.append(Claim(metric=metric, a="rliv_ua_wo_mt", b="rliv_ua_wo_mt_sl", source="Table 3"))
+    return out
+
+
+LONG_TERM = "ours: long-term vs myopic"
+"""`Claim.source` of the claims that are ours, not the paper's."""
+
+
+def long_term_claims() -> list[Claim]:
+    """Ours, beside the paper's (issue 8 point 6): a long-term claim is made against the myopic
+    watch-time ranker, which already maximises each request's watch time."""
+    return [
+        Claim(metric=m, a="rliv_ua", b="myopic_watch_ranker", source=LONG_TERM)
+        for m in ("watch_time_s", "session_length")
+    ]
+
+
+def all_claims() -> list[Claim]:
+    return paper_claims() + long_term_claims()
+
+
+def paper_value(agent: str, metric: str) -> float | None:
+    """The paper's number for `agent` (key) on `metric`, None where its tables have none."""
+    name = AGENTS[agent].paper
+    table = {**PAPER_TABLE2, **PAPER_TABLE3}
+    if metric not in PAPER_METRICS or name not in table:
+        return None
+    return table[name][PAPER_METRICS.index(metric)]
+
+
+def paper_verdict(claim: Claim) -> str:
+    """Whether the paper's own transcribed numbers order the claim's agents as it says."""
+    if claim.source == LONG_TERM:
+        return "ours (long-term vs myopic, issue 8)"
+    hi, lo = paper_value(claim.a, claim.metric), paper_value(claim.b, claim.metric)
+    if lo is None or hi is None:
+        return "not in the paper's offline tables"
+    return "holds" if hi > lo else "does not hold"
 
 
 # --------------------------------------------------------------------------- configuration
@@ -230,7 +290,3 @@ PRESETS: dict[str, BenchConfig] = {
         small_nets=True,
     ),
 }
-
-
-def settings_digest(obj: Any) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
