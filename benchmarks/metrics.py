@@ -92,6 +92,12 @@ REGISTRY: dict[str, Metric] = {
     "weighted_gauc": Metric(
         "weighted_gauc", "per-user AUC of valid consumption, weight reward + 1", 0.0, 1.0
     ),
+    "allocation_nmi": Metric(
+        "allocation_nmi", "per-user NMI of the interest allocation vs the true interests", 0.0, 1.0
+    ),
+    "allocation_ari": Metric(
+        "allocation_ari", "per-user adjusted Rand index of the allocation vs the truth", -1.0, 1.0
+    ),
 }
 """Every metric name a row may carry."""
 
@@ -228,11 +234,101 @@ def weighted_gauc(
     return float(np.sum(total[ok] * auc) / np.sum(total[ok]))
 
 
+# --------------------------------------------------------------------------- allocation vs truth
+def _contingency(
+    group: np.ndarray, true: np.ndarray, pred: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-group contingency counts, flattened: (cell group, cell count, row-sum table entries
+    as (group, count) for true labels, the same for predicted labels, items per group)."""
+    group, true, pred = (np.asarray(x).reshape(-1) for x in (group, true, pred))
+    if not (len(group) == len(true) == len(pred)):
+        raise ValueError(
+            f"group, true and pred must have one entry per item, got {len(group)}, "
+            f"{len(true)}, {len(pred)}"
+        )
+    _, g = np.unique(group, return_inverse=True)
+    _, t = np.unique(true, return_inverse=True)
+    _, p = np.unique(pred, return_inverse=True)
+    n_g = int(g.max()) + 1 if len(g) else 0
+
+    def counts(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = np.zeros(len(g), dtype=np.int64)
+        for k in keys:
+            key = key * (int(k.max()) + 1 if len(k) else 1) + k
+        _, first, n = np.unique(key, return_index=True, return_counts=True)
+        return g[first], n.astype(np.float64)
+
+    cell_g, cell_n = counts(g, t, p)
+    true_g, true_n = counts(g, t)
+    pred_g, pred_n = counts(g, p)
+    return (
+        cell_g,
+        cell_n,
+        np.stack([true_g, true_n]),
+        np.stack([pred_g, pred_n]),
+        np.bincount(g, minlength=n_g).astype(np.float64),
+    )
+
+
+def _entropy(groups: np.ndarray, counts: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Per-group entropy (nats) of the label counts `counts` of groups `groups`."""
+    q = counts / size[groups]
+    return np.bincount(groups, weights=-q * np.log(q), minlength=len(size))
+
+
+def allocation_nmi(group: np.ndarray, true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Normalised mutual information between true and predicted interests, per group (user).
+
+    Arithmetic-mean normalisation, NMI = I(T; P) / ((H(T) + H(P)) / 2), as scikit-learn's
+    default: 1 when the partitions agree up to renaming, 0 when independent; a group where both
+    partitions are single clusters scores 1, where exactly one is, 0. Returns (n_groups,) in the
+    order of the sorted group ids. Label values only name clusters (any integers).
+    """
+    cell_g, cell_n, true_c, pred_c, size = _contingency(group, true, pred)
+    h_t = _entropy(true_c[0].astype(np.int64), true_c[1], size)
+    h_p = _entropy(pred_c[0].astype(np.int64), pred_c[1], size)
+    # I = H(T) + H(P) - H(T, P)
+    mi = h_t + h_p - _entropy(cell_g, cell_n, size)
+    denom = (h_t + h_p) / 2.0
+    both_single = (h_t <= 1e-12) & (h_p <= 1e-12)
+    out = np.where(denom > 1e-12, np.clip(mi, 0.0, None) / np.maximum(denom, 1e-300), 0.0)
+    return np.where(both_single, 1.0, np.minimum(out, 1.0))
+
+
+def allocation_ari(group: np.ndarray, true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Adjusted Rand index between true and predicted interests, per group (user).
+
+    ARI = (sum C(n_ij, 2) - E) / ((a + b) / 2 - E), a = sum C(n_i., 2), b = sum C(n_.j, 2),
+    E = a * b / C(n, 2) (Hubert & Arabie): 0 in expectation for a random allocation, 1 for
+    agreement up to renaming. A group where the denominator is 0 (e.g. both partitions one
+    cluster, or one item) scores 1 when the partitions agree and 0 otherwise, as scikit-learn.
+    """
+    cell_g, cell_n, true_c, pred_c, size = _contingency(group, true, pred)
+    n_g = len(size)
+
+    def pairs(groups: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        return np.bincount(
+            groups.astype(np.int64), weights=counts * (counts - 1) / 2, minlength=n_g
+        )
+
+    s = pairs(cell_g, cell_n)
+    a, b = pairs(true_c[0], true_c[1]), pairs(pred_c[0], pred_c[1])
+    total = size * (size - 1) / 2
+    expected = np.where(total > 0, a * b / np.maximum(total, 1), 0.0)
+    denom = (a + b) / 2 - expected
+    agree = (s == a) & (s == b)
+    return np.where(
+        np.abs(denom) > 1e-12, (s - expected) / np.where(denom == 0, 1, denom), agree * 1.0
+    )
+
+
 __all__ = [
     "Metric",
     "RANKING_KS",
     "REGISTRY",
     "SESSION_METRICS",
+    "allocation_ari",
+    "allocation_nmi",
     "hit_rate_at",
     "leave_one_out_ranks",
     "metric",
