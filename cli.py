@@ -82,6 +82,54 @@ def _data_inspect(args: argparse.Namespace) -> int:
     return inspect(args.path, args.format)
 
 
+EXPORT_POLICIES = ("random", "longest-first", "duration+diversity")
+"""Policies `recgym data export` can log sessions with (no fitted model or hidden truth)."""
+
+
+def _data_export(args: argparse.Namespace) -> int:
+    """Sessions of --policy in --env-id, a Tianshou HDF5 buffer or ASA samples -> Minari."""
+    from recgym.agents import references
+    from recgym.agents.baselines import RandomPolicy
+    from recgym.data import minari as mn
+    from recgym.envs import make_env
+    from recgym.envs.contract import with_action_space
+
+    try:
+        kwargs = json.loads(args.env_kwargs)
+        env_id = args.env_id or (None if args.buffer else "recgym/Session-v0")
+        env = make_env(env_id, **kwargs) if env_id else None
+        if args.buffer:  # a Tianshou HDF5 buffer, or ASA samples (an HDF5 buffer + sidecar)
+            from tianshou.data import ReplayBuffer
+
+            from recgym.data.asa import load_asa, sidecar_path
+
+            asa = sidecar_path(args.buffer).exists()
+            buf = load_asa(args.buffer).buffer if asa else ReplayBuffer.load_hdf5(args.buffer)
+            episodes, source = mn.buffer_to_episodes(buf), "asa" if asa else "buffer"
+        else:
+            policies = {"random": RandomPolicy(seed=args.seed),
+                        "longest-first": references.LongestFirst(),
+                        "duration+diversity": references.DurationDiversity()}  # fmt: skip
+            policy = with_action_space(policies[args.policy], env.action_space)
+            episodes = mn.collect_episodes(env, policy.act, args.episodes, args.seed)
+            source = args.policy
+        dataset_id = args.dataset_id or mn.default_dataset_id(source, env and env.spec.id)
+        path = mn.export_minari(
+            episodes,
+            dataset_id,
+            root=args.root,
+            env=env,
+            algorithm_name=source,
+            description=f"recgym {source} data" + (f" from {args.buffer}" if args.buffer else ""),
+            overwrite=args.overwrite,
+        )
+    except (ValueError, OSError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote Minari dataset {dataset_id} ({len(episodes)} episodes) to {path}")
+    return 0
+
+
 BENCH_SUITES = {
     "throughput": (
         "recgym.benchmarks.throughput",
@@ -217,6 +265,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip format detection",
     )
     insp.set_defaults(func=_data_inspect)
+    exp = data_sub.add_parser(
+        "export",
+        help="write logged sessions, a Tianshou HDF5 buffer or ASA samples as a Minari dataset",
+        description="Without --buffer: log --episodes sessions of --policy in --env-id. With "
+        "--buffer: a Tianshou HDF5 buffer (ASA samples when its .json sidecar exists); "
+        "--env-id then records the env it came from. Needs `pip install recgym[minari]`.",
+    )
+    exp.add_argument("--format", choices=("minari",), default="minari", help="(default minari)")
+    exp.add_argument("--env-id", default=None, help="env id (default recgym/Session-v0)")
+    exp.add_argument("--env-kwargs", default="{}", help="JSON kwargs of the env (default {})")
+    exp.add_argument("--policy", choices=EXPORT_POLICIES, default="random", help="(default random)")
+    exp.add_argument("--episodes", type=int, default=100, help="sessions to log (default 100)")
+    exp.add_argument("--seed", type=int, default=0, help="seed of the first reset (default 0)")
+    exp.add_argument("--buffer", default=None, help="a Tianshou HDF5 buffer to export instead")
+    exp.add_argument("--dataset-id", default=None, help="default recgym/<env>/<source>-v0")
+    exp.add_argument("--root", default=None, help="datasets directory (default Minari's own)")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    exp.set_defaults(func=_data_export)
 
     simulator = sub.add_parser("simulator", help="user simulators learned from logs")
     sim_sub = simulator.add_subparsers(dest="simulator_command", required=True, metavar="ACTION")
