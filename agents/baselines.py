@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recgym.agents.checkpoint import json_path
+from recgym.agents.seeding import seeded_global_rngs
 from recgym.envs.contract import (
     Obs,
     action_from_values,
@@ -313,7 +314,8 @@ class RankingModel:
         self.config = config or RankerConfig()
         self.target = target
         self.action_space = action_space
-        self.net = RankingNet(USER_FEATURE_DIM + len(RANKER_FEATURES), self.config.hidden_sizes)
+        with seeded_global_rngs(self.config.seed):  # replaced by `fit` or `load`
+            self.net = RankingNet(USER_FEATURE_DIM + len(RANKER_FEATURES), self.config.hidden_sizes)
 
     # ------------------------------------------------------------------ training
     def fit(self, ds: Any, progress: bool = False) -> RankerFitStats:
@@ -329,9 +331,9 @@ class RankingModel:
         y_ratio = torch.from_numpy(feats.watch_ratio)
         tr = torch.from_numpy(np.flatnonzero(feats.is_train))
         te = torch.from_numpy(np.flatnonzero(~feats.is_train))
-        gen = torch.Generator().manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        self.net = RankingNet(x.shape[1], cfg.hidden_sizes)
+        gen = torch.Generator().manual_seed(cfg.seed)  # batch order
+        with seeded_global_rngs(cfg.seed):  # initial weights; the caller's generators untouched
+            self.net = RankingNet(x.shape[1], cfg.hidden_sizes)
         self.net.mean.copy_(x[tr].mean(0))
         self.net.std.copy_(x[tr].std(0).clamp_min(1e-3))
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recgym.agents.baselines import RANKER_FEATURES, RankerConfig, log_features
+from recgym.agents.seeding import seeded_global_rngs
 from recgym.envs.contract import Obs, action_from_values, candidate_columns, user_id
 from recgym.simulators.features import USER_FEATURE_DIM
 
@@ -336,14 +337,15 @@ class DeepFMRanker:
 
     def _build(self, vocab: Vocabulary) -> None:
         self.vocab = vocab
-        torch.manual_seed(self.config.seed)
-        self.net = DeepFMNet(
-            vocab.sizes,
-            USER_FEATURE_DIM + len(RANKER_FEATURES),
-            len(self.tasks),
-            self.config.embedding_dim,
-            tuple(self.config.hidden_sizes),
-        )
+        # the initial weights come from the config's seed; the caller's generators are untouched
+        with seeded_global_rngs(self.config.seed):
+            self.net = DeepFMNet(
+                vocab.sizes,
+                USER_FEATURE_DIM + len(RANKER_FEATURES),
+                len(self.tasks),
+                self.config.embedding_dim,
+                tuple(self.config.hidden_sizes),
+            )
 
     # ------------------------------------------------------------------ training
     def fit(self, ds: Any, progress: bool = False) -> DeepFMFitStats:

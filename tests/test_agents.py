@@ -292,6 +292,43 @@ def test_training_keeps_the_callers_global_rngs_and_a_seed_fixes_the_weights(wor
         assert not all(torch.equal(weights[k], other[name][k]) for k in weights), name
 
 
+def test_supervised_fits_keep_the_callers_torch_rng_and_a_seed_fixes_the_weights(
+    world_logs, tiny_logs
+):
+    """DeepFM, the RankingModel and the learned simulator draw their initial weights and batch
+    order from their config's seed (a torch.Generator, or `agents.seeding` / a forked RNG for
+    the modules' constructors): the caller's global torch generator is left where it was."""
+    from recgym.agents.deepfm import DeepFMConfig, DeepFMRanker
+    from recgym.simulators.learned import SimulatorConfig
+    from recgym.simulators.learned.fit import fit_simulator
+    from recgym.simulators.learned.simulator import LearnedSimulator
+    from recgym.simulators.learned.table import build_log_table
+
+    _, _, ds = world_logs
+    logs = data.load(tiny_logs)
+
+    def fit_all(seed: int) -> dict[str, dict[str, torch.Tensor]]:
+        deepfm = DeepFMRanker(DeepFMConfig(epochs=1, seed=seed, hidden_sizes=(8,)))
+        deepfm.fit(ds)
+        ranker = RankingModel(RankerConfig(epochs=1, seed=seed, hidden_sizes=(8,)))
+        ranker.fit(ds)
+        config = SimulatorConfig(epochs=1, hidden=(8,), leave_steps=5, seed=seed)
+        sim = fit_simulator(LearnedSimulator, build_log_table(logs, config))
+        return {"deepfm": _weights(deepfm.net), "ranker": _weights(ranker.net),
+                "simulator": _weights(sim.response)}  # fmt: skip
+
+    torch.manual_seed(321)
+    expected = torch.rand(4)
+    torch.manual_seed(321)
+    first = fit_all(5)
+    assert torch.equal(torch.rand(4), expected)  # the caller's generator did not move
+    torch.manual_seed(8)  # another caller state, the same seed: the same weights
+    again, other = fit_all(5), fit_all(6)
+    for name, weights in first.items():
+        assert all(torch.equal(weights[k], again[name][k]) for k in weights), name
+        assert not all(torch.equal(weights[k], other[name][k]) for k in weights), name
+
+
 def test_seeded_global_rngs_restore_the_callers_state_after_an_error():
     from recgym.agents.seeding import seeded_global_rngs
 
