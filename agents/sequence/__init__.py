@@ -10,12 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from recgym.agents.seeding import seeded_global_rngs
+from recgym.agents.sequence.attention import STAMP, BERT4Rec, SASRec
 from recgym.agents.sequence.base import (
     PAD,
     PairwiseRecommender,
     SequenceRecommender,
     pad_sequences,
 )
+from recgym.agents.sequence.conv import Caser, NextItNet, NextItNetEncoder
 from recgym.agents.sequence.data import SequenceData, Split, leave_one_out
 from recgym.agents.sequence.evaluate import (
     evaluate,
@@ -23,6 +25,8 @@ from recgym.agents.sequence.evaluate import (
     ranking_report,
     sample_negatives,
 )
+from recgym.agents.sequence.multi_interest import MCPRN, MIND, ComiRecSA
+from recgym.agents.sequence.multi_scenario import DIN, STAR, PEPNet
 from recgym.agents.sequence.recurrent import NARM, GRU4Rec, Popularity
 from recgym.agents.sequence.train import TrainConfig, fit
 
@@ -30,6 +34,17 @@ MODELS: dict[str, type[SequenceRecommender]] = {
     "popularity": Popularity,
     "gru4rec": GRU4Rec,
     "narm": NARM,
+    "stamp": STAMP,
+    "caser": Caser,
+    "sasrec": SASRec,
+    "bert4rec": BERT4Rec,
+    "nextitnet": NextItNet,
+    "mcprn": MCPRN,
+    "comirec_sa": ComiRecSA,
+    "mind": MIND,
+    "din": DIN,
+    "star": STAR,
+    "pepnet": PEPNet,
 }
 """Every model by name (``popularity`` is not trained: ``trainable = False``)."""
 
@@ -52,10 +67,22 @@ def make_model(
 
 
 __all__ = [
+    "BERT4Rec",
+    "DIN",
+    "MCPRN",
+    "MIND",
     "MODELS",
-    "PAD",
-    "GRU4Rec",
     "NARM",
+    "PAD",
+    "PEPNet",
+    "STAMP",
+    "STAR",
+    "Caser",
+    "ComiRecSA",
+    "GRU4Rec",
+    "NextItNet",
+    "NextItNetEncoder",
+    "SASRec",
     "PairwiseRecommender",
     "Popularity",
     "SequenceData",

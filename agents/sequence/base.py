@@ -253,6 +253,10 @@ class PairwiseRecommender(SequenceRecommender):
         """Scores (B, M) of 0-based candidate ids `items` for shifted ids (B, W) and mask."""
         raise NotImplementedError
 
+    def chunk_size(self, batch: int, width: int) -> int:
+        """Candidates scored at once for a (batch, width) input (``chunk_items`` here)."""
+        return self.chunk_items
+
     def encode(self, ids: torch.Tensor, mask: torch.Tensor, context: Context) -> torch.Tensor:
         """The candidate-free part of the user state (see each model); not what `score` uses."""
         e = self.item_emb(ids) * mask[..., None]
@@ -270,7 +274,7 @@ class PairwiseRecommender(SequenceRecommender):
         every = torch.arange(self.n_items, device=ids.device)
         chunks = [
             self.pair_score(ids, mask, part.expand(len(ids), -1), context)
-            for part in every.split(self.chunk_items)
+            for part in every.split(self.chunk_size(*ids.shape))
         ]
         return torch.cat(chunks, 1)
 
