@@ -21,7 +21,7 @@ The contract a core keeps (`BatchedMDP`):
   restarts the core's streams and state; ``None`` continues, or on the first call seeds from
   `np_random`).
 - ``reset_slots(slots, options) -> (obs, info)`` and ``step_slots(actions, slots) -> (obs,
-  reward, terminated, truncated, info)`` for ``slots`` a sorted int64 array of distinct slot
+  reward, terminated, truncated, info)`` for ``slots`` a int64 array of distinct slot
   indices; ``actions`` has a leading ``len(slots)`` axis (the core validates it and raises a
   ``ValueError`` naming itself). Every returned observation entry and every ``np.ndarray`` in
   ``info`` (nested dicts allowed) has a leading ``len(slots)`` axis and is a fresh array, never

@@ -1,0 +1,224 @@
+"""Native vector envs (`envs.vector`) and the Tianshou view of them (`envs.tianshou_vector`)."""
+
+from __future__ import annotations
+
+import functools
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from tianshou.algorithm.algorithm_base import RandomActionPolicy
+from tianshou.data import Collector, CollectStats, VectorReplayBuffer
+from tianshou.env import DummyVectorEnv
+
+from recgym.envs import ENV_IDS, VECTOR_ENTRY_POINTS, make_env
+from recgym.envs.contract import FlattenCandidates
+from recgym.envs.tianshou_vector import TianshouVectorEnv
+from recgym.envs.vector import MDPVectorEnv
+
+WORLD = {"n_users": 40, "n_items": 300, "n_authors": 30}
+KWARGS = {"world_config": WORLD, "n_candidates": 12, "slate_size": 3, "max_steps": 5}
+
+
+def make_vec(env_id: str, n: int, **kwargs) -> gym.vector.VectorEnv:
+    return gym.make_vec(
+        env_id, num_envs=n, vectorization_mode="vector_entry_point", **{**KWARGS, **kwargs}
+    )
+
+
+def actions_for(space: gym.Space, rng: np.random.Generator, n: int) -> np.ndarray:
+    if isinstance(space, gym.spaces.Discrete):
+        return rng.integers(0, space.n, n)
+    return rng.uniform(-1, 1, (n,) + space.shape).astype(np.float32)
+
+
+def assert_obs_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_every_env_id_has_a_native_vector_env() -> None:
+    assert set(VECTOR_ENTRY_POINTS) <= set(ENV_IDS)
+    for env_id in ("recgym/Session-v0", "recgym/UserAuthor-v0"):
+        assert isinstance(make_vec(env_id, 2).unwrapped, MDPVectorEnv)
+
+
+@pytest.mark.parametrize("env_id", ["recgym/Session-v0", "recgym/UserAuthor-v0"])
+@pytest.mark.parametrize("mode", ["scores", "discrete"])
+def test_one_slot_vector_env_replays_the_single_env(env_id: str, mode: str) -> None:
+    """Same seed, same actions: the 1-slot vector env (next-step autoreset) and the single env
+    (reset by hand when an episode ends) give the same observations, rewards and ends."""
+    single = make_env(env_id, **KWARGS, action_mode=mode)
+    vec = make_vec(env_id, 1, action_mode=mode)
+    rng = np.random.default_rng(1)
+    obs, info = single.reset(seed=7)
+    vobs, vinfo = vec.reset(seed=7)
+    assert_obs_equal(obs, {k: v[0] for k, v in vobs.items()})
+    assert vinfo["user_id"][0] == info["user_id"]
+    episodes, done = 0, False
+    while episodes < 4:
+        action = actions_for(single.action_space, rng, 1)
+        vobs, vrew, vterm, vtrunc, vinfo = vec.step(action)
+        if done:  # the vector env resets this step and ignores the action
+            obs, info = single.reset()
+            assert vrew[0] == 0.0 and not vterm[0] and not vtrunc[0]
+            assert vinfo["user_id"][0] == info["user_id"]
+            done = False
+        else:
+            obs, reward, terminated, truncated, info = single.step(action[0])
+            assert vrew[0] == reward and vterm[0] == terminated and vtrunc[0] == truncated
+            np.testing.assert_array_equal(vinfo["slate"][0], info["slate"])
+            done = terminated or truncated
+            episodes += done
+        assert_obs_equal(obs, {k: v[0] for k, v in vobs.items()})
+
+
+@pytest.mark.parametrize("env_id", ["recgym/Session-v0", "recgym/UserAuthor-v0"])
+def test_n_slot_vector_env_is_seeded_autoresets_and_keeps_users_distinct(env_id: str) -> None:
+    n = 6
+
+    def rollout(seed: int) -> list:
+        vec = make_vec(env_id, n)
+        rng = np.random.default_rng(0)
+        obs, _ = vec.reset(seed=seed)
+        trace, ended = [obs["user_id"][:, 0].copy()], np.zeros(n, dtype=bool)
+        for _ in range(25):
+            obs, reward, terminated, truncated, info = vec.step(
+                actions_for(vec.single_action_space, rng, n)
+            )
+            assert vec.observation_space.contains(obs)
+            users = obs["user_id"][:, 0]
+            assert len(np.unique(users)) == n  # one population: distinct users in the slots
+            # next-step autoreset: slots that ended last step restart with reward 0
+            assert (reward[ended] == 0).all() and not (terminated | truncated)[ended].any()
+            stepped = info.get("_slate", np.zeros(n, dtype=bool))
+            assert stepped.tolist() == (~ended).tolist()
+            assert (info["_user_id"]).all()
+            trace.append((users.copy(), reward.copy(), terminated | truncated))
+            ended = terminated | truncated
+        return trace
+
+    a, b = rollout(3), rollout(3)
+    assert all(
+        all(np.array_equal(x, y) for x, y in zip(ta, tb, strict=True))
+        if isinstance(ta, tuple)
+        else np.array_equal(ta, tb)
+        for ta, tb in zip(a, b, strict=True)
+    )
+    ends = np.array([t[2] for t in a[1:]])
+    assert ends.any() and ends.sum(axis=0).max() >= 2  # several episodes per slot
+
+
+def test_vector_env_rejects_per_slot_seeds_and_too_many_slots() -> None:
+    vec = make_vec("recgym/Session-v0", 2)
+    with pytest.raises(ValueError, match="one int seed"):
+        vec.reset(seed=[1, 2])
+    with pytest.raises(ValueError, match="users"):
+        make_vec("recgym/Session-v0", 3, users=np.array([0, 1]))
+    vec.reset(seed=0)
+    with pytest.raises(ValueError, match="distinct"):
+        vec.reset(seed=0, options={"user": 4})  # the same user in both slots
+    with pytest.raises(ValueError, match="recgym/Session-v0"):
+        vec.step(np.zeros((2, 11), dtype=np.float32))
+
+
+def test_learned_backend_vector_env(tiny_checkpoint) -> None:
+    kwargs = {"backend": "learned", "checkpoint": str(tiny_checkpoint)}
+    single = make_env("recgym/Session-v0", **kwargs, n_candidates=12, slate_size=3)
+    vec = gym.make_vec(
+        "recgym/Session-v0",
+        num_envs=1,
+        vectorization_mode="vector_entry_point",
+        **kwargs,
+        n_candidates=12,
+        slate_size=3,
+    )
+    obs, _ = single.reset(seed=2)
+    vobs, _ = vec.reset(seed=2)
+    action = np.linspace(-1, 1, 12, dtype=np.float32)
+    for _ in range(3):
+        obs, reward, terminated, truncated, _ = single.step(action)
+        vobs, vrew, vterm, vtrunc, _ = vec.step(action[None])
+        assert_obs_equal(obs, {k: v[0] for k, v in vobs.items()})
+        assert vrew[0] == reward
+        if terminated or truncated:
+            break
+    wide = gym.make_vec(
+        "recgym/Session-v0", num_envs=8, vectorization_mode="vector_entry_point", **kwargs
+    )
+    wide.reset(seed=0)
+    for _ in range(4):
+        obs, *_ = wide.step(wide.action_space.sample())
+        assert wide.observation_space.contains(obs)
+
+
+# --------------------------------------------------------------------------- Tianshou
+def _flat_env(**kwargs) -> gym.Env:
+    return FlattenCandidates(make_env("recgym/Session-v0", **kwargs))
+
+
+def _buffer_arrays(buf) -> dict:
+    batch = buf[np.arange(len(buf))]
+    return {k: np.asarray(batch[k]) for k in ("obs", "act", "rew", "terminated", "truncated")} | {
+        "obs_next": np.asarray(batch.obs_next)
+    }
+
+
+def _collect(venv, policy, seed: int) -> dict:
+    venv.seed(seed)
+    buf = VectorReplayBuffer(1_000, len(venv))
+    collector = Collector[CollectStats](policy, venv, buf, exploration_noise=True)
+    collector.reset()
+    collector.collect(n_step=60 * len(venv), random=True)
+    return _buffer_arrays(buf)
+
+
+def test_collector_over_the_native_env_equals_collector_over_dummy_vector_env() -> None:
+    """One slot, flat observations (as DQN trains): the same transitions either way."""
+    kwargs = {**KWARGS, "action_mode": "discrete"}
+    dummy = DummyVectorEnv([functools.partial(_flat_env, **kwargs)])
+    native = TianshouVectorEnv(
+        make_vec("recgym/Session-v0", 1, action_mode="discrete"), flatten=True
+    )
+    policy = RandomActionPolicy(dummy.action_space[0])
+    a, b = _collect(dummy, policy, 5), _collect(native, policy, 5)
+    assert a["terminated"].any() or a["truncated"].any()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_collector_over_a_wide_native_env_with_dict_observations() -> None:
+    """Several slots, Dict observations, full infos: transitions chain within each env's
+    episodes, infos carry the env's step info, and a seed replays the same buffer."""
+    torch.set_num_threads(1)
+    n = 4
+
+    def run() -> tuple[dict, object]:
+        venv = TianshouVectorEnv(make_vec("recgym/UserAuthor-v0", n), info="full")
+        venv.seed(1)
+        buf = VectorReplayBuffer(800, n)
+        collector = Collector[CollectStats](RandomActionPolicy(venv.action_space[0]), venv, buf)
+        collector.reset()
+        collector.collect(n_step=40 * n, random=True)
+        return buf
+
+    buf, again = run(), run()
+    for key in ("rew", "terminated", "truncated"):
+        np.testing.assert_array_equal(
+            buf[np.arange(len(buf))][key], again[np.arange(len(again))][key]
+        )
+    size = buf.maxsize // n
+    for env in range(n):
+        rows = np.arange(env * size, env * size + 40)
+        batch = buf[rows]
+        np.testing.assert_array_equal(batch.info.env_id, env)
+        assert batch.info.scri.obs.shape == (40, 3, batch.info.scri.obs.shape[-1])
+        cont = ~(batch.terminated | batch.truncated)[:-1]
+        np.testing.assert_array_equal(
+            batch.obs_next.candidates[:-1][cont], batch.obs.candidates[1:][cont]
+        )
+        np.testing.assert_array_equal(
+            batch.obs_next.user_id[:-1][cont], batch.obs.user_id[1:][cont]
+        )
