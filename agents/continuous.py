@@ -39,7 +39,6 @@ from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Batch, Collector, CollectStats, ReplayBuffer, VectorReplayBuffer
 from tianshou.env import DummyVectorEnv
 from tianshou.exploration import GaussianNoise
-from tianshou.trainer import OfflineTrainerParams, OffPolicyTrainerParams
 from tianshou.utils.net.continuous import (
     ContinuousActorDeterministic,
     ContinuousActorProbabilistic,
@@ -61,6 +60,7 @@ from recgym.agents.linear import (
 )
 from recgym.agents.progress import stage_bar
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
+from recgym.agents.training import OnlineRunConfig, epoch_plan, off_policy_params, offline_params
 from recgym.envs.contract import (
     Obs,
     RowLayout,
@@ -73,8 +73,9 @@ SESSION_ENV_ID = "recgym/Session-v0"
 
 # --------------------------------------------------------------------------- configs and stats
 @dataclass(kw_only=True)
-class TD3Config:
-    """Online TD3 over linear ranking weights; learning rates, gamma, tau from RLIV-UA Table 1."""
+class TD3Config(OnlineRunConfig):
+    """Online TD3 over linear ranking weights; learning rates, gamma, tau from RLIV-UA Table 1.
+    The run's budget and collection settings are `agents.training.OnlineRunConfig`'s."""
 
     actor_lr: float = 1e-4
     """Adam learning rate of the actor."""
@@ -98,26 +99,8 @@ class TD3Config:
     """Clip of the target-policy smoothing noise."""
     update_actor_freq: int = 2
     """Critic updates per actor (and target) update."""
-    buffer_size: int = 20_000
-    """Replay buffer capacity (transitions, over all envs)."""
-    n_envs: int = 4
-    """Training envs (DummyVectorEnv); each has its own copy of the backend."""
-    env_steps: int = 6_000
-    """Training env steps in total (rounded up to whole epochs of `env_steps // epochs`)."""
-    epochs: int = 6
-    """Number of epochs; each ends with a test step that adds a point to the learning curve."""
-    collect_steps: int = 8
-    """Env steps collected per training step (a multiple of n_envs)."""
-    updates_per_step: float = 0.25
-    """Gradient steps per collected env step."""
-    batch_size: int = 128
-    """Transitions per gradient step."""
-    warmup_steps: int = 512
-    """Transitions collected with uniform random weights before training starts."""
     test_episodes: int = 10
     """Deterministic episodes per test step (one test env); 0 skips testing."""
-    seed: int = 0
-    """Seeds numpy's global RNG (exploration noise), torch, the envs and the buffer's sampler."""
 
 
 @dataclass(kw_only=True)
@@ -221,8 +204,7 @@ def train_online(
     `test_episodes` deterministic episodes on a separate env. Same seed, same weights.
     """
     cfg = config
-    if cfg.collect_steps % cfg.n_envs:
-        raise ValueError(f"collect_steps ({cfg.collect_steps}) must be a multiple of n_envs")
+    cfg.check()
     start = time.perf_counter()
     torch.set_num_threads(1)
     # Tianshou's GaussianNoise draws from the global numpy RNG: seeded here, the caller's restored
@@ -241,24 +223,9 @@ def train_online(
         with policy_within_training_step(algo.policy):
             train_collector.reset()
             train_collector.collect(n_step=cfg.warmup_steps, random=True)
-        epochs = max(cfg.epochs, 1)
-        epoch_steps = -(-cfg.env_steps // epochs)
+        epochs, epoch_steps = epoch_plan(cfg.env_steps, cfg.epochs)
         logger = CurveLogger(stage_bar(epochs * epoch_steps, desc, progress, unit="env step"))
-        result = algo.run_training(
-            OffPolicyTrainerParams(
-                training_collector=train_collector,
-                test_collector=test_collector,
-                max_epochs=epochs,
-                epoch_num_steps=epoch_steps,
-                collection_step_num_env_steps=cfg.collect_steps,
-                update_step_num_gradient_steps_per_sample=cfg.updates_per_step,
-                batch_size=cfg.batch_size,
-                test_step_num_episodes=max(cfg.test_episodes, 1),
-                logger=logger,
-                verbose=False,
-                show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
-            )
-        )
+        result = algo.run_training(off_policy_params(cfg, train_collector, test_collector, logger))
     logger.close()
     train_envs.close()
     if test_envs is not None:
@@ -442,23 +409,19 @@ def train_cql(
             test_envs = DummyVectorEnv([functools.partial(make_linear_env, env_id, kwargs)])
             test_envs.seed(cfg.seed + 10_000)
             test_collector = Collector[CollectStats](algo, test_envs)
-        epochs = max(cfg.epochs, 1)
-        epoch_steps = -(-cfg.gradient_steps // epochs)
+        epochs, epoch_steps = epoch_plan(cfg.gradient_steps, cfg.epochs)
         bar = stage_bar(epochs * epoch_steps, "CQL", progress, unit="update")
         logger = CurveLogger(bar, counts="update")
-        result = algo.run_training(
-            OfflineTrainerParams(
-                buffer=data,
-                test_collector=test_collector,
-                max_epochs=epochs,
-                epoch_num_steps=epoch_steps,
-                batch_size=cfg.batch_size,
-                test_step_num_episodes=max(cfg.test_episodes, 1),
-                logger=logger,
-                verbose=False,
-                show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
-            )
+        params = offline_params(
+            data,
+            gradient_steps=cfg.gradient_steps,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            logger=logger,
+            test_collector=test_collector,
+            test_episodes=cfg.test_episodes,
         )
+        result = algo.run_training(params)
     logger.close()
     if test_envs is not None:
         test_envs.close()

@@ -65,7 +65,6 @@ from tianshou.algorithm.algorithm_base import (
 )
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data import Batch, ReplayBuffer
-from tianshou.trainer import OfflineTrainerParams
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 from torch.nn import functional as F
@@ -87,6 +86,7 @@ from recgym.agents.rliv_ua_policy import (
     user_author_states,
 )
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
+from recgym.agents.training import offline_params
 from recgym.simulators.scri import AUTHOR_FEATURES, TASKS, UA_COUNTERS, split_state
 
 KIND = "RLIV-UA"
@@ -479,17 +479,15 @@ def train_rliv_ua(
     bar = stage_bar(cfg.epochs * cfg.steps_per_epoch, "RLIV-UA", progress, unit="update")
     logger = _LossLogger(bar)
     with seeded_global_rngs(cfg.seed):  # id dropout draws from torch's global generator
-        result = algo.run_training(
-            OfflineTrainerParams(
-                buffer=buffer,
-                max_epochs=cfg.epochs,
-                epoch_num_steps=cfg.steps_per_epoch,
-                batch_size=cfg.batch_size,
-                logger=logger,
-                verbose=False,
-                show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
-            )
+        steps = cfg.epochs * cfg.steps_per_epoch
+        params = offline_params(
+            buffer,
+            gradient_steps=steps,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            logger=logger,
         )
+        result = algo.run_training(params)
     logger.close()
     return algo, RLIVUARunStats(
         loss_curve=logger.curve,
