@@ -8,6 +8,7 @@ the top-K candidates by Q-value.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from tianshou.algorithm import DQN
 from tianshou.algorithm.modelfree.dqn import DiscreteQLearningPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
+from tianshou.env import DummyVectorEnv
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
@@ -29,10 +31,9 @@ from recgym.agents.checkpoint import json_path, jsonable
 from recgym.agents.progress import BarLogger, stage_bar
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
 from recgym.agents.training import OnlineRunConfig, epoch_plan, off_policy_params
-from recgym.envs import register_all
-from recgym.envs.contract import RowLayout, row_features, row_layout
+from recgym.envs import make_env
+from recgym.envs.contract import FlattenCandidates, RowLayout, row_features, row_layout
 from recgym.envs.session import SESSION_FEATURES
-from recgym.envs.tianshou_vector import TianshouVectorEnv
 
 ENV_ID = "recgym/Session-v0"
 
@@ -134,13 +135,22 @@ class CurveLogger(BarLogger):
         self.curve.append((int(step), float(log_data["returns_stat"]["mean"])))
 
 
-def _native_envs(env_id: str, n: int, kwargs: dict[str, Any]) -> TianshouVectorEnv:
-    """`n` slots of `env_id`'s native vector env (`envs.vector`: one backend, one call per step)
-    as Tianshou's Collector sees a vector env: flat observations (`FlattenCandidates`'s) and
-    no infos (DQN reads none, and Tianshou would copy each into the buffer)."""
-    register_all()
-    venv = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", **kwargs)
-    return TianshouVectorEnv(venv, flatten=True, info="none")
+class _NoInfo(gym.Wrapper):
+    """Drops the info dicts of a training env: DQN does not read them, and Tianshou would copy
+    each one (responses, slate, candidates) into the replay buffer and re-scan it for NaNs after
+    every collection step. Wraps the flat-Box env (`FlattenCandidates`)."""
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        obs, _ = self.env.reset(**kwargs)
+        return obs, {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, _ = self.env.step(action)
+        return obs, reward, terminated, truncated, {}
+
+
+def _training_env(env_id: str = ENV_ID, **kwargs: Any) -> gym.Env:
+    return _NoInfo(FlattenCandidates(make_env(env_id, **kwargs)))
 
 
 def _env_kwargs(env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
@@ -195,13 +205,14 @@ def train_dqn(
     torch.set_num_threads(1)
     # Tianshou's ε-greedy draws from the global numpy RNG: seeded here, the caller's restored
     with seeded_global_rngs(cfg.seed):
-        # the n_envs training envs are slots of one native vector env (one population of
-        # users, one backend call per step); the test env is a 1-slot one with its own backend
-        train_envs = _native_envs(env_id, cfg.n_envs, kwargs)
-        test_envs = _native_envs(env_id, 1, kwargs)
+        factory = functools.partial(_training_env, env_id, **kwargs)
+        train_envs = DummyVectorEnv([factory for _ in range(cfg.n_envs)])
+        test_envs = DummyVectorEnv([factory])
         train_envs.seed(cfg.seed)
         test_envs.seed(cfg.seed + 10_000)
-        algo = build_dqn(layout=row_layout(train_envs.mdp.single_observation_space), config=cfg)
+        algo = build_dqn(
+            layout=row_layout(train_envs.workers[0].env.unwrapped.observation_space), config=cfg
+        )
         policy = algo.policy
         buffer = VectorReplayBuffer(cfg.buffer_size, cfg.n_envs)
         seed_buffer_sampler(buffer, cfg.seed)  # `random_seed` does not reach the manager
