@@ -49,3 +49,96 @@ def test_allocation_metrics_match_the_pairwise_definitions_on_random_data() -> N
         mi = (joint[nz] * np.log(joint[nz] / np.outer(pt, pp)[nz])).sum()
         ent = [-(x[x > 0] * np.log(x[x > 0])).sum() for x in (pt, pp)]
         assert nmi[i] == pytest.approx(mi / np.mean(ent))
+
+
+# --------------------------------------------------------------------------- the model
+def _model(**kw):
+    import torch
+
+    from recgym.agents.rdrsr import RDRSR
+    from recgym.agents.seeding import seeded_global_rngs
+
+    torch.set_num_threads(1)
+    with seeded_global_rngs(0):
+        return RDRSR(30, dim=16, max_len=6, n_negatives=9, **kw)
+
+
+SEQ = np.array([[-1, -1, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], [-1, -1, -1, -1, -1, 7]])
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_rdrsr_scores_losses_and_allocations(dynamic: bool) -> None:
+    import torch
+
+    m = _model(k=3, dynamic=dynamic).eval()
+    scores = m.score(SEQ)
+    assert scores.shape == (3, 30) and torch.isfinite(scores).all()
+    cand = np.array([[0, 1], [2, 3], [4, 5]])
+    np.testing.assert_allclose(
+        m.score(SEQ, cand).detach(), scores.detach()[np.arange(3)[:, None], cand], rtol=1e-5
+    )
+    acts, h = m.allocations(SEQ)
+    assert acts.shape == (3, 6) and (acts[SEQ < 0] == -1).all()
+    assert ((acts[SEQ >= 0] >= 0) & (acts[SEQ >= 0] < np.repeat(h, 6)[SEQ.ravel() >= 0])).all()
+    assert ((h >= 1) & (h <= 3)).all()
+    if not dynamic:  # RDRSR-F: the DID is off, the interest number is k
+        assert (h == 3).all()
+    m.train()
+    parts = m.loss_parts(SEQ, np.array([7, 8, 9]))
+    assert torch.isfinite(parts["loss"]) and set(parts) >= {"ce", "rl", "reward", "n_interests"}
+    parts["loss"].backward()
+    assert m.policy[0].weight.grad is not None and m.item_emb.weight.grad.abs().sum() > 0
+
+
+def test_rdrsr_ignores_extra_left_padding() -> None:
+    m = _model(k=4).eval()
+    wide = np.concatenate([np.full((3, 4), -1), SEQ], 1)
+    m.max_len = 10  # positions are counted from the newest item, so width does not matter
+    m.pos_emb = type(m.pos_emb)(10, 16)
+    np.testing.assert_allclose(m.score(SEQ).detach(), m.score(wide).detach(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(m.allocations(SEQ)[0], m.allocations(wide)[0][:, 4:])
+
+
+def test_rdrsr_bad_input_is_a_clear_error() -> None:
+    m = _model()
+    with pytest.raises(ValueError, match="item ids must lie"):
+        m.score(np.array([[1, 99]]))
+    with pytest.raises(ValueError, match="target"):
+        m.loss(SEQ, np.array([1, 2]))
+    with pytest.raises(ValueError, match="k and n_negatives"):
+        _model(k=0)
+
+
+def test_rdrsr_trains_with_the_shared_fit_and_ranks_like_every_model() -> None:
+    from recgym.agents.sequence import SequenceData, TrainConfig, fit, leave_one_out, rank_targets
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, 30, 12) for _ in range(20)]
+    split = leave_one_out(seqs, max_len=6)
+    m = _model(k=3)
+    hist = fit(m, split.train, split.valid, TrainConfig(epochs=2, batch_size=64), seed=0)
+    assert len(hist["loss"]) == 2 and np.isfinite(hist["loss"]).all()
+    ranks = rank_targets(m, split.test)
+    assert ranks.shape == (20,) and (ranks >= 0).all()
+    assert isinstance(split.train, SequenceData)
+
+
+def test_rdrsr_policy_acts_in_the_env_from_observations() -> None:
+    from recgym.agents.rdrsr import RDRSR, RDRSRAllocationPolicy
+    from recgym.agents.seeding import seeded_global_rngs
+    from recgym.envs.interest_allocation import InterestAllocationEnv
+
+    env = InterestAllocationEnv(
+        world_config={"n_users": 60, "n_items": 300, "n_authors": 30}, k=4, length=6
+    )
+    with seeded_global_rngs(0):
+        model = RDRSR(300, dim=16, max_len=6, k=4)
+    policy = RDRSRAllocationPolicy(model)
+    obs, _ = env.reset(seed=0)
+    expected, _ = model.allocations(obs["sequence"][None])
+    done = False
+    while not done:
+        a = policy.act(obs)
+        assert 0 <= a < 4
+        obs, _, done, _, info = env.step(a)
+    np.testing.assert_array_equal(info["assignment"], expected[0])
