@@ -43,7 +43,10 @@ BASELINE_ACTION = np.array([0.5, 0.0, -0.5, -0.75, -0.75, 0.0, 0.0, 0.0, 0.0, 0.
 
 
 def state_of(obs: Any) -> np.ndarray:
-    """(B, S) float32 user-level state: ``[user | context | history]`` of a batch of obs."""
+    """(B, S) float32 user-level state: ``[user | context | history]`` of a batch of obs (or
+    its ``"state"`` entry, for the compact rows of logged transitions)."""
+    if "state" in obs:
+        return np.asarray(obs["state"], dtype=np.float32)
     return np.concatenate(
         [np.asarray(obs["user"]), np.asarray(obs["context"]), np.asarray(obs["history"])], axis=-1
     ).astype(np.float32)
@@ -399,7 +402,9 @@ __all__ = [
     "RandomFusion",
     "UserBounds",
     "collect_transitions",
+    "StateFusion",
     "evaluate_online",
+    "flat_buffer",
     "load_dataset",
     "predicted_item_reward",
     "request_actions",
@@ -408,3 +413,39 @@ __all__ = [
     "state_of",
     "to_buffer",
 ]
+
+
+def flat_buffer(tr: dict[str, np.ndarray], seed: int = 0):
+    """Per-request transitions as a flat Tianshou `ReplayBuffer`: obs = user-level state,
+    act = the request's action (`request_actions`), for Tianshou's DDPG / CQL / BCQ and IQL."""
+    from tianshou.data import Batch, ReplayBuffer
+
+    n = len(tr["rew"])
+    buf = ReplayBuffer(max(n, 1), random_seed=seed)
+    if n == 0:
+        return buf
+    batch = Batch(
+        obs=tr["state"],
+        act=request_actions(tr).astype(np.float32),
+        rew=tr["rew"].astype(np.float32),
+        terminated=tr["terminated"],
+        truncated=tr["truncated"],
+        done=tr["terminated"] | tr["truncated"],
+        obs_next=tr["state_next"],
+    )
+    buf.set_batch(batch)
+    buf._size = n
+    buf._insertion_idx = 0
+    return buf
+
+
+@dataclass
+class StateFusion:
+    """A per-request policy from a function of the user-level state: ``fn((B, S)) -> (B, 10)``
+    (clipped to [-1, 1]); how Tianshou-trained baselines act in MTFSession."""
+
+    fn: Callable[[np.ndarray], np.ndarray]
+    per_item: bool = False
+
+    def actions(self, obs: Any) -> np.ndarray:
+        return _broadcast(np.clip(np.asarray(self.fn(state_of(obs)), np.float64), -1, 1), obs)
