@@ -76,8 +76,6 @@ def _fit_response(
     rows = np.concatenate([rows, extra])
     schedule = _cosine(opt, cfg.epochs * math.ceil(len(rows) / cfg.batch_size))
     classes = ratio_class(table.ratio, table.complete, cfg.ratio_bins)
-    clicked = torch.from_numpy(table.clicked)
-    skipped = torch.from_numpy(table.skipped)
     labels = {
         "click": torch.from_numpy(table.labels["click"].astype(np.float32)),
         "cond": torch.from_numpy(
@@ -92,17 +90,7 @@ def _fit_response(
         for i in range(n_batches):
             r = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             t_r = torch.from_numpy(r)
-            inputs = sim._inputs(
-                user=table.user[r],
-                clicked=clicked[t_r],
-                skipped=skipped[t_r],
-                item=table.item[r],
-                affinity=table.affinity[r],
-                tab=table.tab[r],
-                position=table.position[r],
-                recency=table.recency[r],
-                is_random=table.is_random[r],
-            )
+            inputs = sim._inputs(**table.exposure_inputs(r))
             if cfg.unknown_dropout > 0:
                 drop = torch.rand(len(r), generator=gen) < cfg.unknown_dropout
                 inputs["item_row"] = inputs["item_row"].masked_fill(drop, 0)

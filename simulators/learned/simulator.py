@@ -338,17 +338,7 @@ class LearnedSimulator:
         out = {key: np.empty(len(rows), dtype=np.float64) for key in keys}
         for lo in range(0, len(rows), batch):
             r = rows[lo : lo + batch]
-            pred = self._predict(
-                user=table.user[r],
-                clicked=table.clicked[r],
-                skipped=table.skipped[r],
-                item=table.item[r],
-                affinity=table.affinity[r],
-                tab=table.tab[r],
-                position=table.position[r],
-                recency=table.recency[r],
-                is_random=table.is_random[r],
-            )
+            pred = self._predict(**table.exposure_inputs(r))
             for key in keys:
                 out[key][lo : lo + len(r)] = pred[key]
         out["expected_watch_ms"] = out["expected_ratio"] * table.duration_ms[rows]

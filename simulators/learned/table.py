@@ -68,6 +68,14 @@ class LogTable:
     train_top_count: np.ndarray  # (T,)
     train_tabs: np.ndarray  # sorted raw tab codes seen in training
 
+    def exposure_inputs(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The logged inputs of exposures `rows` (user, histories, item, affinity, tab, position,
+        recency, is_random), as `LearnedSimulator._inputs` takes them (training and
+        `predict_rows` both read them here)."""
+        names = ("user", "clicked", "skipped", "item", "affinity", "tab", "position", "recency",
+                 "is_random")  # fmt: skip
+        return {name: getattr(self, name)[rows] for name in names}
+
     @property
     def n_rows(self) -> int:
         return len(self.user)
