@@ -147,6 +147,10 @@ BENCH_SUITES = {
         "the simulator learned from its logs; Kendall tau per metric (`recgym bench fidelity "
         "--help`)",
     ),
+    "sweep": (
+        "recgym.benchmarks.sweep_bench",
+        "job fan-out wall time: serial vs process pool vs local Ray",
+    ),
 }
 """`recgym bench SUITE ...` -> SUITE's module `main(argv)`, which parses its own options."""
 
@@ -327,15 +331,32 @@ def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["demo"]:  # the demo parses its own options (and its own --help)
         from recgym.benchmarks import demo
 
-        return demo.main(argv[1:])
+        return _with_sweep(demo.main, argv[1:])
     if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCH_SUITES:
         import importlib
 
         module = importlib.import_module(BENCH_SUITES[argv[1]][0])
-        return int(module.main(argv[2:]) or 0)
+        return int(_with_sweep(module.main, argv[2:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
+
+
+def _with_sweep(main_fn, argv: list[str]) -> int:
+    """Run a bench's `main` with the sweep options every engine bench takes (--workers N,
+    --ray [ADDRESS], --retries N) taken out of `argv` and applied to its engine."""
+    from recgym.benchmarks.engine_cli import split_sweep_args, sweep_parser
+    from recgym.benchmarks.sweep import SweepError, use_sweep
+
+    sweep, rest = split_sweep_args(argv)
+    if "-h" in rest or "--help" in rest:
+        print(sweep_parser().format_help().replace("usage: ", "sweep options: ", 1))
+    try:
+        with use_sweep(sweep):
+            return main_fn(rest)
+    except SweepError as exc:  # every other job finished; a re-run retries the failed ones
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

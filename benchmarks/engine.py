@@ -58,6 +58,8 @@ from typing import Any
 
 import numpy as np
 
+from recgym.benchmarks.sweep import SweepConfig, default_sweep
+
 ROWS = "rows.jsonl"
 """File name of a stage's result rows inside its output directory."""
 STAGE_FILE = "stage.json"
@@ -337,7 +339,9 @@ class Engine:
 
     `fresh` deletes every output the given stages ever wrote before running ("discard
     everything"; not needed for correctness). `code_root`/`package` say whose modules are hashed
-    (recgym's by default; tests point them at a scratch package).
+    (recgym's by default; tests point them at a scratch package). `sweep` fans the stages (jobs)
+    out to a process pool or Ray (`benchmarks.sweep`); None takes `sweep.default_sweep()`,
+    serial unless ``recgym bench ... --workers N / --ray`` set one.
     """
 
     def __init__(
@@ -348,8 +352,10 @@ class Engine:
         fresh: bool = False,
         code_root: Path = ROOT,
         package: str = PACKAGE,
+        sweep: SweepConfig | None = None,
     ) -> None:
         self.out = Path(out)
+        self.sweep = sweep if sweep is not None else default_sweep()
         self.code_root, self.package = Path(code_root), package
         self.progress = progress
         self.fresh = fresh
@@ -392,14 +398,21 @@ class Engine:
         names = [s.name for s in stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
+        seen: set[str] = set()
+        for stage in stages:
+            missing = [d for d in stage.deps if d not in seen]
+            if missing:
+                raise ValueError(f"stage {stage.name!r} needs {missing} to run before it")
+            seen.add(stage.name)
         if self.fresh:  # "discard everything": drop every output these stages ever wrote
             for name in names:
                 shutil.rmtree(self.out / name, ignore_errors=True)
+        if self.sweep.parallel:  # jobs fan out; failures are retried, then reported together
+            from recgym.benchmarks.sweep import run_parallel
+
+            return run_parallel(self, stages, self.sweep)
         done: dict[str, StageResult] = {}
         for stage in stages:
-            missing = [d for d in stage.deps if d not in done]
-            if missing:
-                raise ValueError(f"stage {stage.name!r} needs {missing} to run before it")
             done[stage.name] = self._run_one(stage, {d: done[d] for d in stage.deps})
         return done
 
@@ -410,50 +423,35 @@ class Engine:
 
     def _run_one(self, stage: Stage, deps: dict[str, StageResult]) -> StageResult:
         key = self.key(stage, {d: r.key for d, r in deps.items()})
-        final = self.out / stage.name / key
-        if (final / STAGE_FILE).exists():
-            record = json.loads((final / STAGE_FILE).read_text())
-            self.say(f"[{stage.name}] reusing {final}")
-            self._log(stage.name, key, "reused", 0.0)
-            return StageResult(stage.name, key, final, record["result"], True, 0.0)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        for leftover in final.parent.glob(f".tmp-{key}-*"):
-            if not _alive(leftover.name.rsplit("-", 1)[-1]):  # a crashed (killed) earlier try
-                shutil.rmtree(leftover, ignore_errors=True)
-        tmp = final.parent / f".tmp-{key}-{os.getpid()}"
-        tmp.mkdir()
+        reused = self.reuse(stage, key)
+        if reused is not None:
+            return reused
         self.say(f"[{stage.name}] ...")
-        t = time.perf_counter()
-        try:
-            ctx = StageContext(stage.name, key, stage.config, tmp, deps, self.say, self.progress)
-            result = jsonable(stage.fn(ctx) or {})
-            seconds = round(time.perf_counter() - t, 2)
-            record = {
-                "stage": stage.name,
-                "key": key,
-                "config": jsonable(stage.config),
-                "code": self._code_cache[tuple(sorted(set(stage.modules())))],
-                "deps": {d: r.key for d, r in deps.items()},
-                "seconds": seconds,
-                "result": result,
-                "provenance": provenance(),
-            }
-            (tmp / STAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
-            if (final / STAGE_FILE).exists():  # another process finished the same key first
-                shutil.rmtree(tmp)
-                result = json.loads((final / STAGE_FILE).read_text())["result"]
-            else:
-                if final.exists():  # a directory without stage.json is not done
-                    shutil.rmtree(final)
-                os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        stage_args = self.job_args(stage, key, deps)
+        result, seconds = execute_stage(*stage_args, say=self.say, progress=self.progress)
         self.say(f"[{stage.name}] done in {seconds} s")
         self._log(stage.name, key, "ran", seconds)
+        final = self.out / stage.name / key
         return StageResult(stage.name, key, final, result, False, seconds)
 
-    def _log(self, name: str, key: str, action: str, seconds: float) -> None:
+    def reuse(self, stage: Stage, key: str) -> StageResult | None:
+        """The finished output of `stage` under `key` (logged as reused), or None."""
+        final = self.out / stage.name / key
+        if not (final / STAGE_FILE).exists():
+            return None
+        record = json.loads((final / STAGE_FILE).read_text())
+        self.say(f"[{stage.name}] reusing {final}")
+        self._log(stage.name, key, "reused", 0.0)
+        return StageResult(stage.name, key, final, record["result"], True, 0.0)
+
+    def job_args(
+        self, stage: Stage, key: str, deps: dict[str, StageResult]
+    ) -> tuple[Stage, str, dict[str, StageResult], str, str]:
+        """`execute_stage`'s positional arguments for `stage` (picklable: a job's payload)."""
+        code = self._code_cache[tuple(sorted(set(stage.modules())))]
+        return stage, key, deps, str(self.out), code
+
+    def _log(self, name: str, key: str, action: str, seconds: float, **extra: Any) -> None:
         line = {
             "stage": name,
             "key": key,
@@ -461,8 +459,65 @@ class Engine:
             "seconds": seconds,
             "date": datetime.now(UTC).isoformat(timespec="microseconds"),
             "pid": os.getpid(),
+            **extra,
         }
         append_rows(self.out / LOG, [line])
+
+    log = _log
+    """One stage-log line (``action``: ran / reused / failed); the sweep logs its jobs with it."""
+
+
+def execute_stage(
+    stage: Stage,
+    key: str,
+    deps: dict[str, StageResult],
+    out: str | Path,
+    code: str,
+    *,
+    say: Callable[[str], None] = print,
+    progress: bool = True,
+) -> tuple[dict[str, Any], float]:
+    """Run `stage` into ``<out>/<stage>/<key>/`` atomically; returns (result, seconds).
+
+    The function writes into a temporary sibling directory, renamed into place only after it
+    returned and ``stage.json`` was written (so a crash never leaves a half stage that looks
+    done). Runs in the engine's process or in a sweep worker (`benchmarks.sweep`).
+    """
+    final = Path(out) / stage.name / key
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in final.parent.glob(f".tmp-{key}-*"):
+        if not _alive(leftover.name.rsplit("-", 1)[-1]):  # a crashed (killed) earlier try
+            shutil.rmtree(leftover, ignore_errors=True)
+    tmp = final.parent / f".tmp-{key}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)  # a failed earlier try in this same process
+    tmp.mkdir()
+    t = time.perf_counter()
+    try:
+        ctx = StageContext(stage.name, key, stage.config, tmp, deps, say, progress)
+        result = jsonable(stage.fn(ctx) or {})
+        seconds = round(time.perf_counter() - t, 2)
+        record = {
+            "stage": stage.name,
+            "key": key,
+            "config": jsonable(stage.config),
+            "code": code,
+            "deps": {d: r.key for d, r in deps.items()},
+            "seconds": seconds,
+            "result": result,
+            "provenance": provenance(),
+        }
+        (tmp / STAGE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+        if (final / STAGE_FILE).exists():  # another process finished the same key first
+            shutil.rmtree(tmp)
+            result = json.loads((final / STAGE_FILE).read_text())["result"]
+        else:
+            if final.exists():  # a directory without stage.json is not done
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result, seconds
 
 
 def _alive(pid: str) -> bool:
@@ -498,6 +553,7 @@ __all__ = [
     "code_files",
     "code_hash",
     "digest",
+    "execute_stage",
     "jsonable",
     "make_row",
     "provenance",

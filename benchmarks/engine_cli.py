@@ -137,6 +137,8 @@ def config_parser(
         flags, kwargs = _argument(
             f.name, hints[f.name], default, docs.get(f.name, ""), shown, choices.get(f.name)
         )
+        if f.metadata.get("const") is not None:  # `--flag` alone means this value
+            kwargs.update(nargs="?", const=f.metadata["const"])
         parser.add_argument(*flags, dest=f.name, **kwargs)
     return parser
 
@@ -160,6 +162,23 @@ def config_from_args(
     return dataclasses.replace(base, **values) if base is not None else cls(**values)
 
 
+def sweep_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """The sweep options every bench on the engine takes (`benchmarks.sweep.SweepConfig`):
+    ``--workers N``, ``--ray [ADDRESS]``, ``--retries N``; added to `parser` when given."""
+    from recgym.benchmarks.sweep import SweepConfig
+
+    parser = parser or argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    return config_parser(SweepConfig, parser=parser, exclude=("threads",))
+
+
+def split_sweep_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
+    """(the `SweepConfig` the sweep options in `argv` give, the rest of `argv`)."""
+    from recgym.benchmarks.sweep import SweepConfig
+
+    ns, rest = sweep_parser().parse_known_args(list(argv))
+    return config_from_args(SweepConfig, ns), rest
+
+
 def parse_config(
     cls: type[C], argv: Sequence[str] | None = None, **parser_kwargs: Any
 ) -> tuple[C, argparse.Namespace]:
@@ -168,4 +187,11 @@ def parse_config(
     return config_from_args(cls, ns), ns
 
 
-__all__ = ["config_from_args", "config_parser", "field_docs", "parse_config"]
+__all__ = [
+    "config_from_args",
+    "config_parser",
+    "field_docs",
+    "parse_config",
+    "split_sweep_args",
+    "sweep_parser",
+]
