@@ -20,6 +20,12 @@ the flat float32 array of `envs.contract.FlattenCandidates` (N, obs_dim). Infos:
 gives one dict per env (the single env's info plus ``env_id``, as `DummyVectorEnv`);
 ``info="none"`` gives ``{"env_id": i}`` only, which is cheaper for the Collector to store (DQN
 reads no info; RLIV-UA's online phase needs "full" for ``info["scri"]``).
+
+Importing this module also turns on numba's on-disk cache for Tianshou's jitted kernels
+(`cache_tianshou_kernels`): Tianshou compiles them in every new process (its replay-buffer
+manager at construction, the n-step return at the first update), which cost 15-30 s per process
+on the 2-core machine, more than a demo's whole DQN training; cached, the next process loads
+them in about a second.
 """
 
 from __future__ import annotations
@@ -34,6 +40,28 @@ from tianshou.data import Batch
 
 from recgym.envs.contract import flatten_observation
 from recgym.envs.vector import BatchedMDP, MDPVectorEnv, Obs, take_slot
+
+
+def cache_tianshou_kernels() -> int:
+    """Enable numba's on-disk cache (beside Tianshou's sources, else numba's user cache dir)
+    for every numba function of Tianshou's buffer, segment tree and algorithm base that is not
+    compiled yet; returns how many. Compiled code is reused while Tianshou's files are unchanged
+    (numba keys its cache by source file and timestamp)."""
+    from numba.core.dispatcher import Dispatcher
+    from tianshou.algorithm import algorithm_base
+    from tianshou.data.buffer import manager
+    from tianshou.data.utils import segtree
+
+    enabled = 0
+    for module in (algorithm_base, manager, segtree):
+        for value in vars(module).values():
+            if isinstance(value, Dispatcher) and not value.signatures:
+                value.enable_caching()
+                enabled += 1
+    return enabled
+
+
+cache_tianshou_kernels()
 
 
 class TianshouVectorEnv:
@@ -143,4 +171,4 @@ class TianshouVectorEnv:
         return out
 
 
-__all__ = ["TianshouVectorEnv"]
+__all__ = ["TianshouVectorEnv", "cache_tianshou_kernels"]
