@@ -8,7 +8,6 @@ the top-K candidates by Q-value.
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,17 +22,17 @@ from tianshou.algorithm import DQN
 from tianshou.algorithm.modelfree.dqn import DiscreteQLearningPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
-from tianshou.env import DummyVectorEnv
+from tianshou.trainer import OffPolicyTrainerParams
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
 from recgym.agents.checkpoint import json_path, jsonable
 from recgym.agents.progress import BarLogger, stage_bar
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
-from recgym.agents.training import OnlineRunConfig, epoch_plan, off_policy_params
-from recgym.envs import make_env
-from recgym.envs.contract import FlattenCandidates, RowLayout, row_features, row_layout
+from recgym.envs import register_all
+from recgym.envs.contract import RowLayout, row_features, row_layout
 from recgym.envs.session import SESSION_FEATURES
+from recgym.envs.tianshou_vector import TianshouVectorEnv
 
 ENV_ID = "recgym/Session-v0"
 
@@ -78,9 +77,8 @@ class CandidateQNet(nn.Module):
 
 
 @dataclass(kw_only=True)
-class DQNConfig(OnlineRunConfig):
-    """Online DQN on Session-v0 in `action_mode="discrete"`; defaults fit a small world in ~20 s.
-    The run's budget and collection settings are `agents.training.OnlineRunConfig`'s."""
+class DQNConfig:
+    """Online DQN on Session-v0 in `action_mode="discrete"`; defaults fit a small world in ~20 s."""
 
     lr: float = 1e-3
     """Adam learning rate."""
@@ -94,6 +92,18 @@ class DQNConfig(OnlineRunConfig):
     """ε after `eps_decay_steps` env steps (then constant)."""
     eps_decay_steps: int = 4_000
     """Env steps over which ε falls linearly from eps_start to eps_end."""
+    buffer_size: int = 20_000
+    """Replay buffer capacity (transitions, over all envs)."""
+    n_envs: int = 4
+    """Training envs (DummyVectorEnv); each has its own copy of the world."""
+    env_steps: int = 6_000
+    """Training env steps in total (rounded up to whole epochs of `env_steps // epochs`)."""
+    epochs: int = 6
+    """Number of epochs; each ends with a test step that adds a point to the learning curve."""
+    collect_steps: int = 8
+    """Env steps collected per training step (a multiple of n_envs)."""
+    updates_per_step: float = 0.25
+    """Gradient steps per collected env step."""
     batch_size: int = 64
     """Transitions per gradient step."""
     target_update_freq: int = 100
@@ -104,6 +114,12 @@ class DQNConfig(OnlineRunConfig):
     """Huber loss threshold on the TD error; None for MSE."""
     double: bool = True
     """Double DQN targets."""
+    warmup_steps: int = 512
+    """Uniform-random transitions collected before training starts."""
+    test_episodes: int = 10
+    """Greedy episodes per test step (one test env)."""
+    seed: int = 0
+    """Seeds numpy's global RNG (ε-greedy), torch, the envs and the replay buffer's sampler."""
 
 
 @dataclass(kw_only=True)
@@ -135,22 +151,13 @@ class CurveLogger(BarLogger):
         self.curve.append((int(step), float(log_data["returns_stat"]["mean"])))
 
 
-class _NoInfo(gym.Wrapper):
-    """Drops the info dicts of a training env: DQN does not read them, and Tianshou would copy
-    each one (responses, slate, candidates) into the replay buffer and re-scan it for NaNs after
-    every collection step. Wraps the flat-Box env (`FlattenCandidates`)."""
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
-        obs, _ = self.env.reset(**kwargs)
-        return obs, {}
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        obs, reward, terminated, truncated, _ = self.env.step(action)
-        return obs, reward, terminated, truncated, {}
-
-
-def _training_env(env_id: str = ENV_ID, **kwargs: Any) -> gym.Env:
-    return _NoInfo(FlattenCandidates(make_env(env_id, **kwargs)))
+def _native_envs(env_id: str, n: int, kwargs: dict[str, Any]) -> TianshouVectorEnv:
+    """`n` slots of `env_id`'s native vector env (`envs.vector`: one backend, one call per step)
+    as Tianshou's Collector sees a vector env: flat observations (`FlattenCandidates`'s) and
+    no infos (DQN reads none, and Tianshou would copy each into the buffer)."""
+    register_all()
+    venv = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", **kwargs)
+    return TianshouVectorEnv(venv, flatten=True, info="none")
 
 
 def _env_kwargs(env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
@@ -200,19 +207,19 @@ def train_dqn(
     """
     cfg = config or DQNConfig()
     kwargs = _env_kwargs(env_kwargs)
-    cfg.check()
+    if cfg.collect_steps % cfg.n_envs:
+        raise ValueError(f"collect_steps ({cfg.collect_steps}) must be a multiple of n_envs")
     start = time.perf_counter()
     torch.set_num_threads(1)
     # Tianshou's ε-greedy draws from the global numpy RNG: seeded here, the caller's restored
     with seeded_global_rngs(cfg.seed):
-        factory = functools.partial(_training_env, env_id, **kwargs)
-        train_envs = DummyVectorEnv([factory for _ in range(cfg.n_envs)])
-        test_envs = DummyVectorEnv([factory])
+        # the n_envs training envs are slots of one native vector env (one population of
+        # users, one backend call per step); the test env is a 1-slot one with its own backend
+        train_envs = _native_envs(env_id, cfg.n_envs, kwargs)
+        test_envs = _native_envs(env_id, 1, kwargs)
         train_envs.seed(cfg.seed)
         test_envs.seed(cfg.seed + 10_000)
-        algo = build_dqn(
-            layout=row_layout(train_envs.workers[0].env.unwrapped.observation_space), config=cfg
-        )
+        algo = build_dqn(layout=row_layout(train_envs.mdp.single_observation_space), config=cfg)
         policy = algo.policy
         buffer = VectorReplayBuffer(cfg.buffer_size, cfg.n_envs)
         seed_buffer_sampler(buffer, cfg.seed)  # `random_seed` does not reach the manager
@@ -226,10 +233,24 @@ def train_dqn(
             frac = min(env_step / max(cfg.eps_decay_steps, 1), 1.0)
             policy.set_eps_training(cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start))
 
-        epochs, epoch_steps = epoch_plan(cfg.env_steps, cfg.epochs)
+        epochs = max(cfg.epochs, 1)
+        epoch_steps = -(-cfg.env_steps // epochs)
         logger = CurveLogger(stage_bar(epochs * epoch_steps, "DQN", progress, unit="env step"))
         result = algo.run_training(
-            off_policy_params(cfg, train_collector, test_collector, logger, training_fn=set_eps)
+            OffPolicyTrainerParams(
+                training_collector=train_collector,
+                test_collector=test_collector,
+                max_epochs=epochs,
+                epoch_num_steps=epoch_steps,
+                collection_step_num_env_steps=cfg.collect_steps,
+                update_step_num_gradient_steps_per_sample=cfg.updates_per_step,
+                batch_size=cfg.batch_size,
+                test_step_num_episodes=cfg.test_episodes,
+                training_fn=set_eps,
+                logger=logger,
+                verbose=False,
+                show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
+            )
         )
     logger.close()
     train_envs.close()
