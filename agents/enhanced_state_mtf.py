@@ -3,7 +3,9 @@
 The actor mu(s_tj) maps the *enhanced state* of a user-item pair, ``s_tj = [user | context
 (flush num) | history summary | the item's row (features and MTL predictions)]``, to that
 pair's fusion vector in [-1, 1]^10. Learning, on compact exploration transitions
-(`agents.mtf_data`; the l shown items of each request):
+(`agents.mtf_data`: per request the l shown items and a few unshown candidates with reward
+0, so that an item's own action - which decides whether it is shown - has an effect the
+critic can see; the sums over j below run over those rows):
 
 - m independent critics Q^i(s_tj, a_tj) (one batched ensemble, randomly initialised apart),
   each with a target network; the TD error is on the list sums (Formula 7)::
@@ -212,7 +214,9 @@ class EnhancedStateMTF(OfflineAlgorithm[FusionActorPolicy]):
 
     def _pieces(self, obs: Batch) -> tuple[torch.Tensor, ...]:
         x = self.policy.sub_states(obs.state, obs.rows)
-        mu_bp = torch.as_tensor(np.asarray(obs.mu_bp), dtype=torch.float32)[:, : x.shape[1]]
+        mu_bp = torch.as_tensor(np.asarray(obs.mu_bp), dtype=torch.float32)
+        if not self.policy.per_item:  # the request's baseline: the mean over its rows
+            mu_bp = mu_bp.mean(dim=1, keepdim=True)
         lower = torch.as_tensor(np.asarray(obs.lower), dtype=torch.float32)[:, None, :]
         upper = torch.as_tensor(np.asarray(obs.upper), dtype=torch.float32)[:, None, :]
         return x, mu_bp, lower, upper
@@ -220,7 +224,10 @@ class EnhancedStateMTF(OfflineAlgorithm[FusionActorPolicy]):
     def _update_with_batch(self, batch: Batch) -> MTFRLStats:
         cfg, pol = self.config, self.policy
         x, mu_bp, lower, upper = self._pieces(batch.obs)
-        a = torch.as_tensor(np.asarray(batch.act), dtype=torch.float32)[:, : x.shape[1]]
+        if pol.per_item:
+            a = torch.as_tensor(np.asarray(batch.act), dtype=torch.float32)
+        else:
+            a = torch.as_tensor(np.asarray(batch.obs.req_act), dtype=torch.float32)[:, None, :]
         rew = torch.as_tensor(np.asarray(batch.rew), dtype=torch.float32)
         alive = 1.0 - torch.as_tensor(np.asarray(batch.terminated), dtype=torch.float32)
         with torch.no_grad():
@@ -251,9 +258,9 @@ class EnhancedStateMTF(OfflineAlgorithm[FusionActorPolicy]):
         return MTFRLStats(
             critic_loss=float(critic_loss.detach()),
             actor_loss=float(actor_loss.detach()),
-            q_mean=float(q_pi.mean()),
-            q_std=float(q_pi.std(0).mean()),
-            penalty=float(pen.mean()),
+            q_mean=float(q_pi.detach().mean()),
+            q_std=float(q_pi.detach().std(0).mean()),
+            penalty=float(pen.detach().mean()),
         )
 
 

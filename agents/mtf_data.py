@@ -9,14 +9,23 @@ Every policy here acts on a *batch* of `envs.mtf.MTFCore` observations (a dict o
 a leading axis) and returns per-item fusion actions (B, N, 10); a per-request policy repeats
 its vector over the candidates (`per_item = False`).
 
+**Exploration noise** has a request part and an item part: ``eps_tj = eps_t + xi_tj`` with
+``eps_t ~ U(lower_b, upper_b)`` once per request and ``xi_tj ~ item_noise * U(lower_b,
+upper_b)`` per candidate. The request's action ``clip(mean_j mu_bp(s_tj) + eps_t)`` is what
+per-request learners (IntegratedRL-MTF, ES, DDPG, CQL+SAC, BCQ, IQL) read; the per-item
+actions are what Enhanced-State RL-MTF reads. One dataset serves both (the paper's Dataset 1
+also serves both); the bounds stored with a transition are those of the per-item actions,
+``(1 + item_noise) * [lower_b, upper_b]``.
+
 **Compact transitions.** A transition keeps the user-level state (`state_of`: user features,
 context with the flush num, history summary), the rows of the l shown items (the enhanced
-sub-states) and their actions, the baseline's actions on them and the user's bounds; the next
-state keeps the rows of the l items the behaviour policy shows next (its next action on the
-next observation, computed before storing; for the last step of an episode too), so the
-critic's next sub-states are the ones the logged policy ranked first. Exploration noise is
-drawn per request (one eps for the whole list), so per-request learners read the request's
-action from any shown item; ``per_item_noise=True`` draws it per item instead.
+sub-states) followed by `unshown` candidates drawn uniformly from those not shown (reward 0:
+without them a critic on shown items only cannot see what an item's own action does, which
+is decide whether it is shown - our one addition to the paper's Formula 7), their per-item
+actions, the baseline's actions on them, the request's action and the user's bounds; the
+next state keeps the rows of the l items the behaviour policy shows next (its next action on
+the next observation, computed before storing; for the last step of an episode too) and
+`unshown` others, so the critic's next sub-states are the ones the logged policy ranked.
 """
 
 from __future__ import annotations
@@ -159,25 +168,27 @@ class UserBounds:
 
 @dataclass
 class Exploration:
-    """mu_ep(s) = clip(mu_bp(s) + eps, -1, 1), eps ~ U(lower_b, upper_b) of the user."""
+    """mu_ep(s) = clip(mu_bp(s) + eps_t + xi_tj, -1, 1) with the user's bounds (module doc)."""
 
     base: Any
     bounds: UserBounds
     seed: int = 0
-    per_item_noise: bool = False
+    item_noise: float = 0.5
     per_item: bool = True
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
 
-    def actions_and_base(self, obs: Any) -> tuple[np.ndarray, np.ndarray]:
+    def actions_and_base(self, obs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(per-item actions (B, N, 10), mu_bp (B, N, 10), request actions (B, 10))."""
         mu = self.base.actions(obs)
         users = np.asarray(obs["user_id"]).reshape(-1)
-        lo, hi = self.bounds.lower[users], self.bounds.upper[users]
+        lo, hi = self.bounds.lower[users][:, None, :], self.bounds.upper[users][:, None, :]
         b, n = mu.shape[:2]
-        u = self.rng.random((b, n, ACTION_DIM) if self.per_item_noise else (b, 1, ACTION_DIM))
-        eps = lo[:, None, :] + u * (hi - lo)[:, None, :]
-        return np.clip(mu + eps, -1.0, 1.0), mu
+        eps = lo + self.rng.random((b, 1, ACTION_DIM)) * (hi - lo)
+        xi = self.item_noise * (lo + self.rng.random((b, n, ACTION_DIM)) * (hi - lo))
+        request = np.clip(mu.mean(axis=1) + eps[:, 0], -1.0, 1.0)
+        return np.clip(mu + eps + xi, -1.0, 1.0), mu, request
 
     def actions(self, obs: Any) -> np.ndarray:
         return self.actions_and_base(obs)[0]
@@ -263,6 +274,7 @@ FIELDS = (
     "rows",
     "act",
     "mu_bp",
+    "req_act",
     "lower",
     "upper",
     "rew",
@@ -275,6 +287,7 @@ FIELDS = (
     "rows_next",
     "mu_bp_next",
 )
+"""Arrays of a transitions dict (T leading); rows / act / mu_bp hold l shown then `unshown`."""
 
 
 def collect_transitions(
@@ -282,29 +295,35 @@ def collect_transitions(
     policy: Exploration,
     episodes_per_slot: int,
     seed: int,
+    unshown: int = 5,
 ) -> dict[str, np.ndarray]:
-    """Log `policy` (an `Exploration`, or any policy wrapped as one with zero-width bounds)
-    in `core`: compact transitions (module doc), one row per request."""
+    """Log `policy` (an `Exploration`; zero-width bounds log its base policy) in `core`:
+    compact transitions (module doc), one row per request."""
     rec: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
-    bounds = policy.bounds
-    list_size = core.list_size
+    widen = 1.0 + policy.item_noise
+    list_size, n = core.list_size, core.n_candidates
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 4242]))
 
-    def top_rows(obs: dict, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        score = core.scores(actions, np.asarray(obs["candidates"], dtype=np.float64))
-        top = np.argsort(-score, axis=1, kind="stable")[:, :list_size]
-        return top, np.take_along_axis(np.asarray(obs["candidates"]), top[..., None], axis=1)
+    def picked(shown: np.ndarray) -> np.ndarray:
+        """(B, l) shown candidate indices -> (B, l + unshown): shown, then unshown ones."""
+        noise = rng.random((len(shown), n))
+        np.put_along_axis(noise, shown, 2.0, axis=1)
+        rest = np.argsort(noise, axis=1)[:, :unshown]
+        return np.concatenate([shown, rest], axis=1)[..., None]
 
     def on_step(idx, obs, out, nxt, nxt_out, rew, term, trunc, info) -> None:
-        act, mu = out
-        shown = info["shown_index"][..., None]
+        act, mu, req = out
         users = info["user_id"]
-        nxt_top, nxt_rows = top_rows(nxt, nxt_out[0])
+        cols = picked(info["shown_index"])
+        nxt_score = core.scores(nxt_out[0], np.asarray(nxt["candidates"], dtype=np.float64))
+        nxt_cols = picked(np.argsort(-nxt_score, axis=1, kind="stable")[:, :list_size])
         rec["state"].append(state_of(obs))
-        rec["rows"].append(np.take_along_axis(obs["candidates"], shown, axis=1))
-        rec["act"].append(np.take_along_axis(act, shown, axis=1).astype(np.float32))
-        rec["mu_bp"].append(np.take_along_axis(mu, shown, axis=1).astype(np.float32))
-        rec["lower"].append(bounds.lower[users].astype(np.float32))
-        rec["upper"].append(bounds.upper[users].astype(np.float32))
+        rec["rows"].append(np.take_along_axis(obs["candidates"], cols, axis=1))
+        rec["act"].append(np.take_along_axis(act, cols, axis=1).astype(np.float32))
+        rec["mu_bp"].append(np.take_along_axis(mu, cols, axis=1).astype(np.float32))
+        rec["req_act"].append(req.astype(np.float32))
+        rec["lower"].append((widen * policy.bounds.lower[users]).astype(np.float32))
+        rec["upper"].append((widen * policy.bounds.upper[users]).astype(np.float32))
         rec["rew"].append(rew.astype(np.float32))
         rec["item_reward"].append(info["item_reward"].astype(np.float32))
         rec["valid"].append(info["valid"])
@@ -312,9 +331,9 @@ def collect_transitions(
         rec["terminated"].append(term)
         rec["truncated"].append(trunc)
         rec["state_next"].append(state_of(nxt))
-        rec["rows_next"].append(nxt_rows)
+        rec["rows_next"].append(np.take_along_axis(nxt["candidates"], nxt_cols, axis=1))
         rec["mu_bp_next"].append(
-            np.take_along_axis(nxt_out[1], nxt_top[..., None], axis=1).astype(np.float32)
+            np.take_along_axis(nxt_out[1], nxt_cols, axis=1).astype(np.float32)
         )
 
     run_episodes(core, policy.actions_and_base, episodes_per_slot, seed, on_step)
@@ -332,14 +351,20 @@ def to_buffer(tr: dict[str, np.ndarray], seed: int = 0):
         return buf
     bounds = {"lower": tr["lower"], "upper": tr["upper"]}
     batch = Batch(
-        obs=Batch(state=tr["state"], rows=tr["rows"], mu_bp=tr["mu_bp"], **bounds),
+        obs=Batch(
+            state=tr["state"], rows=tr["rows"], mu_bp=tr["mu_bp"], req_act=tr["req_act"], **bounds
+        ),
         act=tr["act"],
         rew=tr["rew"],
         terminated=tr["terminated"],
         truncated=tr["truncated"],
         done=tr["terminated"] | tr["truncated"],
         obs_next=Batch(
-            state=tr["state_next"], rows=tr["rows_next"], mu_bp=tr["mu_bp_next"], **bounds
+            state=tr["state_next"],
+            rows=tr["rows_next"],
+            mu_bp=tr["mu_bp_next"],
+            req_act=tr["req_act"],  # unused: the next action comes from the actor
+            **bounds,
         ),
         info=Batch(item_reward=tr["item_reward"], valid=tr["valid"], user=tr["user"]),
     )
@@ -367,6 +392,7 @@ def load_dataset(path: str | Path) -> dict[str, np.ndarray]:
         "state": b.obs.state,
         "rows": b.obs.rows,
         "mu_bp": b.obs.mu_bp,
+        "req_act": b.obs.req_act,
         "lower": b.obs.lower,
         "upper": b.obs.upper,
         "act": b.act,
@@ -383,14 +409,8 @@ def load_dataset(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def request_actions(tr: dict[str, np.ndarray]) -> np.ndarray:
-    """(T, 10) the per-request action of each transition (exploration noise per request)."""
-    act = tr["act"]
-    if not np.allclose(act, act[:, :1], atol=1e-6):
-        raise ValueError(
-            "per-request learners need one action per request: these transitions were logged "
-            "with per-item noise (Exploration(per_item_noise=True))"
-        )
-    return act[:, 0]
+    """(T, 10) the request-level action of each transition (what per-request learners read)."""
+    return tr["req_act"]
 
 
 __all__ = [
@@ -411,6 +431,7 @@ __all__ = [
     "run_episodes",
     "save_dataset",
     "state_of",
+    "test_scores",
     "to_buffer",
 ]
 
@@ -449,3 +470,23 @@ class StateFusion:
 
     def actions(self, obs: Any) -> np.ndarray:
         return _broadcast(np.clip(np.asarray(self.fn(state_of(obs)), np.float64), -1, 1), obs)
+
+
+def test_scores(policy: Any, tr: dict[str, np.ndarray], core: MTFCore) -> dict[str, np.ndarray]:
+    """The paper's offline protocol (Section 4.1.2) on logged transitions `tr`: the policy's
+    action for each logged user-item pair, its fused final score, min-max normalised over
+    the whole set; with the label (valid consumption), the weight (item reward + 1) and the
+    user of each pair, flattened - the inputs of `benchmarks.metrics.weighted_gauc`."""
+    obs = {"state": tr["state"], "candidates": tr["rows"], "user_id": tr["user"][:, None]}
+    list_size = tr["valid"].shape[1]  # the shown rows come first
+    actions = np.asarray(policy.actions(obs), dtype=np.float64)[:, :list_size]
+    rows = np.asarray(tr["rows"], dtype=np.float64)[:, :list_size]
+    score = core.scores(actions, rows).ravel()
+    span = score.max() - score.min()
+    score = (score - score.min()) / span if span > 0 else np.zeros_like(score)
+    return {
+        "user": np.repeat(tr["user"], list_size),
+        "label": np.asarray(tr["valid"]).ravel().astype(np.int64),
+        "score": score,
+        "weight": np.asarray(tr["item_reward"], dtype=np.float64).ravel() + 1.0,
+    }

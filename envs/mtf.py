@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
@@ -27,6 +26,7 @@ from recgym.envs.contract import (
 )
 from recgym.envs.driver import EpisodeDriver
 from recgym.envs.session import observe
+from recgym.envs.vector import BatchedMDP, MDPEnv, MDPVectorEnv
 from recgym.simulators.candidates import CandidateGenerator
 from recgym.simulators.protocol import UserModel
 
@@ -116,13 +116,16 @@ def _clip(x: np.ndarray) -> np.ndarray:
     return np.clip(x, FLOAT_LOW, FLOAT_HIGH).astype(np.float32)
 
 
-class MTFCore:
-    """The batched step logic of MTFSession-v0 over ``n_slots`` users (see `MTFSessionEnv`).
+class MTFCore(BatchedMDP):
+    """The batched step logic of MTFSession-v0 over ``n_slots`` users (see `MTFSessionEnv`),
+    an `envs.vector.BatchedMDP` (so `MTFSessionEnv` is its 1-slot face and
+    `mtf_vector_env` its native vector env).
 
     ``begin(slots)`` starts episodes and returns their observations; ``step(action, slots)``
     shows each slot its fused top-l and returns (obs, reward, terminated, truncated, info),
     every entry with a leading len(slots) axis. A slot whose episode ended must be begun again
-    before it is stepped.
+    before it is stepped. ``reset_slots`` / ``step_slots`` are the same with the
+    `BatchedMDP` signatures (and ``candidates`` in the info).
     """
 
     def __init__(
@@ -187,6 +190,8 @@ class MTFCore:
         self.exposure = np.zeros((s, self.catalogue.n_categories))
         self.shown = np.zeros((s, n_items), dtype=bool)
         self.rows = np.zeros((s, n, len(MTF_CANDIDATE_FEATURES)), dtype=np.float32)
+        self.single_observation_space = self.observation_space()
+        self.single_action_space = self.action_space()
 
     @property
     def model(self) -> UserModel:
@@ -226,6 +231,23 @@ class MTFCore:
     # ------------------------------------------------------------------ episodes
     def seed(self, seed: int | None, np_random: np.random.Generator | None = None) -> None:
         self.driver.seed(seed, np_random)
+
+    def reset_slots(
+        self, slots: np.ndarray, options: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        obs = self.begin(slots, options)
+        idx = self._slots(slots)
+        return obs, {
+            "user_id": self.driver.user[idx].copy(),
+            "candidates": self.candidates[idx].copy(),
+        }
+
+    def step_slots(
+        self, actions: Any, slots: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, reward, term, trunc, info = self.step(actions, slots)
+        info["candidates"] = self.candidates[self._slots(slots)].copy()
+        return obs, reward, term, trunc, info
 
     def _slots(self, slots: Sequence[int] | np.ndarray | None) -> np.ndarray:
         return self.driver._slots(slots)
@@ -449,7 +471,7 @@ _RANKER_COLUMNS = (
 """The MTL's dense item inputs (`agents.baselines.RANKER_FEATURES`), read from the rows."""
 
 
-class MTFSessionEnv(gym.Env):
+class MTFSessionEnv(MDPEnv):
     """A session of requests; the agent sets the fusion weights that rank each request's list.
 
     ## Description
@@ -508,13 +530,13 @@ class MTFSessionEnv(gym.Env):
     v0: initial version.
     """
 
-    metadata = {"render_modes": []}
-
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("name", "recgym/MTFSession-v0")
-        self.core = MTFCore(n_slots=1, **kwargs)
-        self.observation_space = self.core.observation_space()
-        self.action_space = self.core.action_space()
+        self.attach(MTFCore(n_slots=1, **kwargs))
+
+    @property
+    def core(self) -> MTFCore:
+        return self.mdp  # type: ignore[return-value]
 
     @property
     def model(self) -> UserModel:
@@ -528,34 +550,11 @@ class MTFSessionEnv(gym.Env):
     def driver(self) -> EpisodeDriver:
         return self.core.driver
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        super().reset(seed=seed)
-        self.core.seed(seed, self.np_random)
-        obs = self.core.begin(None, options)
-        return {k: v[0].copy() for k, v in obs.items()}, {
-            "user_id": int(self.core.driver.user[0]),
-            "candidates": self.core.candidates[0].copy(),
-        }
 
-    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        if not self.core.driver.seeded:
-            raise RuntimeError(f"{self.core.name}: call reset() before step()")
-        obs, reward, term, trunc, info = self.core.step(np.asarray(action)[None])
-        one = {
-            k: (v[0] if k != "responses" else {b: x[0] for b, x in v.items()})
-            for k, v in info.items()
-        }
-        one["user_id"] = int(one["user_id"])
-        one["candidates"] = self.core.candidates[0].copy()
-        return (
-            {k: v[0].copy() for k, v in obs.items()},
-            float(reward[0]),
-            bool(term[0]),
-            bool(trunc[0]),
-            one,
-        )
+def mtf_vector_env(num_envs: int = 1, **kwargs: Any) -> MDPVectorEnv:
+    """`recgym/MTFSession-v0`'s native vector env: `num_envs` concurrent sessions."""
+    kwargs.setdefault("name", "recgym/MTFSession-v0")
+    return MDPVectorEnv(MTFCore(n_slots=num_envs, **kwargs))
 
 
 __all__ = [
@@ -573,5 +572,6 @@ __all__ = [
     "action_to_fusion",
     "fused_values",
     "item_rewards",
+    "mtf_vector_env",
     "product_fusion",
 ]
