@@ -60,6 +60,7 @@ from recgym.agents.linear import (
 )
 from recgym.agents.progress import stage_bar
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
+from recgym.agents.tb import attach
 from recgym.agents.training import OnlineRunConfig, epoch_plan, off_policy_params, offline_params
 from recgym.envs.contract import (
     Obs,
@@ -224,7 +225,8 @@ def train_online(
             train_collector.reset()
             train_collector.collect(n_step=cfg.warmup_steps, random=True)
         epochs, epoch_steps = epoch_plan(cfg.env_steps, cfg.epochs)
-        logger = CurveLogger(stage_bar(epochs * epoch_steps, desc, progress, unit="env step"))
+        bar = stage_bar(epochs * epoch_steps, desc, progress, unit="env step")
+        logger = attach(CurveLogger(bar), desc, cfg.seed)  # + TensorBoard inside a stage
         result = algo.run_training(off_policy_params(cfg, train_collector, test_collector, logger))
     logger.close()
     train_envs.close()
@@ -411,7 +413,7 @@ def train_cql(
             test_collector = Collector[CollectStats](algo, test_envs)
         epochs, epoch_steps = epoch_plan(cfg.gradient_steps, cfg.epochs)
         bar = stage_bar(epochs * epoch_steps, "CQL", progress, unit="update")
-        logger = CurveLogger(bar, counts="update")
+        logger = attach(CurveLogger(bar, counts="update"), "CQL", cfg.seed)
         params = offline_params(
             data,
             gradient_steps=cfg.gradient_steps,

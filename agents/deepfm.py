@@ -40,6 +40,7 @@ from torch.nn import functional as F
 
 from recgym.agents.baselines import RANKER_FEATURES, RankerConfig, log_features
 from recgym.agents.seeding import seeded_global_rngs
+from recgym.agents.tb import scalar_writer
 from recgym.envs.contract import Obs, action_from_values, candidate_columns, user_id
 from recgym.simulators.features import USER_FEATURE_DIM
 
@@ -397,7 +398,8 @@ class DeepFMRanker:
 
             epochs = tqdm(epochs, desc="DeepFM epochs")
         self.net.train()
-        for _ in epochs:
+        tb, losses = scalar_writer("DeepFM", cfg.seed), []  # TensorBoard inside a stage
+        for epoch in epochs:
             for idx in tr[torch.randperm(len(tr), generator=gen)].split(cfg.batch_size):
                 out = self.net(sparse[idx], dense[idx])
                 bce = F.binary_cross_entropy_with_logits(out, y[idx], reduction="none")
@@ -406,6 +408,13 @@ class DeepFMRanker:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                if tb is not None:
+                    losses.append(loss.item())
+            if tb is not None:  # mean training loss of the epoch
+                tb.add_scalar("train/loss", float(np.mean(losses)), epoch + 1)
+                losses = []
+        if tb is not None:
+            tb.close()
         self.net.eval()
         with torch.no_grad():
             out = self.net(sparse, dense).numpy()

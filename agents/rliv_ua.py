@@ -86,6 +86,7 @@ from recgym.agents.rliv_ua_policy import (
     user_author_states,
 )
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
+from recgym.agents.tb import attach
 from recgym.agents.training import offline_params
 from recgym.simulators.scri import AUTHOR_FEATURES, TASKS, UA_COUNTERS, split_state
 
@@ -477,7 +478,7 @@ def train_rliv_ua(
         algo = build_rliv_ua(buffer, cfg)
     seed_buffer_sampler(buffer, cfg.seed)  # Tianshou's default is 42
     bar = stage_bar(cfg.epochs * cfg.steps_per_epoch, "RLIV-UA", progress, unit="update")
-    logger = _LossLogger(bar)
+    logger = attach(_LossLogger(bar), "RLIV-UA", cfg.seed)  # + TensorBoard inside a stage
     with seeded_global_rngs(cfg.seed):  # id dropout draws from torch's global generator
         steps = cfg.epochs * cfg.steps_per_epoch
         params = offline_params(
