@@ -147,6 +147,11 @@ BENCH_SUITES = {
         "the simulator learned from its logs; Kendall tau per metric (`recgym bench fidelity "
         "--help`)",
     ),
+    "rdrsr": (
+        "recgym.benchmarks.rdrsr",
+        "the RDRSR paper's Tables 2 and 4 on ML-100k, Last.fm, Foursquare and the world, and "
+        "allocation vs the world's true interests (`recgym bench rdrsr --help`)",
+    ),
     "sweep": (
         "recgym.benchmarks.sweep_bench",
         "job fan-out wall time: serial vs process pool vs local Ray",
