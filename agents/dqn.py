@@ -29,6 +29,7 @@ from torch import nn
 from recgym.agents.checkpoint import json_path, jsonable
 from recgym.agents.progress import BarLogger, stage_bar
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
+from recgym.agents.tb import attach
 from recgym.envs import register_all
 from recgym.envs.contract import RowLayout, row_features, row_layout
 from recgym.envs.session import SESSION_FEATURES
@@ -235,7 +236,8 @@ def train_dqn(
 
         epochs = max(cfg.epochs, 1)
         epoch_steps = -(-cfg.env_steps // epochs)
-        logger = CurveLogger(stage_bar(epochs * epoch_steps, "DQN", progress, unit="env step"))
+        bar = stage_bar(epochs * epoch_steps, "DQN", progress, unit="env step")
+        logger = attach(CurveLogger(bar), "DQN", cfg.seed)  # + TensorBoard inside a stage
         result = algo.run_training(
             OffPolicyTrainerParams(
                 training_collector=train_collector,

@@ -66,6 +66,8 @@ STAGE_FILE = "stage.json"
 """What a finished stage directory records: name, key, config, code hash, deps, result."""
 LOG = "stage_log.jsonl"
 """``<out>/stage_log.jsonl``: one line per stage per run, ``"action"`` = ran / reused."""
+TENSORBOARD = "tensorboard"
+"""``<out>/tensorboard/<stage>/<agent>/seed<seed>``: TensorBoard curves of a stage's trainers."""
 ROW_FIELDS = ("env", "agent", "backend", "seed", "metric", "value", "stage_key")
 """Fields every result row has (plus ``provenance`` and any extra fields a stage adds)."""
 
@@ -428,7 +430,9 @@ class Engine:
             return reused
         self.say(f"[{stage.name}] ...")
         stage_args = self.job_args(stage, key, deps)
-        result, seconds = execute_stage(*stage_args, say=self.say, progress=self.progress)
+        result, seconds = execute_stage(
+            *stage_args, say=self.say, progress=self.progress, tensorboard=self.sweep.tensorboard
+        )
         self.say(f"[{stage.name}] done in {seconds} s")
         self._log(stage.name, key, "ran", seconds)
         final = self.out / stage.name / key
@@ -476,13 +480,18 @@ def execute_stage(
     *,
     say: Callable[[str], None] = print,
     progress: bool = True,
+    tensorboard: bool = True,
 ) -> tuple[dict[str, Any], float]:
     """Run `stage` into ``<out>/<stage>/<key>/`` atomically; returns (result, seconds).
 
     The function writes into a temporary sibling directory, renamed into place only after it
     returned and ``stage.json`` was written (so a crash never leaves a half stage that looks
-    done). Runs in the engine's process or in a sweep worker (`benchmarks.sweep`).
+    done). Runs in the engine's process or in a sweep worker (`benchmarks.sweep`). With
+    `tensorboard`, the trainers it calls write their curves under
+    ``<out>/tensorboard/<stage>/<agent>/seed<seed>`` (`agents.tb`; cleared when the stage runs).
     """
+    from recgym.agents.tb import logging_to
+
     final = Path(out) / stage.name / key
     final.parent.mkdir(parents=True, exist_ok=True)
     for leftover in final.parent.glob(f".tmp-{key}-*"):
@@ -494,7 +503,8 @@ def execute_stage(
     t = time.perf_counter()
     try:
         ctx = StageContext(stage.name, key, stage.config, tmp, deps, say, progress)
-        result = jsonable(stage.fn(ctx) or {})
+        with logging_to(Path(out) / TENSORBOARD / stage.name if tensorboard else None):
+            result = jsonable(stage.fn(ctx) or {})
         seconds = round(time.perf_counter() - t, 2)
         record = {
             "stage": stage.name,

@@ -163,8 +163,9 @@ def config_from_args(
 
 
 def sweep_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The sweep options every bench on the engine takes (`benchmarks.sweep.SweepConfig`):
-    ``--workers N``, ``--ray [ADDRESS]``, ``--retries N``; added to `parser` when given."""
+    """The run options every bench on the engine takes (`benchmarks.sweep.SweepConfig`):
+    ``--workers N``, ``--ray [ADDRESS]``, ``--retries N``, ``--no-tensorboard``; added to
+    `parser` when given."""
     from recgym.benchmarks.sweep import SweepConfig
 
     parser = parser or argparse.ArgumentParser(add_help=False, allow_abbrev=False)

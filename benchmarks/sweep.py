@@ -60,6 +60,9 @@ class SweepConfig:
     reports it; the other jobs go on either way."""
     threads: int = 1
     """torch threads per job in a worker process."""
+    tensorboard: bool = True
+    """Write the trainers' curves to TensorBoard under <out>/tensorboard/<stage>/<agent>/seed<s>
+    (`agents.tb`)."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -117,13 +120,21 @@ def _worker_init(threads: int) -> None:
 
 
 def run_job(
-    stage: Stage, key: str, deps: dict[str, StageResult], out: str, code: str, threads: int
+    stage: Stage,
+    key: str,
+    deps: dict[str, StageResult],
+    out: str,
+    code: str,
+    threads: int,
+    tensorboard: bool = True,
 ) -> tuple[dict[str, Any], float]:
-    """One job in a worker: `engine.execute_stage` with one torch thread per job."""
+    """One job in a worker: `engine.execute_stage` with `threads` torch threads."""
     from recgym.benchmarks.engine import execute_stage
 
     _worker_init(threads)
-    return execute_stage(stage, key, deps, Path(out), code, say=print, progress=False)
+    return execute_stage(
+        stage, key, deps, Path(out), code, say=print, progress=False, tensorboard=tensorboard
+    )
 
 
 # --------------------------------------------------------------------------- executors
@@ -251,7 +262,8 @@ def run_parallel(
                     break
                 pending.remove(stage)
                 engine.say(f"[{stage.name}] ... (job)")
-                handle = executor.submit(*engine.job_args(stage, key, deps), config.threads)
+                args = (*engine.job_args(stage, key, deps), config.threads, config.tensorboard)
+                handle = executor.submit(*args)
                 running[handle] = (stage, key, deps, time.perf_counter())
             if not running:
                 if pending and all(any(d not in done for d in s.deps) for s in pending):

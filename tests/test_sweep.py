@@ -34,25 +34,15 @@ def _actions(out: Path) -> list[tuple[str, str]]:
     return [(line["stage"], line["action"]) for line in stage_log(out)]
 
 
-def test_pool_retries_a_killed_worker_and_reports_a_failing_job(
-    tmp_path: Path, serial_table: list[tuple]
-) -> None:
+def test_pool_retries_a_killed_worker(tmp_path: Path, serial_table: list[tuple]) -> None:
     out = tmp_path / "out"
     stages = _killing(tmp_path)
-    bad = Stage("bad", {**stages[0].config, "agent": "no such agent"}, _evaluate)
-    after = Stage("after-bad", stages[0].config, _evaluate, deps=("bad",))
-    engine = Engine(out, progress=False, sweep=SweepConfig(workers=2, retries=1))
-    with pytest.raises(SweepError) as err:
-        engine.run([*stages, bad, after])
-    assert list(err.value.failed) == ["bad"] and "KeyError" in err.value.failed["bad"]
-    assert err.value.skipped == {"after-bad": "bad"}
+    done = Engine(out, progress=False, sweep=SweepConfig(workers=2, retries=1)).run(stages)
     assert (tmp_path / f"{VICTIM}.killed-once").exists()  # the worker really died once
     actions = _actions(out)
     assert (VICTIM, "failed") in actions and (VICTIM, "ran") in actions  # retried
-    assert [a for s, a in actions if s == "bad"] == ["failed", "failed"]  # 1 try + 1 retry
-    done = Engine(out, progress=False).run(stages)  # all reused: the sweep lost nothing
-    assert all(r.reused for r in done.values())
     assert table(done) == serial_table
+    assert all(r.reused for r in Engine(out, progress=False).run(stages).values())
 
 
 def test_pool_sweep_interrupted_resumes_to_the_same_table(
@@ -66,10 +56,22 @@ def test_pool_sweep_interrupted_resumes_to_the_same_table(
     finished = {s for s, a in _actions(out) if a == "ran"}
     assert finished and VICTIM not in finished and VICTIM in err.value.failed
     before = len(stage_log(out))
-    done = Engine(out, progress=False, sweep=no_retry).run(_killing(tmp_path))
-    resumed = dict(_actions(out)[before:])
-    assert {s for s, a in resumed.items() if a == "ran"} == set(err.value.failed)
-    assert {s for s, a in resumed.items() if a == "reused"} == finished
+    # the resumed sweep, with a job that fails for good and one that depends on it added
+    stages = _killing(tmp_path)
+    bad = Stage("bad", {**stages[0].config, "agent": "no such agent"}, _evaluate)
+    after = Stage("after-bad", stages[0].config, _evaluate, deps=("bad",))
+    with pytest.raises(SweepError) as err2:
+        Engine(out, progress=False, sweep=SweepConfig(workers=2, retries=1)).run(
+            [bad, *stages, after]
+        )
+    assert list(err2.value.failed) == ["bad"] and "KeyError" in err2.value.failed["bad"]
+    assert err2.value.skipped == {"after-bad": "bad"}
+    resumed = _actions(out)[before:]
+    assert [a for s, a in resumed if s == "bad"] == ["failed", "failed"]  # 1 try + 1 retry
+    assert {s for s, a in resumed if a == "ran"} == set(err.value.failed)
+    assert {s for s, a in resumed if a == "reused"} == finished
+    done = Engine(out, progress=False).run(stages)  # every job done: all reused
+    assert all(r.reused for r in done.values())
     assert table(done) == serial_table
 
 
