@@ -18,15 +18,16 @@ quality is measured on the labelled clicks (`benchmarks.metrics.allocation_nmi` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from recgym.data.sequences import SequenceSet
 from recgym.envs.contract import FLOAT_HIGH, FLOAT_LOW
 from recgym.envs.driver import EpisodeDriver
+from recgym.envs.vector import BatchedMDP, MDPEnv, MDPVectorEnv
 from recgym.simulators.candidates import CandidateGenerator
 
 ENV_ID = "recgym/InterestAllocation-v0"
@@ -236,20 +237,320 @@ def sample_other_items(target: np.ndarray, n: int, n_items: int, rng: np.random.
     return (np.asarray(target)[:, None] + shift) % n_items
 
 
+# --------------------------------------------------------------------------- the batched core
+class InterestAllocationMDP(BatchedMDP):
+    """InterestAllocation-v0's dynamics over ``n_slots`` concurrent episodes (`envs.vector`).
+
+    Arguments as `InterestAllocationEnv` plus ``n_slots`` and ``name``. Per-slot state in arrays
+    with a leading slot axis: ``seq``/``labels``/``assign`` (S, L), ``target``/``t``/``user`` (S,).
+    World slots share one driver (one backend call collects every resetting slot's clicks);
+    dataset slots draw users from their own child of the seed's users stream.
+    """
+
+    def __init__(
+        self,
+        source: str | SequenceSet = "world",
+        k: int = 4,
+        length: int = 10,
+        n_negatives: int = 99,
+        lambda_o: float = 0.001,
+        intermediate_reward: str = "zero",
+        item_vectors: np.ndarray | None = None,
+        holdout: int = 2,
+        slate_size: int = 6,
+        n_candidates: int = 12,
+        max_requests: int = 400,
+        n_slots: int = 1,
+        name: str = ENV_ID,
+        **driver_kwargs: Any,
+    ):
+        self.name, self.n_slots = name, int(n_slots)
+        if int(k) < 1 or int(length) < 1 or int(n_negatives) < 1 or self.n_slots < 1:
+            raise ValueError(f"{name}: k, length, n_negatives and n_slots must be >= 1")
+        if intermediate_reward not in ("zero", "next_item"):
+            raise ValueError(
+                f"{name}: intermediate_reward must be 'zero' or 'next_item', "
+                f"got {intermediate_reward!r}"
+            )
+        self.k, self.length, self.n_negatives = int(k), int(length), int(n_negatives)
+        self.lambda_o, self.intermediate_reward = float(lambda_o), intermediate_reward
+        self.collect = {
+            "slate_size": slate_size,
+            "n_candidates": n_candidates,
+            "max_requests": max_requests,
+        }
+        if isinstance(source, SequenceSet):
+            if driver_kwargs:
+                raise ValueError(
+                    f"{name}: driver arguments {sorted(driver_kwargs)} need source='world'"
+                )
+            self.seqs, self.driver, self.holdout = source, None, int(holdout)
+            self._draw = np.flatnonzero(source.lengths - self.holdout >= 2)
+            if not len(self._draw):
+                raise ValueError(
+                    f"{name}: no user of {source.name!r} has 2 clicks before the last "
+                    f"{self.holdout}"
+                )
+            n_items, n_users, n_authors, n_categories = source.n_items, source.n_users, 1, 1
+            vectors = cooccurrence_vectors(source, holdout=self.holdout)
+            self._item_rows = (np.log1p(source.popularity()) / 5.0)[:, None].astype(np.float32)
+            user_dim = 1
+        elif source == "world":
+            self.seqs = None
+            self.driver = EpisodeDriver(
+                n_slots=self.n_slots, extra_streams=("negatives",), **driver_kwargs
+            )
+            cat = self.driver.catalogue
+            n_items, n_users = cat.n_items, int(self.driver.model.n_users)
+            n_authors, n_categories = cat.n_authors, cat.n_categories
+            vectors = world_item_vectors(self.driver.model)
+            self._item_rows = cat.item_features(np.arange(n_items))
+            user_dim = int(self.driver.model.user_feature_dim)
+        else:
+            raise ValueError(f"{name}: source must be 'world' or a SequenceSet, got {source!r}")
+        if item_vectors is not None:
+            vectors = np.asarray(item_vectors, dtype=np.float32)
+            if vectors.ndim != 2 or len(vectors) != n_items:
+                raise ValueError(
+                    f"{name}: item_vectors must be ({n_items}, d), got {vectors.shape}"
+                )
+        self.vectors, self.n_items = np.asarray(vectors, dtype=np.float32), n_items
+        d, L, S = self.vectors.shape[1], self.length, self.n_slots
+        self.single_action_space = spaces.Discrete(self.k)
+        self.single_observation_space = _observation_space(
+            user_dim, self._item_rows.shape[1], n_items, n_authors, n_categories, n_users,
+            L, self.k, d,
+        )  # fmt: skip
+        self.seq = np.full((S, L), -1, dtype=np.int64)
+        self.labels = np.full((S, L), -1, dtype=np.int64)
+        self.assign = np.full((S, L), -1, dtype=np.int64)
+        self.target = np.zeros(S, dtype=np.int64)
+        self.target_label = np.full(S, -1, dtype=np.int64)
+        self.t = np.zeros(S, dtype=np.int64)
+        self.user = np.zeros(S, dtype=np.int64)
+        self.user_x = np.zeros((S, user_dim), dtype=np.float32)
+        self.running = np.zeros(S, dtype=bool)
+        self._user_rngs: list[np.random.Generator] | None = None
+        self._neg_rng: np.random.Generator | None = None
+
+    # ------------------------------------------------------------------ seeding and reset
+    def seed(self, seed: int | None, np_random: np.random.Generator) -> None:
+        if self.driver is not None:
+            self.driver.seed(seed, np_random)
+            self._neg_rng = self.driver.streams.extra["negatives"]
+            return
+        if seed is None and self._user_rngs is not None:
+            return
+        if seed is None:
+            seed = int(np_random.integers(2**63))
+        users, negatives = np.random.SeedSequence(seed).spawn(2)
+        per_slot = [users] if self.n_slots == 1 else users.spawn(self.n_slots)
+        self._user_rngs = [np.random.default_rng(s) for s in per_slot]
+        self._neg_rng = np.random.default_rng(negatives)
+
+    def reset_slots(self, slots: np.ndarray, options: Mapping[str, Any] | None = None):
+        slots = np.asarray(slots, dtype=np.int64)
+        L = self.length
+        if self.driver is not None:
+            self.driver.begin(options, slots)
+            items, labels = collect_clicks(self.driver, L + 1, slots=slots, **self.collect)
+            self.user[slots] = self.driver.user[slots]
+            self.user_x[slots] = self.driver.user_features(slots)
+        else:
+            users = np.array(
+                [self._draw[self._user_rngs[s].integers(len(self._draw))] for s in slots]
+            )
+            named = (options or {}).get("user")
+            if named is not None:
+                users = np.broadcast_to(np.asarray(named), users.shape).astype(np.int64)
+                if ((users < 0) | (users >= self.seqs.n_users)).any():
+                    raise ValueError(
+                        f"{self.name}: options['user'] must be 0..{self.seqs.n_users - 1}"
+                    )
+            end = self.seqs.lengths[users] - self.holdout
+            items, labels = self.seqs.window(end, L + 1, users)
+            self.user[slots] = users
+            self.user_x[slots, 0] = np.log1p(end) / 5.0
+        self.seq[slots], self.labels[slots] = items[:, :L], labels[:, :L]
+        self.target[slots], self.target_label[slots] = items[:, L], labels[:, L]
+        self.assign[slots] = -1
+        has = self.seq[slots] >= 0
+        self.t[slots] = np.where(has.any(1), has.argmax(1), L)
+        self.running[slots] = True
+        return self._obs(slots), {
+            "user_id": self.user[slots].copy(),
+            "candidates": self._shown(slots)[:, None],
+        }
+
+    # ------------------------------------------------------------------ observation
+    def _shown(self, slots: np.ndarray) -> np.ndarray:
+        t = self.t[slots]
+        inside = self.seq[slots, np.minimum(t, self.length - 1)]
+        return np.where(t >= self.length, self.target[slots], inside)
+
+    def _obs(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        item, m = self._shown(slots), len(slots)
+        p, sizes = interest_vectors(self.vectors, self.seq[slots], self.assign[slots], self.k)
+        open_ = (sizes > 0).astype(np.int8)
+        t = np.minimum(self.t[slots], self.length)
+        n_valid = np.maximum((self.seq[slots] >= 0).sum(1), 1)
+        context = np.stack(
+            [
+                t / self.length,
+                open_.sum(1) / self.k,
+                (self.t[slots] >= self.length).astype(np.float64),
+                (self.assign[slots] >= 0).sum(1) / n_valid,
+            ],
+            1,
+        )
+        if self.driver is not None:
+            author, category = (
+                self.driver.catalogue.author[item],
+                self.driver.catalogue.category[item],
+            )
+        else:
+            author = category = np.zeros(m, dtype=np.int64)
+
+        def clip(x: np.ndarray) -> np.ndarray:
+            return np.clip(x, FLOAT_LOW, FLOAT_HIGH).astype(np.float32)
+
+        def col(x: np.ndarray) -> np.ndarray:
+            return np.asarray(x, dtype=np.int64).reshape(m, 1).copy()
+
+        return {
+            "user": clip(self.user_x[slots]),
+            "context": clip(context),
+            "candidates": clip(self._item_rows[item][:, None]),
+            "item_id": col(item),
+            "author_id": col(author),
+            "category_id": col(category),
+            "mask": np.ones((m, 1), dtype=np.int8),
+            "user_id": col(self.user[slots]),
+            "sequence": self.seq[slots].copy(),
+            "assignment": self.assign[slots].copy(),
+            "position": col(t),
+            "interests": clip(p),
+            "interest_size": sizes.astype(np.int64),
+            "interest_open": open_,
+            "n_open": col(open_.sum(1)),
+            "max_k": np.full((m, 1), self.k, dtype=np.int64),
+        }
+
+    # ------------------------------------------------------------------ step
+    def _actions(self, actions: Any, m: int) -> np.ndarray:
+        try:
+            a = np.asarray(actions)
+            ok = a.shape in ((m,), (m, 1)) and (
+                np.issubdtype(a.dtype, np.integer)
+                or (
+                    np.issubdtype(a.dtype, np.floating)
+                    and np.isfinite(a).all()
+                    and (a == np.round(a)).all()
+                )
+            )
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"{self.name}: action {actions!r} is not an interest index 0..{self.k - 1}"
+            )
+        a = a.reshape(m).astype(np.int64)
+        if ((a < 0) | (a >= self.k)).any():
+            raise ValueError(
+                f"{self.name}: action {a.tolist()} is not an interest index 0..{self.k - 1}"
+            )
+        return a
+
+    def _reward(
+        self, slots: np.ndarray, target: np.ndarray, choice: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        p, sizes = interest_vectors(self.vectors, self.seq[slots], self.assign[slots], self.k)
+        negs = sample_other_items(target, self.n_negatives, self.n_items, self._neg_rng)
+        return allocation_reward(self.vectors, p, sizes, target, choice, negs, self.lambda_o)
+
+    def step_slots(self, actions: Any, slots: np.ndarray):
+        slots = np.asarray(slots, dtype=np.int64)
+        if not self.running[slots].all():
+            raise RuntimeError(f"{self.name}: call reset() before step()")
+        m = len(slots)
+        choice = self._actions(actions, m)
+        shown = self._shown(slots)
+        final = self.t[slots] >= self.length
+        reward = np.zeros(m, dtype=np.float64)
+        parts = {name: np.zeros(m) for name in REWARD_PARTS}
+        if final.any():
+            out = self._reward(slots[final], shown[final], choice[final])
+            reward[final] = out["reward"]
+            for name in REWARD_PARTS:
+                parts[name][final] = out[name]
+        dense = ~final & (self.assign[slots] >= 0).any(1)
+        if self.intermediate_reward == "next_item" and dense.any():
+            reward[dense] = self._reward(slots[dense], shown[dense], choice[dense])["reward"]
+        go = slots[~final]
+        self.assign[go, self.t[go]] = choice[~final]
+        self.t[go] += 1
+        self.running[slots[final]] = False
+        info = {
+            "user_id": self.user[slots].copy(),
+            "slate": shown[:, None].copy(),
+            "interest": choice,
+            **parts,
+            "assignment": self.assign[slots].copy(),
+            "true_interest": self.labels[slots].copy(),
+            "target_true_interest": self.target_label[slots].copy(),
+        }
+        return self._obs(slots), reward, final.copy(), np.zeros(m, dtype=bool), info
+
+
+REWARD_PARTS = ("r_c", "r_baseline", "r_advantage", "r_orthogonal", "reward")
+
+
+def _observation_space(
+    user_dim: int, row_width: int, n_items: int, n_authors: int, n_categories: int,
+    n_users: int, L: int, k: int, d: int,
+) -> spaces.Dict:  # fmt: skip
+    """One slot's Dict observation (see `InterestAllocationEnv`)."""
+
+    def floats(*shape: int) -> spaces.Box:
+        return spaces.Box(FLOAT_LOW, FLOAT_HIGH, shape=shape, dtype=np.float32)
+
+    def ints(low: int, high: int, *shape: int) -> spaces.Box:
+        return spaces.Box(low, max(high, low + 1), shape=shape, dtype=np.int64)
+
+    return spaces.Dict(
+        {
+            "user": floats(user_dim),
+            "context": floats(len(CONTEXT_FEATURES)),
+            "candidates": floats(1, row_width),
+            "item_id": ints(0, n_items - 1, 1),
+            "author_id": ints(0, n_authors - 1, 1),
+            "category_id": ints(0, n_categories - 1, 1),
+            "mask": spaces.Box(0, 1, shape=(1,), dtype=np.int8),
+            "user_id": ints(0, n_users - 1, 1),
+            "sequence": ints(-1, n_items - 1, L),
+            "assignment": ints(-1, k - 1, L),
+            "position": ints(0, L, 1),
+            "interests": floats(k, d),
+            "interest_size": ints(0, L, k),
+            "interest_open": spaces.Box(0, 1, shape=(k,), dtype=np.int8),
+            "n_open": ints(0, k, 1),
+            "max_k": ints(1, k, 1),
+        }
+    )
+
+
 # --------------------------------------------------------------------------- the env
-class InterestAllocationEnv(gym.Env):
+class InterestAllocationEnv(MDPEnv):
     """## Description
     An episode is one user's click sequence x_1..x_L followed by the next click x_{L+1} (the
     *target*). Step T shows x_T; the agent chooses which of `k` interests (sub-sequences) it
     joins. The last step shows the target; the agent chooses which interest predicts it (the
-    paper puts the target through the same policy, eq. 13), and the episode ends. The
-    sub-sequences are the user's multi-interest representation: interest j's vector is the mean
-    of its items' vectors (`item_vectors`; the paper's average pooling).
-
+    paper puts the target through the same policy, eq. 13), and the episode ends. Interest j's
+    vector is the mean of its items' vectors (`item_vectors`; the paper's average pooling).
     Users: the world's (`source="world"`, default; a user's next L + 1 clicks are collected on
     reset through the driver, with their true interests) or a dataset's (`source=` a
-    `SequenceSet`: the user's last L + 1 clicks before the `holdout` last ones, left-padded
-    when shorter; users with fewer than 2 usable clicks are never drawn).
+    `SequenceSet`: the user's last L + 1 clicks before the `holdout` last ones, left-padded when
+    shorter; users with fewer than 2 usable clicks are never drawn).
 
     ## Action Space
     `Discrete(k)`: the interest the shown item joins. Any of the k may be chosen; choosing an
@@ -262,12 +563,12 @@ class InterestAllocationEnv(gym.Env):
     (1,) log sequence length / 5 (dataset); "context" float32 (4,) `CONTEXT_FEATURES`;
     "candidates" float32 (1, F) the shown item's features (world: catalogue item features;
     dataset: log popularity / 5); "item_id", "author_id", "category_id" int64 (1,) the shown
-    item (author and category 0 on a dataset); "mask" int8 (1,) = 1 (one valid row);
-    "user_id" int64 (1,); "sequence" int64 (L,) the sequence being allocated (-1 padded left;
-    the target is never in it); "assignment" int64 (L,) the interests chosen so far (-1 not
-    yet); "position" int64 (1,) index of the shown item in "sequence" (L on the target step);
-    "interests" float32 (k, d) the interests' vectors; "interest_size" int64 (k,);
-    "interest_open" int8 (k,); "n_open" int64 (1,); "max_k" int64 (1,) = k.
+    item (author and category 0 on a dataset); "mask" int8 (1,) = 1; "user_id" int64 (1,);
+    "sequence" int64 (L,) the sequence being allocated (-1 padded left; never the target);
+    "assignment" int64 (L,) the interests chosen so far (-1 not yet); "position" int64 (1,)
+    index of the shown item in "sequence" (L on the target step); "interests" float32 (k, d)
+    the interests' vectors; "interest_size" int64 (k,); "interest_open" int8 (k,); "n_open"
+    int64 (1,); "max_k" int64 (1,) = k.
 
     ## Rewards
     The paper's (eq. 13-17, `allocation_reward`) on the target step: the sampled-softmax
@@ -276,10 +577,11 @@ class InterestAllocationEnv(gym.Env):
     times the orthogonality reward. Intermediate steps: 0 with `intermediate_reward="zero"`
     (the paper: R_s is one episode reward that REINFORCE puts on every action, eq. 21), or
     "next_item": the same reward for the shown item against the interests built before it.
-    `info` on the last step has the parts, "assignment" and "true_interest" (-1 unknown).
+    `info`: the reward's parts (0 before the target step), "assignment", "true_interest" and
+    "target_true_interest" (-1 unknown: evaluation only, never in the observation).
 
     ## Starting State
-    A drawn user (driver's users stream; dataset: the env's own users stream) and their
+    A drawn user (driver's users stream; dataset: the core's own users stream) and their
     sequence; every interest empty.
 
     ## Episode End
@@ -297,256 +599,33 @@ class InterestAllocationEnv(gym.Env):
     v0: initial version.
     """
 
-    metadata = {"render_modes": []}
+    def __init__(self, source: str | SequenceSet = "world", **kwargs: Any):
+        self.attach(InterestAllocationMDP(source, n_slots=1, **kwargs))
 
-    def __init__(
-        self,
-        source: str | SequenceSet = "world",
-        k: int = 4,
-        length: int = 10,
-        n_negatives: int = 99,
-        lambda_o: float = 0.001,
-        intermediate_reward: str = "zero",
-        item_vectors: np.ndarray | None = None,
-        holdout: int = 2,
-        slate_size: int = 6,
-        n_candidates: int = 12,
-        max_requests: int = 400,
-        **driver_kwargs: Any,
-    ):
-        if int(k) < 1 or int(length) < 1 or int(n_negatives) < 1:
-            raise ValueError(f"{ENV_ID}: k, length and n_negatives must be >= 1")
-        if intermediate_reward not in ("zero", "next_item"):
-            raise ValueError(
-                f"{ENV_ID}: intermediate_reward must be 'zero' or 'next_item', "
-                f"got {intermediate_reward!r}"
-            )
-        self.k, self.length, self.n_negatives = int(k), int(length), int(n_negatives)
-        self.lambda_o, self.intermediate_reward = float(lambda_o), intermediate_reward
-        self.collect = {
-            "slate_size": slate_size,
-            "n_candidates": n_candidates,
-            "max_requests": max_requests,
-        }
-        if isinstance(source, SequenceSet):
-            if driver_kwargs:
-                raise ValueError(
-                    f"{ENV_ID}: driver arguments {sorted(driver_kwargs)} need source='world'"
-                )
-            self.seqs, self.driver = source, None
-            self.holdout = int(holdout)
-            usable = source.lengths - self.holdout
-            self._draw = np.flatnonzero(usable >= 2)
-            if not len(self._draw):
-                raise ValueError(
-                    f"{ENV_ID}: no user of {source.name!r} has 2 clicks before the last "
-                    f"{self.holdout}"
-                )
-            n_items, n_users = source.n_items, source.n_users
-            n_authors = n_categories = 1
-            vectors = cooccurrence_vectors(source, holdout=self.holdout)
-            pop = np.log1p(source.popularity()) / 5.0
-            self._item_rows = pop[:, None].astype(np.float32)
-            user_dim = 1
-        elif source == "world":
-            self.seqs = None
-            self.driver = EpisodeDriver(extra_streams=("negatives",), **driver_kwargs)
-            cat = self.driver.catalogue
-            n_items, n_users = cat.n_items, int(self.driver.model.n_users)
-            n_authors, n_categories = cat.n_authors, cat.n_categories
-            vectors = world_item_vectors(self.driver.model)
-            self._item_rows = cat.item_features(np.arange(n_items))
-            user_dim = int(self.driver.model.user_feature_dim)
-        else:
-            raise ValueError(f"{ENV_ID}: source must be 'world' or a SequenceSet, got {source!r}")
-        if item_vectors is not None:
-            vectors = np.asarray(item_vectors, dtype=np.float32)
-            if vectors.ndim != 2 or len(vectors) != n_items:
-                raise ValueError(
-                    f"{ENV_ID}: item_vectors must be ({n_items}, d), got {vectors.shape}"
-                )
-        self.vectors = np.asarray(vectors, dtype=np.float32)
-        self.n_items = n_items
-        d, L = self.vectors.shape[1], self.length
+    @property
+    def k(self) -> int:
+        return self.mdp.k
 
-        def floats(*shape: int) -> spaces.Box:
-            return spaces.Box(FLOAT_LOW, FLOAT_HIGH, shape=shape, dtype=np.float32)
+    @property
+    def vectors(self) -> np.ndarray:
+        """The reward's item vectors (n_items, d)."""
+        return self.mdp.vectors
 
-        def ints(low: int, high: int, *shape: int) -> spaces.Box:
-            return spaces.Box(low, max(high, low + 1), shape=shape, dtype=np.int64)
 
-        self.action_space = spaces.Discrete(self.k)
-        self.observation_space = spaces.Dict(
-            {
-                "user": floats(user_dim),
-                "context": floats(len(CONTEXT_FEATURES)),
-                "candidates": floats(1, self._item_rows.shape[1]),
-                "item_id": ints(0, n_items - 1, 1),
-                "author_id": ints(0, n_authors - 1, 1),
-                "category_id": ints(0, n_categories - 1, 1),
-                "mask": spaces.Box(0, 1, shape=(1,), dtype=np.int8),
-                "user_id": ints(0, n_users - 1, 1),
-                "sequence": ints(-1, n_items - 1, L),
-                "assignment": ints(-1, self.k - 1, L),
-                "position": ints(0, L, 1),
-                "interests": floats(self.k, d),
-                "interest_size": ints(0, L, self.k),
-                "interest_open": spaces.Box(0, 1, shape=(self.k,), dtype=np.int8),
-                "n_open": ints(0, self.k, 1),
-                "max_k": ints(1, self.k, 1),
-            }
-        )
-        self._user_rng: np.random.Generator | None = None
-        self._neg_rng: np.random.Generator | None = None
-        self._begun = False
-
-    # ------------------------------------------------------------------ episode set-up
-    def _seed_dataset(self, seed: int | None) -> None:
-        if seed is None and self._user_rng is not None:
-            return
-        if seed is None:
-            seed = int(self.np_random.integers(2**63))
-        users, negatives = np.random.SeedSequence(seed).spawn(2)
-        self._user_rng, self._neg_rng = (
-            np.random.default_rng(users),
-            np.random.default_rng(negatives),
-        )
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        L = self.length
-        if self.driver is not None:
-            self.driver.seed(seed, self.np_random)
-            self.driver.begin(options)
-            items, labels = collect_clicks(self.driver, L + 1, **self.collect)
-            self._user = int(self.driver.user[0])
-            self._user_features = self.driver.user_features()[0]
-            self._neg_rng = self.driver.streams.extra["negatives"]
-        else:
-            self._seed_dataset(seed)
-            drawn = int(self._draw[self._user_rng.integers(len(self._draw))])
-            named = (options or {}).get("user")
-            self._user = drawn if named is None else int(named)
-            if not 0 <= self._user < self.seqs.n_users:
-                raise ValueError(f"{ENV_ID}: options['user'] must be 0..{self.seqs.n_users - 1}")
-            end = self.seqs.lengths[self._user] - self.holdout
-            items, labels = self.seqs.window(np.array([end]), L + 1, np.array([self._user]))
-            self._user_features = np.array([np.log1p(end) / 5.0], dtype=np.float32)
-        self._seq, self._labels = items[0, :L], labels[0, :L]
-        self._target, self._target_label = int(items[0, L]), int(labels[0, L])
-        self._assign = np.full(L, -1, dtype=np.int64)
-        self._t = int(np.argmax(self._seq >= 0)) if (self._seq >= 0).any() else L
-        self._begun = True
-        return self._obs(), {"user_id": self._user, "candidates": self._shown()[None]}
-
-    # ------------------------------------------------------------------ observation
-    def _shown(self) -> np.ndarray:
-        return np.int64(self._target if self._t >= self.length else self._seq[self._t])
-
-    def _interests(self) -> tuple[np.ndarray, np.ndarray]:
-        p, sizes = interest_vectors(self.vectors, self._seq[None], self._assign[None], self.k)
-        return p[0], sizes[0]
-
-    def _obs(self) -> dict[str, np.ndarray]:
-        item = int(self._shown())
-        p, sizes = self._interests()
-        n_valid = max(int((self._seq >= 0).sum()), 1)
-        open_ = (sizes > 0).astype(np.int8)
-        context = [
-            min(self._t, self.length) / self.length,
-            open_.sum() / self.k,
-            float(self._t >= self.length),
-            (self._assign >= 0).sum() / n_valid,
-        ]
-        if self.driver is not None:
-            cat = self.driver.catalogue
-            author, category = int(cat.author[item]), int(cat.category[item])
-        else:
-            author = category = 0
-
-        def clip(x: np.ndarray) -> np.ndarray:
-            return np.clip(x, FLOAT_LOW, FLOAT_HIGH).astype(np.float32)
-
-        return {
-            "user": clip(self._user_features),
-            "context": clip(np.asarray(context)),
-            "candidates": clip(self._item_rows[item][None]),
-            "item_id": np.array([item], dtype=np.int64),
-            "author_id": np.array([author], dtype=np.int64),
-            "category_id": np.array([category], dtype=np.int64),
-            "mask": np.ones(1, dtype=np.int8),
-            "user_id": np.array([self._user], dtype=np.int64),
-            "sequence": self._seq.copy(),
-            "assignment": self._assign.copy(),
-            "position": np.array([min(self._t, self.length)], dtype=np.int64),
-            "interests": clip(p),
-            "interest_size": sizes.astype(np.int64),
-            "interest_open": open_,
-            "n_open": np.array([open_.sum()], dtype=np.int64),
-            "max_k": np.array([self.k], dtype=np.int64),
-        }
-
-    # ------------------------------------------------------------------ step
-    def _action(self, action: Any) -> int:
-        a = np.asarray(action)
-        if a.size != 1 or not (
-            np.issubdtype(a.dtype, np.integer)
-            or (np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all() and a == np.round(a))
-        ):
-            raise ValueError(
-                f"{ENV_ID}: action {action!r} is not an interest index 0..{self.k - 1}"
-            )
-        value = int(a.reshape(-1)[0])
-        if not 0 <= value < self.k:
-            raise ValueError(f"{ENV_ID}: action {value} is not an interest index 0..{self.k - 1}")
-        return value
-
-    def _reward(self, target: int, choice: int) -> dict[str, np.ndarray]:
-        p, sizes = self._interests()
-        negs = sample_other_items(np.array([target]), self.n_negatives, self.n_items, self._neg_rng)
-        return allocation_reward(
-            self.vectors,
-            p[None],
-            sizes[None],
-            np.array([target]),
-            np.array([choice]),
-            negs,
-            self.lambda_o,
-        )
-
-    def step(self, action: Any):
-        if not self._begun:
-            raise RuntimeError(f"{ENV_ID}: call reset() before step()")
-        choice = self._action(action)
-        shown = int(self._shown())
-        info: dict[str, Any] = {
-            "user_id": self._user,
-            "slate": np.array([shown]),
-            "interest": choice,
-        }
-        if self._t >= self.length:  # the target step
-            parts = self._reward(shown, choice)
-            info.update({name: float(v[0]) for name, v in parts.items()})
-            info["assignment"] = self._assign.copy()
-            info["true_interest"] = self._labels.copy()
-            info["target_true_interest"] = self._target_label
-            self._begun = False
-            return self._obs(), float(parts["reward"][0]), True, False, info
-        reward = 0.0
-        if self.intermediate_reward == "next_item" and (self._assign >= 0).any():
-            reward = float(self._reward(shown, choice)["reward"][0])
-        self._assign[self._t] = choice
-        self._t += 1
-        return self._obs(), reward, False, False, info
+def interest_allocation_vector_env(num_envs: int = 1, **kwargs: Any) -> MDPVectorEnv:
+    """`recgym/InterestAllocation-v0`'s native vector env: `num_envs` concurrent episodes."""
+    return MDPVectorEnv(InterestAllocationMDP(n_slots=num_envs, **kwargs))
 
 
 __all__ = [
     "CONTEXT_FEATURES",
     "ENV_ID",
     "InterestAllocationEnv",
+    "InterestAllocationMDP",
     "allocation_reward",
     "collect_clicks",
     "cooccurrence_vectors",
+    "interest_allocation_vector_env",
     "interest_vectors",
     "sample_other_items",
     "true_interest",

@@ -209,3 +209,29 @@ def test_dataset_source_allocates_a_users_training_clicks() -> None:
     assert term and info["true_interest"].tolist() == [-1] * 4
     with pytest.raises(ValueError, match="source='world'"):
         InterestAllocationEnv(seqs, world_config=SMALL_WORLD)
+
+
+def test_native_vector_env_steps_slots_together_and_one_slot_replays_the_env() -> None:
+    from recgym.envs.interest_allocation import interest_allocation_vector_env
+
+    single = _world_env(k=3, length=4)
+    vec1 = interest_allocation_vector_env(1, world_config=SMALL_WORLD, k=3, length=4)
+    obs_s, _ = single.reset(seed=7)
+    obs_v, _ = vec1.reset(seed=7)
+    for t in range(5):
+        for key in obs_s:
+            np.testing.assert_array_equal(obs_s[key], obs_v[key][0])
+        obs_s, r_s, term_s, *_ = single.step(t % 3)
+        obs_v, r_v, term_v, *_ = vec1.step(np.array([t % 3]))
+        assert r_s == r_v[0] and term_s == term_v[0]
+    vec = interest_allocation_vector_env(3, world_config=SMALL_WORLD, k=3, length=4)
+    obs, info = vec.reset(seed=1)
+    assert obs["sequence"].shape == (3, 4) and len(set(info["user_id"].tolist())) == 3
+    ends = 0
+    for _ in range(12):
+        obs, reward, term, trunc, info = vec.step(np.array([0, 1, 2]))
+        ends += int(term.sum())
+        assert reward.shape == (3,) and vec.observation_space.contains(obs)
+    assert ends >= 6  # 5 steps an episode, next-step autoreset
+    with pytest.raises(ValueError, match="InterestAllocation-v0"):
+        vec.step(np.array([0, 1]))

@@ -155,8 +155,6 @@ class RDRSRBenchConfig:
     """World catalogue size."""
     world_clicks: int = 40
     """Clicks collected per world user (the last two are validation and test)."""
-    report_only: bool = False
-    """Rewrite results.md from the finished stages without training anything new."""
 
     def __post_init__(self) -> None:
         if self.dataset is not None and self.dataset not in DATASETS:
