@@ -136,6 +136,11 @@ BENCH_SUITES = {
         "world, learned-simulator and env speed, log generation/loading, simulator training "
         "(`recgym bench throughput --help`)",
     ),
+    "ruie": (
+        "recgym.benchmarks.ruie",
+        "the RUIE paper's Tables 1-2 on KuaiSAR-schema logs (world or --data DIR), online results "
+        "in MultiScenario-v0 and Q vs the true scenario switch (`recgym bench ruie --help`)",
+    ),
     "rliv-ua": (
         "recgym.benchmarks.rliv_ua",
         "the RLIV-UA paper's Tables 2-3 on UserAuthor-v0: every baseline vs RLIV-UA and its "

@@ -1,0 +1,158 @@
+"""`recgym bench ruie`: a smoke run on a tiny world, --data on world-written KuaiSAR files, the
+protocol's data (merge by timestamp, leave-one-out, full ranking) and bad KuaiSAR directories."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recgym.benchmarks.ruie import PRESETS, run
+from recgym.benchmarks.ruie.data import check_directory, load_behaviours
+from recgym.data.schema import DataError
+
+TINY = replace(PRESETS["tiny"], models=("nextitnet", "ruie"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    work = tmp_path_factory.mktemp("ruie_work")
+    out = tmp_path_factory.mktemp("ruie_out")
+    result = run(TINY, out, work, progress=False)
+    return out, work, result
+
+
+def test_tiny_run_writes_tables_claims_online_and_tracking(tiny_run):
+    out, work, result = tiny_run
+    md = (out / "results.md").read_text()
+    for heading in (
+        "Table 1",
+        "Table 2",
+        "paired seeds",
+        "tracks the true scenario switch",
+        "Online: MultiScenario-v0",
+    ):
+        assert heading in md
+    assert "| RUIE w/o MHA&Gate&SUIM |" in md and "3.8549" in md  # the paper beside ours
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    ndcg = [r for r in rows if r["backend"] == "offline" and r["metric"] == "ndcg@10"]
+    # 2 seeds x (NextItNet, RUIE and its 3 ablations)
+    assert len(ndcg) == 2 * 5 and all(0.0 <= r["value"] <= 1.0 for r in ndcg)
+    online = {(r["agent"], r["seed"]) for r in rows if r["backend"] == "world"}
+    assert ("RUIE", 0) in online and ("click oracle (reads hidden state)", 1) in online
+    assert any(r["metric"] == "switch_auc" for r in rows)
+    assert {v["verdict"] for v in json.loads((out / "results.json").read_text())["claims"]} <= {
+        "reproduced",
+        "contradicted",
+        "inconclusive",
+    }
+    # a second run reuses every stage
+    again = run(TINY, out, work, progress=False)
+    assert all(stage.reused for stage in again["stages"].values())
+
+
+def test_data_dir_runs_tables_1_and_2_only(tiny_run, tmp_path):
+    _, work, _ = tiny_run
+    logs = next(p for p in (work / "logs").iterdir() if (p / "rec_inter.csv").exists())
+    cfg = replace(TINY, data=str(logs), models=("nextitnet",), ablations=False, seeds=(0,))
+    result = run(cfg, tmp_path / "out", tmp_path / "work", progress=False)
+    md = result["markdown"]
+    assert "Table 1" in md and "Online: MultiScenario-v0" not in md and str(logs) in md
+
+
+def _tiny_kuaisar(tmp: Path) -> Path:
+    rec = pd.DataFrame(
+        {
+            "user_id": [0, 0, 0, 1, 1, 1],
+            "item_id": [10, 11, 12, 10, 13, 14],
+            "playing_time": 1000.0,
+            "duration_ms": 5000.0,
+            "time": "2023-05-22 10:00:00",
+            "timestamp": [1.0, 3.0, 5.0, 1.0, 2.0, 9.0],
+            "click": [1, 0, 1, 1, 1, 1],
+            "forward": 0,
+            "like": [0, 0, 1, 0, 0, 0],
+            "follow": 0,
+            "search": 0,
+            "search_item_related": 0,
+        }
+    )
+    src = pd.DataFrame(
+        {
+            "user_id": [0, 1],
+            "search_session_id": [1, 2],
+            "search_session_time": "2023-05-22 10:00:00",
+            "search_session_timestamp": [4.0, 5.0],
+            "keyword": "[1, 2]",
+            "search_source": "USER_INPUT",
+            "item_id": [15, 16],
+            "click_cnt": [1, 0],
+            "item_type": "VIDEO",
+        }
+    )
+    tmp.mkdir(parents=True, exist_ok=True)
+    rec.to_csv(tmp / "rec_inter.csv", index=False)
+    src.to_csv(tmp / "src_inter.csv", index=False)
+    return tmp
+
+
+def test_behaviours_merge_both_scenarios_by_timestamp_with_rewards(tmp_path):
+    b = load_behaviours(_tiny_kuaisar(tmp_path / "d"))
+    # item ids are renumbered densely over the sorted original ids 10..16
+    np.testing.assert_array_equal(b.item_ids, [10, 11, 12, 13, 14, 15, 16])
+    # user 0: clicks at t=1 (item 10, feed), t=4 (item 15, search), t=5 (item 12, feed, liked)
+    np.testing.assert_array_equal(b.items[0], [0, 5, 2])
+    np.testing.assert_array_equal(b.scenario[0], [0, 1, 0])
+    np.testing.assert_array_equal(b.reward[0], [1, 1, 4])  # click 1 (+ like 3)
+    # user 1's search shows item 16 unclicked: not a behaviour
+    np.testing.assert_array_equal(b.items[1], [0, 3, 4])
+    assert b.summary()["users"] == 2
+
+
+def test_full_ranking_never_ranks_padding_and_optionally_excludes_seen(tmp_path):
+    from recgym.agents.sequence import Popularity, leave_one_out, rank_targets
+
+    b = load_behaviours(_tiny_kuaisar(tmp_path / "d"))
+    split = leave_one_out(b.items, 4, min_len=1, validation=False, aligned={"scenario": b.scenario})
+    assert (split.test.seq == -1).any()  # the test prefixes are left-padded
+    pop = Popularity(b.n_items, max_len=4)
+    pop.fit_counts(split.train)
+    with_seen = rank_targets(pop, split.test, exclude_seen=False)
+    without = rank_targets(pop, split.test, exclude_seen=True)
+    assert (with_seen < b.n_items).all() and (without <= with_seen).all()
+    assert (without < with_seen).any()  # seen items that outscored the target are dropped
+
+
+@pytest.mark.parametrize(
+    ("drop", "column", "match"),
+    [
+        ("src_inter.csv", None, "src_inter.csv"),
+        ("rec_inter.csv", None, "rec_inter.csv"),
+        ("rec_inter.csv", "like", "like"),
+        ("src_inter.csv", "click_cnt", "click_cnt"),
+    ],
+)
+def test_a_missing_file_or_column_is_one_error_naming_both(tmp_path, drop, column, match):
+    d = _tiny_kuaisar(tmp_path / "d")
+    if column is None:
+        (d / drop).unlink()
+    else:
+        pd.read_csv(d / drop).drop(columns=[column]).to_csv(d / drop, index=False)
+    with pytest.raises(DataError, match=match) as err:
+        check_directory(d)
+    assert drop in str(err.value)
+    with pytest.raises(DataError):
+        load_behaviours(d)
+
+
+def test_cli_parses_presets_and_options():
+    from recgym.benchmarks.ruie import config_from_args, parser
+
+    cfg = config_from_args(parser().parse_args(["--quick", "--epochs", "2", "--data", "/x"]))
+    assert cfg.mode == "quick" and cfg.epochs == 2 and cfg.data == "/x"
+    assert cfg.dim == PRESETS["quick"].dim and not math.isnan(cfg.lr)
