@@ -164,6 +164,22 @@ def test_same_seed_same_initial_scores(name: str) -> None:
     assert not torch.allclose(a.score(seq, context=ctx), c.score(seq, context=ctx))
 
 
+@pytest.mark.parametrize("name", [n for n, cls in MODELS.items() if cls.uses_context])
+def test_scenario_context_reaches_the_score(name: str) -> None:
+    """DIN, STAR and PEPNet read the request's scenario and the history's scenarios."""
+    model = tiny(name).eval()
+    seq, ctx = narrow_batch()
+    base = model.score(seq, context=ctx)
+    flipped = dict(ctx, target_scenario=1 - ctx["target_scenario"])
+    assert not torch.allclose(model.score(seq, context=flipped), base)
+    history = dict(ctx, scenario=np.where(seq >= 0, 1 - ctx["scenario"], -1))
+    assert not torch.allclose(model.score(seq, context=history), base)
+    # fit passes each batch's context rows along
+    data = SequenceData(seq[[0, 3]], np.array([3, 11]), {k: v[[0, 3]] for k, v in ctx.items()})
+    history = fit(model, data, config=TrainConfig(epochs=2, batch_size=1), seed=0)
+    assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
+
+
 def test_nextitnet_encoder() -> None:
     with seeded_global_rngs(0):
         enc = NextItNetEncoder(N_ITEMS, DIM, MAX_LEN, dilations=(1, 2))

@@ -107,10 +107,13 @@ class DIN(_Scenarios):
         d = self.dim
         w = self.att.weight  # (h, 4d) over [e_j, e_t, e_j - e_t, e_j * e_t]
         w_j, w_t = w[:, :d] + w[:, 2 * d : 3 * d], w[:, d : 2 * d] - w[:, 2 * d : 3 * d]
+        b, width = mask.shape
+        # the product term sum_d e_t[d] e_j[d] W_c[h, d] as one batched matmul over (w, h)
+        hw = torch.einsum("bwd,hd->bdwh", hist, w[:, 3 * d :]).reshape(b, d, -1)
         a = (
             (hist @ w_j.T)[:, None]  # (B, 1, W, h)
             + (tgt @ w_t.T + self.att.bias)[:, :, None]  # (B, M, 1, h)
-            + torch.einsum("bwd,bmd,hd->bmwh", hist, tgt, w[:, 3 * d :])
+            + (tgt @ hw).view(b, -1, width, self.att_hidden)
         )
         a = self.att_out(a).squeeze(-1) * mask[:, None, :]  # (B, M, W)
         interest = a @ hist  # (B, M, d)
