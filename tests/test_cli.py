@@ -76,6 +76,7 @@ WRITING_COMMANDS = {
     "bench throughput": ["bench", "throughput", "--quick", "--only", "world_step", "--out"],
     "bench rliv-ua": ["bench", "rliv-ua", "--quick", "--quiet", "--work", "{tmp}/work", "--out"],
     "bench fidelity": ["bench", "fidelity", "--tiny", "--quiet", "--work", "{tmp}/work", "--out"],
+    "bench ruie": ["bench", "ruie", "--tiny", "--quiet", "--work", "{tmp}/work", "--out"],
 }  # fmt: skip
 """Every command that writes, with options that would make it do little; `--out` goes last."""
 

@@ -88,6 +88,10 @@ def run(
     """Run (or reuse) every stage and write the report into `out`."""
     import torch
 
+    from recgym.outdir import ensure_writable_dir
+
+    ensure_writable_dir(Path(out))  # an unwritable --out fails here, before any stage
+    ensure_writable_dir(Path(work))
     torch.set_num_threads(1)
     start = time.time()
     engine = Engine(work, progress=progress, fresh=fresh)
