@@ -149,10 +149,10 @@ PRESETS: dict[str, BenchConfig] = {
         items=1500,
         authors=150,
         days=5,
-        max_per_user=20,
+        max_per_user=15,
         dim=32,
-        epochs=4,
-        online_episodes=15,
+        epochs=3,
+        online_episodes=10,
         online_max_steps=20,
     ),
     "tiny": BenchConfig(
