@@ -234,6 +234,20 @@ class SequenceRecommender(nn.Module):
         """Uniform random item ids (0-based) from torch's generator (seeded by `fit`)."""
         return torch.randint(0, self.n_items, shape, device=device)
 
+    def sampled_candidates(self, target: torch.Tensor, n_negatives: int) -> torch.Tensor:
+        """(B, 1 + n_negatives): each row's target, then uniform random items (`sample_items`)."""
+        neg = self.sample_items((len(target), n_negatives), target.device)
+        return torch.cat([target[:, None], neg], 1)
+
+
+def sampled_cross_entropy(logits: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of column 0 (the target) of `logits` over candidates `cand` (B, M);
+    a sampled negative equal to its row's target is left out (its logit set to -inf)."""
+    clash = cand == cand[:, :1]
+    clash[:, 0] = False
+    logits = logits.masked_fill(clash, float("-inf"))
+    return F.cross_entropy(logits, torch.zeros(len(cand), dtype=torch.long, device=cand.device))
+
 
 class PairwiseRecommender(SequenceRecommender):
     """A model that scores (user, candidate) pairs with a network (DIN, STAR, PEPNet).
@@ -287,16 +301,8 @@ class PairwiseRecommender(SequenceRecommender):
         """Sampled-softmax cross-entropy: the target (column 0) against uniform negatives."""
         ids, mask = self.prepare(seq)
         target = self._check_target(target, len(ids))
-        neg = self.sample_items((len(ids), self.n_negatives), ids.device)
-        cand = torch.cat([target[:, None], neg], 1)
-        logits = self.pair_score(ids, mask, cand, context)
-        logits = logits.masked_fill(
-            torch.cat(
-                [torch.zeros_like(target[:, None], dtype=torch.bool), neg == target[:, None]], 1
-            ),
-            float("-inf"),
-        )
-        return F.cross_entropy(logits, torch.zeros_like(target))
+        cand = self.sampled_candidates(target, self.n_negatives)
+        return sampled_cross_entropy(self.pair_score(ids, mask, cand, context), cand)
 
 
 __all__ = [
@@ -307,4 +313,5 @@ __all__ = [
     "as_long_tensor",
     "pad_sequences",
     "right_align",
+    "sampled_cross_entropy",
 ]

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recgym.agents.sequence.base import Context, SequenceRecommender
+from recgym.agents.sequence.base import Context, SequenceRecommender, sampled_cross_entropy
 
 
 class _SampledSoftmax(SequenceRecommender):
@@ -38,13 +38,9 @@ class _SampledSoftmax(SequenceRecommender):
         user = self.train_vector(state, self.item_vectors(target))
         if self.n_negatives is None:
             return F.cross_entropy(user @ self.item_vectors().T, target)
-        neg = self.sample_items((len(target), self.n_negatives), target.device)
-        cand = torch.cat([target[:, None], neg], 1)
+        cand = self.sampled_candidates(target, self.n_negatives)
         logits = torch.einsum("bd,bmd->bm", user, self.item_vectors(cand))
-        clash = torch.cat(
-            [torch.zeros_like(neg[:, :1], dtype=torch.bool), neg == target[:, None]], 1
-        )
-        return F.cross_entropy(logits.masked_fill(clash, float("-inf")), torch.zeros_like(target))
+        return sampled_cross_entropy(logits, cand)
 
 
 class ComiRecSA(_SampledSoftmax):
