@@ -103,6 +103,9 @@ def test_bad_ids_raise() -> None:
     ctx["target_scenario"] = np.array([0, 1, 2, 0])
     with pytest.raises(ValueError, match="scenario ids"):
         tiny("star").score(seq, context=ctx)
+    ctx["target_scenario"] = np.array([0, 1])
+    with pytest.raises(ValueError, match=r"context\['target_scenario'\] has 2 rows"):
+        tiny("din").score(seq, context=ctx)
     with pytest.raises(ValueError, match="unknown sequence model"):
         make_model("gru", N_ITEMS)
 

@@ -150,6 +150,8 @@ class SequenceRecommender(nn.Module):
                 raise ValueError(
                     f"context[{key!r}] must be {tuple(like.shape)}, got {tuple(t.shape)}"
                 )
+        elif len(t) != len(like):
+            raise ValueError(f"context[{key!r}] has {len(t)} rows, the batch {len(like)}")
         return t.clamp(min=0)
 
     def positions(self, mask: torch.Tensor) -> torch.Tensor:
