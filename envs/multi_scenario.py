@@ -64,11 +64,12 @@ class MultiScenarioMDP(BatchedMDP):
                 f"{name}: action_mode must be 'scores' or 'discrete', got {action_mode!r}"
             )
         if backend == "learned":
-            from recgym.simulators.learned.scenario import ScenarioSimulator
-
-            if checkpoint is None:
-                raise ValueError(f"{name}: backend='learned' needs checkpoint=DIR")
-            backend = ScenarioSimulator.load(checkpoint)
+            raise ValueError(
+                f"{name}: backend='learned' needs a simulator that models the scenario switch "
+                "and search clicks (simulators/learned/scenario.py), which is not written yet; "
+                "use backend='world' (world_dir= for the post-log world) or pass a UserModel "
+                "with next_scenario(users, rng)"
+            )
         self.driver = EpisodeDriver(
             backend,
             checkpoint,
@@ -81,7 +82,7 @@ class MultiScenarioMDP(BatchedMDP):
         if not callable(getattr(self.model, "next_scenario", None)):
             raise ValueError(
                 f"{name}: the backend {type(self.model).__name__} has no next_scenario(users, "
-                "rng); use the world or a scenario simulator (simulators.learned.scenario)"
+                "rng); use the world"
             )
         self.n_slots = self.driver.n_slots
         self.action_mode = action_mode
@@ -366,9 +367,10 @@ class MultiScenarioEnv(MDPEnv):
     integer, scores not of shape (n_candidates,), NaN or infinite scores.
 
     ## Arguments
-    backend ("world" | "learned" (a `simulators.learned.scenario` checkpoint) | a UserModel with
-    ``next_scenario``), checkpoint, world_config, world_dir, slate_size (6), n_candidates (50),
-    action_mode ("scores" | "discrete"), reward_weights, max_steps (100), users, seq_len (20).
+    backend ("world" | a UserModel with ``next_scenario``; "learned" is refused until a learned
+    scenario simulator exists), checkpoint, world_config, world_dir, slate_size (6),
+    n_candidates (50), action_mode ("scores" | "discrete"), reward_weights, max_steps (100),
+    users, seq_len (20).
 
     ## Vector env
     ``gym.make_vec("recgym/MultiScenario-v0", num_envs=N, vectorization_mode=

@@ -169,3 +169,8 @@ def test_one_slot_vector_env_replays_the_single_env_and_n_slots_step_together():
     for _ in range(10):
         obs, reward, *_ = many.step(many.action_space.sample())
     assert many.observation_space.contains(obs)
+
+
+def test_learned_backend_is_refused_until_a_scenario_simulator_exists():
+    with pytest.raises(ValueError, match=f"{ENV_ID}.*learned"):
+        MultiScenarioEnv(backend="learned", checkpoint="/nonexistent")
