@@ -11,11 +11,13 @@ from recgym.envs.session import SessionEnv
 ENV_IDS: dict[str, str] = {
     "recgym/Session-v0": "recgym.envs.session:SessionEnv",
     "recgym/UserAuthor-v0": "recgym.envs.user_author:UserAuthorEnv",
+    "recgym/MultiScenario-v0": "recgym.envs.multi_scenario:MultiScenarioEnv",
 }
 
 VECTOR_ENTRY_POINTS: dict[str, str] = {
     "recgym/Session-v0": "recgym.envs.session:session_vector_env",
     "recgym/UserAuthor-v0": "recgym.envs.user_author:user_author_vector_env",
+    "recgym/MultiScenario-v0": "recgym.envs.multi_scenario:multi_scenario_vector_env",
 }
 """Native vector envs (`envs.vector.MDPVectorEnv`) for ``gym.make_vec(ID, num_envs=N,
 vectorization_mode="vector_entry_point")``."""
