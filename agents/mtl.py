@@ -24,6 +24,8 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,18 @@ PREDICTIONS: tuple[str, ...] = ("p_click", "p_valid", "watch_s", "p_like", "p_fo
 VALID_MS = 10_000
 """A view longer than this is a valid consumption (the paper's 10 s)."""
 _LABEL = {"click": "is_click", "like": "is_like", "forward": "is_forward", "follow": "is_follow"}
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread within the block (small nets: more threads only contend), restored
+    afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class MMoENet(nn.Module):
@@ -209,6 +223,17 @@ class MTLModel:
     ) -> MTLFitStats:
         """Fit on rows: (R, 4) sparse codes, (R, D) dense [user ⊕ RANKER_FEATURES], (R, 6)
         labels in `MTL_TASKS` order, (R,) train mask (the rest is held out)."""
+        with one_thread():
+            return self._fit_arrays(sparse, dense, labels, is_train, vocab)
+
+    def _fit_arrays(
+        self,
+        sparse: np.ndarray,
+        dense: np.ndarray,
+        labels: np.ndarray,
+        is_train: np.ndarray,
+        vocab: Vocabulary,
+    ) -> MTLFitStats:
         from sklearn.metrics import roc_auc_score
 
         start = time.perf_counter()
@@ -271,7 +296,7 @@ class MTLModel:
         dense = np.concatenate(
             [np.broadcast_to(user_x[:, None, :], (b, n, user_x.shape[-1])), cand_x], axis=-1
         )
-        with torch.no_grad():
+        with torch.no_grad(), one_thread():
             out = self.net(torch.from_numpy(sparse), torch.from_numpy(dense.astype(np.float32)))
         out = out.numpy().astype(np.float64)
         pred = 1.0 / (1.0 + np.exp(-out))

@@ -11,12 +11,14 @@ from recgym.envs.session import SessionEnv
 ENV_IDS: dict[str, str] = {
     "recgym/Session-v0": "recgym.envs.session:SessionEnv",
     "recgym/UserAuthor-v0": "recgym.envs.user_author:UserAuthorEnv",
+    "recgym/MTFSession-v0": "recgym.envs.mtf:MTFSessionEnv",
     "recgym/MultiScenario-v0": "recgym.envs.multi_scenario:MultiScenarioEnv",
 }
 
 VECTOR_ENTRY_POINTS: dict[str, str] = {
     "recgym/Session-v0": "recgym.envs.session:session_vector_env",
     "recgym/UserAuthor-v0": "recgym.envs.user_author:user_author_vector_env",
+    "recgym/MTFSession-v0": "recgym.envs.mtf:mtf_vector_env",
     "recgym/MultiScenario-v0": "recgym.envs.multi_scenario:multi_scenario_vector_env",
 }
 """Native vector envs (`envs.vector.MDPVectorEnv`) for ``gym.make_vec(ID, num_envs=N,

@@ -11,6 +11,7 @@ axis), so it can serve as a native vector env; `MTFSessionEnv` is the `gym.Env` 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -177,7 +178,22 @@ class MTFCore(BatchedMDP):
             catalogue=self.catalogue, n_candidates=self.n_candidates
         )
         if mtl is None:
-            mtl = self._fit_default_mtl(mtl_warmup_requests)
+            key = None
+            if isinstance(backend, str):  # a backend rebuilt from the same source: reuse
+                key = (
+                    backend,
+                    checkpoint,
+                    json.dumps(world_config, sort_keys=True),
+                    world_dir,
+                    self.n_candidates,
+                    self.list_size,
+                    int(mtl_warmup_requests),
+                )
+            mtl = _DEFAULT_MTL.get(key) if key is not None else None
+            if mtl is None:
+                mtl = self._fit_default_mtl(mtl_warmup_requests)
+                if key is not None:
+                    _DEFAULT_MTL[key] = mtl
         elif isinstance(mtl, str):
             from recgym.agents.mtl import MTLModel  # the ranking stage's model (agents/mtl.py)
 
@@ -368,10 +384,11 @@ class MTFCore(BatchedMDP):
     def _fit_default_mtl(self, requests_per_user: int) -> Any:
         """Without an `mtl`, fit one on `requests_per_user` uniformly random lists per user
         (at most 512 users) collected from this backend with a private generator, then return
-        the backend to its initial state. A self-contained default for tests and quick starts;
-        benchmarks pass an MTL fitted on the logs (`agents.mtl.MTLModel.fit`)."""
+        the backend to its initial state. A self-contained default for tests and quick starts
+        (deterministic, so fitted once per process for a backend named by the same arguments:
+        `_DEFAULT_MTL`); benchmarks pass an MTL fitted on the logs (`agents.mtl.MTLModel.fit`)."""
         from recgym.agents.deepfm import Vocabulary
-        from recgym.agents.mtl import MTLModel
+        from recgym.agents.mtl import MTLConfig, MTLModel
 
         rng = np.random.default_rng(20240917)
         cat, model = self.catalogue, self.model
@@ -440,7 +457,7 @@ class MTFCore(BatchedMDP):
             n_authors=cat.n_authors,
             n_categories=cat.n_categories,
         )
-        fitted = MTLModel()
+        fitted = MTLModel(MTLConfig(epochs=2, batch_size=512, min_steps=150))
         labels_a = np.concatenate(labels)
         fitted.fit_arrays(
             np.concatenate(sparse),
@@ -450,6 +467,10 @@ class MTFCore(BatchedMDP):
             vocab,
         )
         return _BackendIds(fitted)
+
+
+_DEFAULT_MTL: dict[tuple, Any] = {}
+"""Default MTLs fitted in this process, by the backend arguments and warm-up size."""
 
 
 class _BackendIds:

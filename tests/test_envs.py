@@ -19,6 +19,9 @@ ENV_KWARGS = {eid: {"world_config": SMALL_WORLD} for eid in ENV_IDS}
 LEARNED_ENV_IDS = sorted(set(ENV_IDS) - {"recgym/MultiScenario-v0"})
 """Envs that run on a KuaiRand-trained simulator checkpoint (MultiScenario-v0 needs a backend
 that models the scenario switch; tests/test_multi_scenario.py checks its refusal)."""
+SCORE_ENV_IDS = sorted(set(ENV_IDS) - {"recgym/MTFSession-v0"})
+"""Envs acting with candidate scores / an index (MTFSession-v0 acts with fusion vectors and has
+its own observation columns: tests/test_mtf.py covers its observation and invalid actions)."""
 
 
 def flat(obs: dict) -> np.ndarray:
@@ -178,7 +181,7 @@ def test_bad_arguments_fail_clearly() -> None:
 
 
 # --------------------------------------------------------------------------- the Dict observation
-@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+@pytest.mark.parametrize("env_id", SCORE_ENV_IDS)
 def test_observation_is_the_contract_dict_with_catalogue_ids(env_id: str) -> None:
     from recgym.envs.contract import FlattenCandidates, flatten_observation
 
@@ -224,7 +227,7 @@ def _sessions(env_id: str, policy, seed: int, episodes: int = 12) -> tuple[list[
     return users, run_sessions(policy, env, episodes, seed)
 
 
-@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+@pytest.mark.parametrize("env_id", SCORE_ENV_IDS)
 def test_two_policies_meet_the_same_users_in_the_same_order(env_id: str) -> None:
     from recgym.agents.baselines import RandomPolicy
 
@@ -264,7 +267,7 @@ def test_user_option_keeps_the_user_sequence_paired() -> None:
 
 
 # --------------------------------------------------------------------------- invalid actions
-@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+@pytest.mark.parametrize("env_id", SCORE_ENV_IDS)
 @pytest.mark.parametrize(
     ("mode", "action", "match"),
     [
