@@ -36,8 +36,8 @@ class SweepBenchConfig:
     """Reference policies, one job per agent and seed."""
     seeds: tuple[int, ...] = (0, 1, 2, 3)
     """Evaluation seeds (jobs per agent)."""
-    episodes: int = 30
-    """Sessions per job."""
+    episodes: int = 600
+    """Sessions per job (600: a job takes ~5 s of CPU here, world build included)."""
     users: int = 200
     """Users of the small world every job builds."""
     items: int = 600
@@ -145,7 +145,8 @@ def measure(cfg: SweepBenchConfig, progress: bool = True) -> list[dict[str, Any]
     note = (
         f"{n_jobs} jobs ({len(cfg.agents)} reference policies x {len(cfg.seeds)} seeds, "
         f"{cfg.episodes} Session-v0 sessions each on a {cfg.users}-user world); one torch "
-        f"thread per job; wall time of the whole sweep into an empty output directory"
+        f"thread per job; wall time of the whole sweep into an empty output directory (the pool's "
+        f"includes starting its workers, ray's does not include ray.init: row ray_start)"
     )
     common = {"batch": None, "quick": False, "threads": 1, "torch_threads": 1}
     rows, tables = [], {}
@@ -166,7 +167,12 @@ def measure(cfg: SweepBenchConfig, progress: bool = True) -> list[dict[str, Any]
             ray.init(num_cpus=cfg.parallel, include_dashboard=False, log_to_driver=False)
             start = time.perf_counter() - t
             start_note = f"ray.init, local, {cfg.parallel} CPUs"
-            rows.append(make_row("sweep", "seconds", start, "s", start_note, "ray_start", **common))
+            rows.append(
+                make_row(
+                    "sweep", "seconds", start, "s", note=start_note, variant="ray_start", **common
+                )
+            )
+        load = os.getloadavg()[0]
         try:
             with tempfile.TemporaryDirectory(prefix=f"recgym-sweep-{mode}-") as out:
                 t = time.perf_counter()
@@ -179,7 +185,15 @@ def measure(cfg: SweepBenchConfig, progress: bool = True) -> list[dict[str, Any]
         if progress:
             print(f"sweep {variant}: {seconds:.1f} s for {n_jobs} jobs", flush=True)
         rows.append(
-            make_row("sweep", "seconds", seconds, "s", note=note, variant=variant, **common)
+            make_row(
+                "sweep",
+                "seconds",
+                seconds,
+                "s",
+                variant=variant,
+                **common,
+                note=f"{note}; load average {load:.1f} -> {os.getloadavg()[0]:.1f}",
+            )
         )
     first = next(iter(tables.values()), None)
     if any(t != first for t in tables.values()):

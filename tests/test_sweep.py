@@ -101,3 +101,18 @@ def test_local_ray_sweep_survives_a_killed_worker_and_resumes(
     assert table(done) == serial_table
     ran = [s for s, a in _actions(out) if a == "ran"]
     assert sorted(ran) == sorted(s.name for s in job_stages(GRID))  # each job ran exactly once
+
+
+def test_sweep_bench_appends_its_timings_to_the_throughput_results(tmp_path: Path) -> None:
+    from recgym.benchmarks.sweep_bench import append_throughput_rows, measure
+
+    cfg = SweepBenchConfig(**{**GRID.__dict__, "seeds": (0,), "modes": ("serial",)})
+    rows = measure(cfg, progress=False)
+    assert [(r["bench"], r["variant"], r["metric"], r["unit"]) for r in rows] == [
+        ("sweep", "serial", "seconds", "s")
+    ]
+    assert rows[0]["value"] > 0 and "2 jobs" in rows[0]["note"]
+    append_throughput_rows(rows, tmp_path)
+    append_throughput_rows(rows, tmp_path)  # appends: the history stays
+    assert len((tmp_path / "throughput.jsonl").read_text().splitlines()) == 2
+    assert "sweep" in (tmp_path / "throughput.md").read_text()
