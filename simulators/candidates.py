@@ -59,7 +59,7 @@ class CandidateGenerator:
         # index of the pick-th valid entry: valid entries are right-aligned (newest last)
         first_valid = history.shape[1] - valid.sum(axis=1, keepdims=True)
         col = np.minimum(first_valid + pick.astype(np.int64), history.shape[1] - 1)
-        seed_items = np.take_along_axis(history, col, axis=1)
+        seed_items = history[np.arange(b)[:, None], col]
         seed_cat = self.catalogue.category[np.maximum(seed_items, 0)]
         lo, hi = self._offsets[seed_cat], self._offsets[seed_cat + 1]
         within = lo + (rng.random((b, n_hist)) * (hi - lo)).astype(np.int64)
@@ -88,14 +88,15 @@ class CandidateGenerator:
 def _replace_duplicates(cand: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
     """Redraw duplicate entries of each row uniformly until every row holds distinct items."""
     cand = cand.copy()
+    rows = np.arange(cand.shape[0])[:, None]
     for _ in range(100):
         order = np.argsort(cand, axis=1, kind="stable")
-        s = np.take_along_axis(cand, order, axis=1)
-        dup_sorted = np.zeros_like(s, dtype=bool)
+        s = cand[rows, order]
+        dup_sorted = np.zeros(s.shape, dtype=bool)
         dup_sorted[:, 1:] = s[:, 1:] == s[:, :-1]
         if not dup_sorted.any():
             return cand
         dup = np.zeros_like(dup_sorted)
-        np.put_along_axis(dup, order, dup_sorted, axis=1)
+        dup[rows, order] = dup_sorted
         cand[dup] = rng.integers(0, n_items, int(dup.sum()))
     raise RuntimeError("could not draw distinct candidates; is n_candidates close to n_items?")

@@ -428,12 +428,28 @@ def _kwargs(values: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in values.items())
 
 
+def _fast(name: str) -> Callable[[Workspace], list[dict]]:
+    """A bench of `fast_envs` (imported when it runs: that module imports this one)."""
+
+    def bench(work: Workspace) -> list[dict]:
+        from recgym.benchmarks.throughput.fast_envs import FAST_BENCHES
+
+        return FAST_BENCHES[name](work)
+
+    bench.__name__ = f"bench_{name}"
+    return bench
+
+
 BENCHES: dict[str, Callable[[Workspace], list[dict]]] = {
     "world_step": bench_world_step,
     "full_request": bench_full_request,
     "logs": bench_logs,
     "sim_inference": bench_sim_inference,
     "env_step": bench_env_step,
+    "vector_env": _fast("vector_env"),
+    "collector_native": _fast("collector_native"),
+    "peer": _fast("peer"),
+    "dqn_train": _fast("dqn_train"),
     "sim_train": bench_sim_train,
 }
 """Bench name (for --only) -> function; `logs` writes the log_generate and log_load rows."""
