@@ -13,6 +13,7 @@ ENV_IDS: dict[str, str] = {
     "recgym/UserAuthor-v0": "recgym.envs.user_author:UserAuthorEnv",
     "recgym/MTFSession-v0": "recgym.envs.mtf:MTFSessionEnv",
     "recgym/MultiScenario-v0": "recgym.envs.multi_scenario:MultiScenarioEnv",
+    "recgym/InterestAllocation-v0": "recgym.envs.interest_allocation:InterestAllocationEnv",
 }
 
 VECTOR_ENTRY_POINTS: dict[str, str] = {
@@ -20,6 +21,9 @@ VECTOR_ENTRY_POINTS: dict[str, str] = {
     "recgym/UserAuthor-v0": "recgym.envs.user_author:user_author_vector_env",
     "recgym/MTFSession-v0": "recgym.envs.mtf:mtf_vector_env",
     "recgym/MultiScenario-v0": "recgym.envs.multi_scenario:multi_scenario_vector_env",
+    "recgym/InterestAllocation-v0": (
+        "recgym.envs.interest_allocation:interest_allocation_vector_env"
+    ),
 }
 """Native vector envs (`envs.vector.MDPVectorEnv`) for ``gym.make_vec(ID, num_envs=N,
 vectorization_mode="vector_entry_point")``."""

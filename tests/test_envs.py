@@ -19,7 +19,7 @@ ENV_KWARGS = {eid: {"world_config": SMALL_WORLD} for eid in ENV_IDS}
 LEARNED_ENV_IDS = sorted(set(ENV_IDS) - {"recgym/MultiScenario-v0"})
 """Envs that run on a KuaiRand-trained simulator checkpoint (MultiScenario-v0 needs a backend
 that models the scenario switch; tests/test_multi_scenario.py checks its refusal)."""
-SCORE_ENV_IDS = sorted(set(ENV_IDS) - {"recgym/MTFSession-v0"})
+SCORE_ENV_IDS = sorted(set(ENV_IDS) - {"recgym/MTFSession-v0", "recgym/InterestAllocation-v0"})
 """Envs acting with candidate scores / an index (MTFSession-v0 acts with fusion vectors and has
 its own observation columns: tests/test_mtf.py covers its observation and invalid actions)."""
 
