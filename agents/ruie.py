@@ -27,10 +27,14 @@ Parts (paper section 2):
   v_U remain.
 - *Double Q-learning* (Algorithm 1, gamma 0.5): state s = the prefix, action a = the target's
   scenario, r = the target's reward, s' = the prefix with the target appended. Each batch picks
-  A or B at random (torch's generator); for A the target is ``y = r~ + gamma * Q^B(s', argmax_a
-  Q^A(s', a))`` and the loss ``(Q^A(s, a) - y)^2`` (B symmetric). Choice: the estimators end in
-  a softmax (as the paper says), so their values lie in [0, 1]; the reward is scaled to
-  ``r~ = (1 - gamma) * min(r / reward_scale, 1)`` so that the target also lies in [0, 1].
+  A or B at random (torch's generator); for A the target is ``y = r + gamma * Q^B(s', argmax_a
+  Q^A(s', a))`` and the loss ``(Q^A(s, a) - y)^2`` (B symmetric). As in the paper the
+  estimators end in a softmax and the rewards are raw (a click alone is 1), so every target is
+  >= 1 and out of the softmax's reach: the loss pushes the estimator's mass onto the scenario
+  taken, more strongly the larger the reward, and its values act as the next-scenario
+  probabilities the paper's gate calls ``next_scenario_prob``. (Scaling rewards into [0, 1]
+  was tried and inverts this: targets below 1/2 push the taken scenario's value *down*, and
+  Q(search) then ranks the next scenario with an AUC near 0 on the world.)
 - *Intent representation learning*: three FC layers (ReLU between) map v_U to a predicted target
   embedding a; triplet loss ``max(0, |a - p| - |a - n| + margin)`` with p the target's embedding
   and ``n_negatives`` (10) uniform random items (a negative equal to the target or in the
@@ -126,7 +130,6 @@ class RUIE(SequenceRecommender):
         margin: float = 0.5,
         n_negatives: int = 10,
         eps: float = 0.05,
-        reward_scale: float = 9.0,
         dilations: tuple[int, ...] = (1, 4, 1, 4),
     ) -> None:
         super().__init__(n_items, dim, max_len)
@@ -134,11 +137,11 @@ class RUIE(SequenceRecommender):
             raise ValueError(f"RUIE: variant must be one of {VARIANTS}, got {variant!r}")
         if dim % heads:
             raise ValueError(f"RUIE: dim {dim} must be divisible by heads {heads}")
-        if not 0 <= gamma < 1 or margin < 0 or n_negatives < 1 or eps <= 0 or reward_scale <= 0:
+        if not 0 <= gamma < 1 or margin < 0 or n_negatives < 1 or eps <= 0:
             raise ValueError("RUIE: need 0 <= gamma < 1, margin >= 0, n_negatives >= 1, eps > 0")
         self.variant, self.n_scenarios = variant, int(n_scenarios)
         self.gamma, self.margin, self.n_negatives = float(gamma), float(margin), int(n_negatives)
-        self.eps, self.reward_scale = float(eps), float(reward_scale)
+        self.eps = float(eps)
         self.use_suim = variant != "no_mha_gate_suim"
         self.use_gate = variant in ("ruie", "no_mha")
         use_mha = variant == "ruie"
@@ -237,7 +240,6 @@ class RUIE(SequenceRecommender):
         action = self.context_tensor(context, "target_scenario", target)
         reward = self.context_tensor(context, "target_reward", target, required=False)
         r = torch.ones(len(ids), device=ids.device) if reward is None else reward.float()
-        r = (1.0 - self.gamma) * (r / self.reward_scale).clamp(max=1.0)
         # s': the prefix with the target appended (its scenario too), newest last
         next_ids = torch.cat([ids[:, 1:], (target + 1)[:, None]], 1)
         next_mask = torch.cat([mask[:, 1:], torch.ones_like(mask[:, :1])], 1)
