@@ -5,11 +5,14 @@ What the model is, in the paper's terms:
 
 - a shared embedding layer maps ``s_ua = [f_u | f_a | f_ua]`` to ``h_u, h_a, h_ua`` (Fig. 3);
   ``f_ua`` enters as ``log1p`` of the raw counters. With `id_embeddings` the user and author ids
-  (``info.user`` / ``info.author``) add a learned vector to ``h_u`` / ``h_a``;
+  (``info.user`` / ``info.author``) add a learned vector to ``h_u`` / ``h_a``. With
+  `item_features` (the paper's Sec. 2 state space) the item adds ``h_i``: its static row
+  (``info.item_x``, ITEM_FEATURES) and its id (``act``) as an embedding;
 - one LIV tower per task (click, watch_time, follow, and gift where the source has gifts),
-  each a pair of critics Q1, Q2 with Polyak-averaged targets (Eq. 5-7). Because s_ua holds no
-  item features, Eq. 7's max over the author's items is just ``Q'(s'_ua)``:
-  ``y = r + gamma * min(Q1', Q2')(s'_ua)``; a UA pair's lifelong MDP never terminates;
+  each a pair of critics Q1, Q2 with Polyak-averaged targets (Eq. 5-7):
+  ``y = r + gamma * max_i min(Q1', Q2')(s'_ua, i)`` over the author's items i (the most often
+  logged `max_target_items` of them in the training samples); the author-only variant has no
+  item to maximise over (``Q'(s'_ua)``); a UA pair's lifelong MDP never terminates;
 - the auxiliary supervised decomposition (Eq. 8-9): ``Q_k = r_hat + gamma * V_k`` with
   ``L_Q = huber(r_hat, r) + sum_k huber(Q_k, y)``;
 - the assistance gift classifier (Eq. 10): two FC layers over ``[h_u | h_a]``, BCE on
@@ -20,7 +23,7 @@ Serving ranks a request's candidates by the LIV ``min(Q1, Q2)`` of `rank_task` (
 default, as in the paper's offline study): `LIVSlatePolicy(algo).act(obs)` on
 `recgym/UserAuthor-v0` observations (adapter `user_author_states`), `score_candidates` from raw
 arrays, or the Tianshou policy's `forward` (also on UserAuthor-v0 observation batches).
-Scores are ranks in [-1, 1]; candidates of one author share
+Scores are ranks in [-1, 1]; in the author-only variant candidates of one author share
 s_ua, hence one LIV and one score, and the env's stable top-K shows them in candidate order.
 
 Decisions where the paper is silent (each also noted where it is made):
@@ -88,7 +91,14 @@ from recgym.agents.rliv_ua_policy import (
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
 from recgym.agents.tb import attach
 from recgym.agents.training import offline_params
-from recgym.simulators.scri import AUTHOR_FEATURES, TASKS, UA_COUNTERS, split_state
+from recgym.simulators.scri import (
+    AUTHOR_FEATURES,
+    TASKS,
+    UA_COUNTERS,
+    check_scri_buffer,
+    reward_scales,
+    split_state,
+)
 
 KIND = "RLIV-UA"
 
@@ -118,6 +128,12 @@ class RLIVUAConfig:
     """Adam learning rate of the shared embedding layer (incl. id embeddings)."""
     batch_size: int = 1024
     """SCRI samples per gradient step."""
+    item_features: bool = True
+    """The state includes the item's static features (its id as an embedding and its
+    ITEM_FEATURES row), as the paper's Sec. 2 state space lists them, and Eq. 7 maximises over
+    the author's items; False = the author-only variant (Eq. 3's s_ua alone)."""
+    max_target_items: int = 32
+    """Items per author that Eq. 7's max runs over (the author's most often logged ones)."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Widths of every r_hat / V / Q MLP (and the assistance net's first layer)."""
     embedding_dim: int = 32
@@ -171,6 +187,8 @@ _STRUCTURE_FIELDS = (
     "hidden_sizes",
     "embedding_dim",
     "id_embeddings",
+    "item_features",
+    "max_target_items",
 )
 """Config fields that decide the network (gamma too: Q = r_hat + gamma * V)."""
 
@@ -242,13 +260,19 @@ class RLIVUA(OfflineAlgorithm[RLIVUAPolicy], LaggedNetworkPolyakUpdateAlgorithmM
         check_scri_buffer(buffer, self.policy.net.state_dim)
         return buffer
 
-    def _ids(self, batch: Batch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        if self.policy.net.embedding.user_id is None:
-            return None, None
-        return (
-            torch.as_tensor(np.asarray(batch.info.user, np.int64)),
-            torch.as_tensor(np.asarray(batch.info.author, np.int64)),
-        )
+    def _ids(self, batch: Batch) -> tuple[torch.Tensor | None, ...]:
+        """users, authors, items (the shown item, `act`) and item rows of a batch; the ids are
+        None without id embeddings (authors always given to an item-aware net: Eq. 7's sets)."""
+        net = self.policy.net
+        with_ids = net.embedding.user_id is not None
+        users = torch.as_tensor(np.asarray(batch.info.user, np.int64)) if with_ids else None
+        authors = None
+        if with_ids or net.item_features:
+            authors = torch.as_tensor(np.asarray(batch.info.author, np.int64))
+        if not net.item_features:
+            return users, authors, None, None
+        items = torch.as_tensor(np.asarray(batch.act, np.int64))
+        return users, authors, items, torch.as_tensor(np.asarray(batch.info.item_x, np.float32))
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The terms of Eq. 9-10 on a batch of SCRI samples (what `_update_with_batch` minimises).
@@ -262,11 +286,12 @@ class RLIVUA(OfflineAlgorithm[RLIVUAPolicy], LaggedNetworkPolyakUpdateAlgorithmM
         obs_next = torch.as_tensor(np.asarray(batch.obs_next), dtype=torch.float32)
         all_rewards = torch.as_tensor(np.asarray(batch.info.rewards), dtype=torch.float32)
         rewards = all_rewards[:, self._columns] / net.reward_scales
-        users, authors = self._ids(batch)
-        with torch.no_grad():
-            nxt = self.net_old(obs_next, users, authors)
-            y = rewards + self.gamma * torch.minimum(nxt.q1, nxt.q2)  # Eq. 5, 7 (no terminal)
-        out = net(obs, users, authors)
+        users, authors, items, item_x = self._ids(batch)
+        with torch.no_grad():  # Eq. 5, 7: max over the author's items (no terminal state)
+            y = rewards + self.gamma * self.net_old.module.next_values(
+                obs_next, users, authors, items, item_x
+            )
+        out = net(obs, users, authors, items, item_x)
 
         def huber(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             """Per-tower mean Huber loss, summed over towers."""
@@ -314,44 +339,6 @@ class RLIVUA(OfflineAlgorithm[RLIVUAPolicy], LaggedNetworkPolyakUpdateAlgorithmM
 
 
 # --------------------------------------------------------------------------- build / train
-def check_scri_buffer(buffer: ReplayBuffer, state_dim: int | None = None) -> None:
-    """Raise ValueError unless `buffer` has the SCRI layout of `simulators.scri`."""
-    if len(buffer) == 0:
-        raise ValueError("the SCRI buffer is empty")
-    head = buffer[np.arange(min(len(buffer), 2))]
-    obs = np.asarray(head.obs)
-    if obs.ndim != 2:
-        raise ValueError(f"SCRI obs must be (n, state_dim) rows, got shape {obs.shape}")
-    if state_dim is not None and obs.shape[1] != state_dim:
-        raise ValueError(f"SCRI obs have {obs.shape[1]} features; the model reads {state_dim}")
-    if obs.shape[1] <= len(AUTHOR_FEATURES) + len(UA_COUNTERS):
-        raise ValueError(f"SCRI obs of {obs.shape[1]} features leave no room for f_u")
-    info = head.get("info")
-    missing = [k for k in ("user", "author", "rewards") if info is None or k not in info]
-    if missing:
-        raise ValueError(f"SCRI buffer lacks info.{', info.'.join(missing)} (see simulators.scri)")
-    rewards = np.asarray(info.rewards)
-    if rewards.ndim != 2 or rewards.shape[1] != len(TASKS):
-        raise ValueError(
-            f"info.rewards must have {len(TASKS)} columns ({TASKS}), got shape {rewards.shape}"
-        )
-    if np.asarray(head.obs_next).shape != obs.shape:
-        raise ValueError("SCRI obs_next must have the shape of obs")
-
-
-def _all(buffer: ReplayBuffer) -> Batch:
-    return buffer[np.arange(len(buffer))]
-
-
-def reward_scales(rewards: np.ndarray) -> np.ndarray:
-    """Per-column scale: the mean of the positive rewards (1 where a column has none)."""
-    rewards = np.asarray(rewards, dtype=np.float64)
-    pos = rewards > 0
-    total = np.where(pos, rewards, 0.0).sum(0)
-    count = pos.sum(0)
-    return np.where(count > 0, total / np.maximum(count, 1), 1.0).astype(np.float32)
-
-
 def build_rliv_ua(
     buffer: ReplayBuffer,
     config: RLIVUAConfig | None = None,
@@ -364,7 +351,7 @@ def build_rliv_ua(
     action space (Box(-1, 1, (N,))); the policy scores any number of candidates."""
     cfg = config or RLIVUAConfig()
     check_scri_buffer(buffer)
-    data = _all(buffer)
+    data = buffer[np.arange(len(buffer))]
     obs = np.asarray(data.obs, dtype=np.float32)
     user_dim = obs.shape[1] - len(AUTHOR_FEATURES) - len(UA_COUNTERS)
     rewards = np.asarray(data.info.rewards, dtype=np.float32)
@@ -374,12 +361,30 @@ def build_rliv_ua(
             "tasks=simulators.scri.tasks_for(behaviours) if the source has no gift signal",
             stacklevel=2,
         )
-    user_ids = author_ids = None
+    user_ids = author_ids = item_ids = None
+    authors = np.asarray(data.info.author, np.int64)
+    items = np.asarray(data.act, np.int64)
     if cfg.id_embeddings:
         user_ids = np.unique(np.asarray(data.info.user, np.int64))
-        author_ids = np.unique(np.asarray(data.info.author, np.int64))
+        author_ids = np.unique(authors)
+        item_ids = np.unique(items) if cfg.item_features else None
+    table = (0, 0)
+    if cfg.item_features:
+        if "item_x" not in data.info:
+            raise ValueError(
+                "item_features=True needs info.item_x (the shown item's static row) in the SCRI "
+                "buffer: build it with data.asa.asa_samples, or pass item_features=False"
+            )
+        item_x = np.asarray(data.info.item_x, np.float32)
+        pairs = np.unique(np.stack([authors, items], 1), axis=0)
+        _, per_author = np.unique(pairs[:, 0], return_counts=True)
+        table = (len(per_author), int(min(per_author.max(), cfg.max_target_items)))
     with seeded_global_rngs(cfg.seed):  # the initial weights; the caller's RNG state restored
-        net = _make_net(cfg, user_dim, user_ids, author_ids)
+        net = _make_net(cfg, user_dim, user_ids, author_ids, item_ids, table)
+    if cfg.item_features:
+        net.set_author_items(authors, items, item_x)
+        net.embedding.item_mean.copy_(torch.as_tensor(item_x.mean(0)))
+        net.embedding.item_std.copy_(torch.as_tensor(np.maximum(item_x.std(0), 1e-2)))
     f_u, f_a, f_ua = split_state(obs, user_dim)
     x = np.concatenate([f_u, f_a, np.log1p(np.maximum(f_ua, 0))], axis=1).astype(np.float64)
     net.embedding.mean.copy_(torch.as_tensor(x.mean(0), dtype=torch.float32))
@@ -394,6 +399,8 @@ def _make_net(
     user_dim: int,
     user_ids: np.ndarray | None,
     author_ids: np.ndarray | None,
+    item_ids: np.ndarray | None = None,
+    author_table: tuple[int, int] = (0, 0),
 ) -> LIVNet:
     return LIVNet(
         user_dim=user_dim,
@@ -405,6 +412,9 @@ def _make_net(
         embedding_dim=cfg.embedding_dim,
         user_ids=user_ids,
         author_ids=author_ids,
+        item_ids=item_ids,
+        item_features=cfg.item_features,
+        author_table=author_table,
         id_dropout=cfg.id_dropout,
     )
 
@@ -522,6 +532,8 @@ def save_rliv_ua(algo: RLIVUA, path: str | Path) -> Path:
         "user_dim": emb.user_dim,
         "n_users": 0 if emb.user_id is None else len(emb.user_vocab),
         "n_authors": 0 if emb.author_id is None else len(emb.author_vocab),
+        "n_items": 0 if emb.item_id is None else len(emb.item_vocab),
+        "author_table": list(net.table_items.shape) if net.item_features else [0, 0],
         "n_candidates": int(algo.policy.action_space.shape[0]),
     }
     json_path(path).write_text(json.dumps(meta, indent=2))
@@ -540,7 +552,10 @@ def load_rliv_ua(
     meta = json.loads(json_path(path).read_text())
     if meta.get("kind") != KIND:
         raise ValueError(f"{json_path(path)} is not an {KIND} checkpoint (kind {meta.get('kind')})")
-    saved = config_from_dict(RLIVUAConfig, meta["config"], source=json_path(path))
+    # checkpoints from before item features were author-only
+    saved = config_from_dict(
+        RLIVUAConfig, {"item_features": False, **meta["config"]}, source=json_path(path)
+    )
     if config is not None:
         diff = [
             f"{name}: saved {getattr(saved, name)!r}, given {getattr(config, name)!r}"
@@ -556,6 +571,8 @@ def load_rliv_ua(
         int(meta["user_dim"]),
         np.zeros(meta["n_users"], np.int64) if ids else None,
         np.zeros(meta["n_authors"], np.int64) if ids else None,
+        np.zeros(meta.get("n_items", 0), np.int64) if ids and meta.get("n_items") else None,
+        tuple(meta.get("author_table", (0, 0))),
     )
     cfg = config or saved
     algo = _make_algorithm(net, cfg, meta["n_candidates"], states_fn)

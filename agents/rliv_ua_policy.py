@@ -20,9 +20,9 @@ from tianshou.data import Batch
 from torch import nn
 from torch.nn import functional as F
 
-from recgym.envs.contract import Obs, action_from_values, user_id
+from recgym.envs.contract import Obs, action_from_values, candidate_columns, user_id
 from recgym.envs.user_author import candidate_states as ua_candidate_states
-from recgym.simulators.scri import AUTHOR_FEATURES, UA_COUNTERS
+from recgym.simulators.scri import AUTHOR_FEATURES, ITEM_FEATURES, UA_COUNTERS
 
 
 # --------------------------------------------------------------------------- networks
@@ -55,12 +55,14 @@ class EnsembleMLP(nn.Module):
 
 
 class UAEmbedding(nn.Module):
-    """The shared embedding layer: s_ua (B, state_dim) [+ ids] -> h_u, h_a, h_ua (B, E) each.
+    """The shared embedding layer: s_ua (B, state_dim) [+ ids] [+ item] -> h_u, h_a, h_ua and,
+    for an item-aware model, h_i (B, E) each.
 
     Inputs are ``[f_u | f_a | log1p f_ua]`` standardised with the training buffer's statistics
     (`mean`, `std` buffers); each part has its own linear map. With id vocabularies, the id's
-    vector is added to h_u / h_a; ids outside the vocabulary (or None) use row 0, and in
-    training mode each id is replaced by row 0 with probability `id_dropout`.
+    vector is added to h_u / h_a (and h_i); ids outside the vocabulary (or None) use row 0, and
+    in training mode each id is replaced by row 0 with probability `id_dropout`. With
+    `item_features`, h_i maps the item's standardised static row (ITEM_FEATURES).
     """
 
     def __init__(
@@ -70,18 +72,21 @@ class UAEmbedding(nn.Module):
         embedding_dim: int,
         user_ids: np.ndarray | None = None,
         author_ids: np.ndarray | None = None,
+        item_ids: np.ndarray | None = None,
+        item_features: bool = False,
         id_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.user_dim = int(user_dim)
         self.id_dropout = float(id_dropout)
+        self.item_features = bool(item_features)
         self.state_dim = self.user_dim + len(AUTHOR_FEATURES) + len(UA_COUNTERS)
         self.register_buffer("mean", torch.zeros(self.state_dim))
         self.register_buffer("std", torch.ones(self.state_dim))
         self.user = nn.Linear(self.user_dim, embedding_dim)
         self.author = nn.Linear(len(AUTHOR_FEATURES), embedding_dim)
         self.pair = nn.Linear(len(UA_COUNTERS), embedding_dim)
-        self.user_id = self.author_id = None
+        self.user_id = self.author_id = self.item_id = self.item = None
         if user_ids is not None and author_ids is not None:
             self.register_buffer("user_vocab", torch.as_tensor(np.sort(user_ids), dtype=torch.long))
             self.register_buffer(
@@ -91,6 +96,15 @@ class UAEmbedding(nn.Module):
             self.author_id = nn.Embedding(len(author_ids) + 1, embedding_dim)
             nn.init.normal_(self.user_id.weight, std=0.1)
             nn.init.normal_(self.author_id.weight, std=0.1)
+        if self.item_features:
+            self.register_buffer("item_mean", torch.zeros(len(ITEM_FEATURES)))
+            self.register_buffer("item_std", torch.ones(len(ITEM_FEATURES)))
+            self.item = nn.Linear(len(ITEM_FEATURES), embedding_dim)
+            if item_ids is not None:
+                vocab = torch.as_tensor(np.sort(item_ids), dtype=torch.long)
+                self.register_buffer("item_vocab", vocab)
+                self.item_id = nn.Embedding(len(item_ids) + 1, embedding_dim)
+                nn.init.normal_(self.item_id.weight, std=0.1)
 
     def inputs(self, states: torch.Tensor) -> torch.Tensor:
         """Raw s_ua rows -> standardised ``[f_u | f_a | log1p f_ua]``."""
@@ -106,27 +120,42 @@ class UAEmbedding(nn.Module):
         pos = torch.searchsorted(vocab, ids).clamp_max(len(vocab) - 1)
         return torch.where(vocab[pos] == ids, pos + 1, torch.zeros_like(pos))
 
+    def _rows(self, ids: torch.Tensor | None, vocab: torch.Tensor, n: int) -> torch.Tensor:
+        """Id-table rows of `ids` (row 0 for None / unseen; id dropout in training)."""
+        if ids is None:
+            return torch.zeros(n, dtype=torch.long, device=vocab.device)
+        rows = self.index(ids, vocab)
+        if self.training and self.id_dropout > 0:  # train the unseen-id row 0
+            rows = torch.where(torch.rand(len(rows), device=rows.device) < self.id_dropout, 0, rows)
+        return rows
+
     def forward(
         self,
         states: torch.Tensor,
         users: torch.Tensor | None = None,
         authors: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        items: torch.Tensor | None = None,
+        item_x: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         x = self.inputs(states)
         a = self.user_dim + len(AUTHOR_FEATURES)
         h_u = self.user(x[:, : self.user_dim])
         h_a = self.author(x[:, self.user_dim : a])
         h_ua = self.pair(x[:, a:])
         if self.user_id is not None:
-            zero = torch.zeros(len(states), dtype=torch.long, device=states.device)
-            u = zero if users is None else self.index(users, self.user_vocab)
-            au = zero if authors is None else self.index(authors, self.author_vocab)
-            if self.training and self.id_dropout > 0:  # train the unseen-id row 0
-                u = torch.where(torch.rand(len(u), device=u.device) < self.id_dropout, 0, u)
-                au = torch.where(torch.rand(len(au), device=au.device) < self.id_dropout, 0, au)
-            h_u = h_u + self.user_id(u)
-            h_a = h_a + self.author_id(au)
-        return h_u, h_a, h_ua
+            h_u = h_u + self.user_id(self._rows(users, self.user_vocab, len(states)))
+            h_a = h_a + self.author_id(self._rows(authors, self.author_vocab, len(states)))
+        if self.item is None:
+            return h_u, h_a, h_ua
+        if item_x is None:
+            raise ValueError(
+                "this RLIV-UA model is item-aware (item_features=True): it needs each "
+                "candidate's static item row (ITEM_FEATURES) beside its state"
+            )
+        h_i = self.item(((item_x - self.item_mean) / self.item_std).clamp(-10.0, 10.0))
+        if self.item_id is not None:
+            h_i = h_i + self.item_id(self._rows(items, self.item_vocab, len(states)))
+        return h_u, h_a, h_ua, h_i
 
 
 class LIVOutput(NamedTuple):
@@ -143,9 +172,13 @@ class LIVOutput(NamedTuple):
 class LIVNet(nn.Module):
     """Shared UA embedding, one LIV tower per task, and the optional assistance classifier.
 
-    With SL each tower has three MLP heads r_hat, V1, V2 over ``H = [h_u | h_a | h_ua]`` and
-    ``Q_k = r_hat.detach() + gamma * V_k`` (Eq. 8; r_hat learns from its supervised term only);
-    without SL two heads Q1, Q2. Values are in scaled reward units (`reward_scales`).
+    With SL each tower has three MLP heads r_hat, V1, V2 over ``H = [h_u | h_a | h_ua (| h_i)]``
+    and ``Q_k = r_hat.detach() + gamma * V_k`` (Eq. 8; r_hat learns from its supervised term
+    only); without SL two heads Q1, Q2. Values are in scaled reward units (`reward_scales`).
+
+    An item-aware net (`item_features`) also holds, per author of the training samples, up to
+    `max_items` of its items (the most often logged) with their static rows: the set Eq. 7's
+    max over the author's items runs over (`next_values`).
     """
 
     def __init__(
@@ -160,6 +193,9 @@ class LIVNet(nn.Module):
         embedding_dim: int,
         user_ids: np.ndarray | None = None,
         author_ids: np.ndarray | None = None,
+        item_ids: np.ndarray | None = None,
+        item_features: bool = False,
+        author_table: tuple[int, int] = (0, 0),
         id_dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -167,15 +203,19 @@ class LIVNet(nn.Module):
         self.supervised = bool(supervised)
         self.heads: tuple[str, ...] = ("r_hat", "v1", "v2") if supervised else ("q1", "q2")
         self.gamma = float(gamma)
+        self.item_features = bool(item_features)
         self.embedding = UAEmbedding(
             user_dim=user_dim,
             embedding_dim=embedding_dim,
             user_ids=user_ids,
             author_ids=author_ids,
+            item_ids=item_ids,
+            item_features=item_features,
             id_dropout=id_dropout,
         )
+        parts = 4 if item_features else 3
         self.critics = EnsembleMLP(
-            len(self.towers) * len(self.heads), 3 * embedding_dim, tuple(hidden_sizes)
+            len(self.towers) * len(self.heads), parts * embedding_dim, tuple(hidden_sizes)
         )
         self.assist: nn.Module | None = None
         if assistance:
@@ -185,6 +225,11 @@ class LIVNet(nn.Module):
                 nn.Linear(hidden_sizes[0], 1),
             )
         self.register_buffer("reward_scales", torch.ones(len(self.towers)))
+        if item_features:  # Eq. 7's item sets: (A,) authors, (A, M) items (-1 pads), rows
+            n_authors, m = author_table
+            self.register_buffer("table_authors", torch.zeros(n_authors, dtype=torch.long))
+            self.register_buffer("table_items", torch.full((n_authors, m), -1, dtype=torch.long))
+            self.register_buffer("table_item_x", torch.zeros(n_authors, m, len(ITEM_FEATURES)))
 
     @property
     def state_dim(self) -> int:
@@ -195,9 +240,11 @@ class LIVNet(nn.Module):
         states: torch.Tensor,
         users: torch.Tensor | None = None,
         authors: torch.Tensor | None = None,
+        items: torch.Tensor | None = None,
+        item_x: torch.Tensor | None = None,
     ) -> LIVOutput:
-        h_u, h_a, h_ua = self.embedding(states, users, authors)
-        out = self.critics(torch.cat([h_u, h_a, h_ua], 1))
+        h = self.embedding(states, users, authors, items, item_x)
+        out = self.critics(torch.cat(h, 1))
         out = out.reshape(len(states), len(self.towers), len(self.heads))
         if self.supervised:
             r_hat = out[..., 0]
@@ -207,8 +254,68 @@ class LIVNet(nn.Module):
             r_hat, q1, q2 = None, out[..., 0], out[..., 1]
         gift = None
         if self.assist is not None:
-            gift = self.assist(torch.cat([h_u, h_a], 1)).squeeze(-1)
+            gift = self.assist(torch.cat([h[0], h[1]], 1)).squeeze(-1)
         return LIVOutput(q1=q1, q2=q2, r_hat=r_hat, gift_logit=gift)
+
+    def set_author_items(self, authors: np.ndarray, items: np.ndarray, item_x: np.ndarray) -> None:
+        """Fill the item sets from training samples' (author, item, item row) triples: per
+        author its most often logged items (ties: smaller id first), at most the table's width."""
+        n_authors, m = self.table_items.shape
+        pairs, first, counts = np.unique(
+            np.stack([authors, items], 1), axis=0, return_index=True, return_counts=True
+        )
+        order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))
+        pairs, first = pairs[order], first[order]
+        keys, start = np.unique(pairs[:, 0], return_index=True)
+        if len(keys) != n_authors:
+            raise ValueError(f"the table holds {n_authors} authors, the samples {len(keys)}")
+        rank = np.arange(len(pairs)) - np.repeat(start, np.diff(np.r_[start, len(pairs)]))
+        keep = rank < m
+        row = np.searchsorted(keys, pairs[keep, 0])
+        table = np.full((n_authors, m), -1, dtype=np.int64)
+        rows_x = np.zeros((n_authors, m, len(ITEM_FEATURES)), dtype=np.float32)
+        table[row, rank[keep]] = pairs[keep, 1]
+        rows_x[row, rank[keep]] = item_x[first[keep]]
+        self.table_authors.copy_(torch.as_tensor(keys))
+        self.table_items.copy_(torch.as_tensor(table))
+        self.table_item_x.copy_(torch.as_tensor(rows_x))
+
+    def next_values(
+        self,
+        states: torch.Tensor,
+        users: torch.Tensor | None,
+        authors: torch.Tensor,
+        items: torch.Tensor | None = None,
+        item_x: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, towers) ``max over the author's items of min(Q1, Q2)(s', item)`` (Eq. 7). An
+        author-only net has no item to maximise over: ``min(Q1, Q2)(s')``. Authors outside the
+        item table (none in training) fall back to the sample's own item (`items`, `item_x`)."""
+        if not self.item_features:
+            out = self(states, users, authors)
+            return torch.minimum(out.q1, out.q2)
+        keys = self.table_authors
+        pos = torch.searchsorted(keys, authors).clamp_max(len(keys) - 1)
+        known = keys[pos] == authors
+        cand = self.table_items[pos]  # (B, M)
+        cand_x = self.table_item_x[pos]
+        valid = (cand >= 0) & known[:, None]
+        if items is not None and item_x is not None:  # the sample's own item when unknown
+            cand[:, 0] = torch.where(known, cand[:, 0], items)
+            cand_x[:, 0] = torch.where(known[:, None], cand_x[:, 0], item_x)
+            valid[:, 0] = True
+        b, m = cand.shape
+        rep = torch.arange(b, device=states.device).repeat_interleave(m)
+        out = self(
+            states[rep],
+            None if users is None else users[rep],
+            authors[rep],
+            cand.reshape(-1),
+            cand_x.reshape(b * m, -1),
+        )
+        value = torch.minimum(out.q1, out.q2).reshape(b, m, -1)
+        value = value.masked_fill(~valid[..., None], float("-inf")).max(1).values
+        return torch.nan_to_num(value, neginf=0.0)  # no item at all: no future value
 
 
 # --------------------------------------------------------------------------- policy
@@ -221,6 +328,10 @@ class CandidateStates(NamedTuple):
     """(...,) user id of each request, or None (unseen-id vector)."""
     authors: np.ndarray | None = None
     """(..., N) author id of each candidate, or None."""
+    items: np.ndarray | None = None
+    """(..., N) item id of each candidate, or None (an item-aware model's unseen-item vector)."""
+    item_x: np.ndarray | None = None
+    """(..., N, len(ITEM_FEATURES)) static item rows (needed by an item-aware model)."""
 
 
 StatesFn = Callable[[Obs], CandidateStates]
@@ -286,11 +397,14 @@ class RLIVUAPolicy(Policy):
         authors: np.ndarray | None = None,
         task: str | None = None,
         head: str = "liv",
+        items: np.ndarray | None = None,
+        item_x: np.ndarray | None = None,
     ) -> np.ndarray:
         """(..., state_dim) states -> (...,) float64 values of one task's tower, in its reward's
         units (scaled back). head: "liv" = min(Q1, Q2) (Eq. 5), "r_hat" = the supervised reward
         prediction (SL only), "q1" / "q2" = one critic. `users` broadcasts over the last axis
-        of `authors` (one user per request)."""
+        of `authors` (one user per request). An item-aware model also reads `items` (...) and
+        `item_x` (..., len(ITEM_FEATURES))."""
         task = task or self.rank_task
         states = np.asarray(states, dtype=np.float32)
         if states.shape[-1] != self.net.state_dim:
@@ -304,11 +418,15 @@ class RLIVUAPolicy(Policy):
             u = torch.as_tensor(_broadcast_ids(users, lead).reshape(-1))
         if authors is not None:
             a = torch.as_tensor(_broadcast_ids(authors, lead).reshape(-1))
+        i = None if items is None else torch.as_tensor(_broadcast_ids(items, lead).reshape(-1))
+        ix = None
+        if item_x is not None:
+            ix = torch.as_tensor(np.asarray(item_x, np.float32).reshape(-1, len(ITEM_FEATURES)))
         k = self.net.towers.index(task)
         was_training = self.net.training
         self.net.eval()
         with torch.no_grad():
-            out = self.net(torch.from_numpy(states.reshape(-1, states.shape[-1])), u, a)
+            out = self.net(torch.from_numpy(states.reshape(-1, states.shape[-1])), u, a, i, ix)
         self.net.train(was_training)
         if head == "liv":
             v = torch.minimum(out.q1, out.q2)[:, k]
@@ -328,15 +446,16 @@ class RLIVUAPolicy(Policy):
             return self.states_fn(obs)
         if isinstance(obs, Batch | dict) and "candidates" in obs:
             return user_author_states(obs)
-        users = authors = None
+        found = dict.fromkeys(("user", "author", "item", "item_x"))
         if isinstance(info, Batch | dict):
-            users = info["user"] if "user" in info else None
-            authors = info["author"] if "author" in info else None
-        return CandidateStates(np.asarray(obs, dtype=np.float32), users, authors)
+            found.update({k: info[k] for k in found if k in info})
+        return CandidateStates(np.asarray(obs, dtype=np.float32), *found.values())
 
     def forward(self, batch: Batch, state: Any = None, **kwargs: Any) -> Batch:
         cands = self.candidate_states(batch.obs, getattr(batch, "info", None))
-        liv = self.values(cands.states, cands.users, cands.authors)
+        liv = self.values(
+            cands.states, cands.users, cands.authors, items=cands.items, item_x=cands.item_x
+        )
         return Batch(act=liv_scores(liv), liv=liv, state=state)
 
 
@@ -368,13 +487,16 @@ def score_candidates(
     f_ua: np.ndarray,
     user: int | None = None,
     authors: np.ndarray | None = None,
+    items: np.ndarray | None = None,
+    item_x: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N,) scores in [-1, 1] of one request's candidates by the rank task's LIV (`liv_scores`;
-    candidates of one author tie). Unknown or missing ids use the unseen-id vectors."""
+    an author-only model ties the candidates of one author). Unknown or missing ids use the
+    unseen-id vectors; an item-aware model needs `item_x` (N, len(ITEM_FEATURES))."""
     policy = _as_policy(model)
     states = candidate_states(f_u, f_a, f_ua)
     users = None if user is None else np.full(len(states), int(user), dtype=np.int64)
-    return liv_scores(policy.values(states, users, authors))
+    return liv_scores(policy.values(states, users, authors, items=items, item_x=item_x))
 
 
 def user_author_states(obs: Obs) -> CandidateStates:
@@ -389,7 +511,9 @@ def user_author_states(obs: Obs) -> CandidateStates:
     """
     states = ua_candidate_states(obs)
     authors = np.asarray(obs["author_id"], dtype=np.int64)
-    return CandidateStates(states, user_id(obs), authors)
+    items = np.asarray(obs["item_id"], dtype=np.int64)
+    item_x = candidate_columns(obs, ITEM_FEATURES)  # = Catalogue.item_features of the items
+    return CandidateStates(states, user_id(obs), authors, items, item_x)
 
 
 class LIVSlatePolicy:
@@ -411,8 +535,8 @@ class LIVSlatePolicy:
         self.action_space = action_space
 
     def values(self, obs: Obs) -> np.ndarray:
-        cands = self.states_fn(obs)
-        return self.policy.values(cands.states, cands.users, cands.authors)
+        c = self.states_fn(obs)
+        return self.policy.values(c.states, c.users, c.authors, items=c.items, item_x=c.item_x)
 
     def act(self, obs: Obs) -> np.ndarray | int:
         values = self.values(obs)

@@ -14,7 +14,11 @@ uses). How the samples are built:
   Counters add as float32, one interaction after the other (`sequential_counters`), which is
   bit-identical to applying `scri.asa_next_counters` row by row, as the env does.
 - Rewards are `scri.task_rewards` over all TASKS (the gift column is 0 unless the log has an
-  ``is_gift`` column; KuaiRand has none). `tasks` says which towers the source supports.
+  ``is_gift`` column; KuaiRand has none, world logs do). `tasks` says which towers the source
+  supports.
+- ``info.item_x`` is the shown item's static row `Catalogue.item_features` (ITEM_FEATURES):
+  the backend's catalogue with ``backend=``, else a catalogue read from the log (the item's
+  median logged ``duration_ms``, its exposure-share popularity, no live authors).
 - ``f_u`` and ``f_a`` are static. Without a backend: ``f_u`` is
   `simulators.features.user_feature_matrix` over the dataset's user table (users logged but
   absent from it get the row of an empty record), built exactly as the learned simulator
@@ -56,7 +60,8 @@ if TYPE_CHECKING:
 
     from recgym.data.schema import Dataset
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: ``info.item_x`` (the shown item's static features) added."""
 UNKNOWN_AUTHOR = -1
 """Raw author id of items the items table gives no author (all such items share it)."""
 
@@ -100,6 +105,7 @@ class SCRISamples:
             "reward_columns": list(scri.TASKS),
             "ua_counters": list(scri.UA_COUNTERS),
             "author_features": list(scri.AUTHOR_FEATURES),
+            "item_features": list(scri.ITEM_FEATURES),
             "user_dim": self.user_dim,
             "state_dim": self.state_dim,
             "n_samples": len(self.buffer),
@@ -145,6 +151,7 @@ def load_asa(path: str | Path) -> SCRISamples:
         "reward_columns",
         "ua_counters",
         "author_features",
+        "item_features",
         "user_dim",
         "state_dim",
         "n_samples",
@@ -193,6 +200,7 @@ def asa_samples(
     info = {
         "user": np.empty(n, dtype=np.int64),
         "author": np.empty(n, dtype=np.int64),
+        "item_x": np.empty((n, len(scri.ITEM_FEATURES)), dtype=np.float32),
         "rewards": np.empty((n, len(scri.TASKS)), dtype=np.float32),
         "timestamp": np.empty(n, dtype=np.int64),
     }
@@ -256,6 +264,7 @@ def iter_asa(
             info=Batch(
                 user=chunk["user"],
                 author=chunk["author"],
+                item_x=chunk["item_x"],
                 rewards=chunk["rewards"],
                 timestamp=chunk["timestamp"],
             ),
@@ -324,6 +333,8 @@ class _Plan:
     author_out: np.ndarray  # (N,) author id written
     user_x: np.ndarray  # (U, user_dim) float32 f_u
     author_x: np.ndarray  # (A, 3) float32 f_a
+    item_x: np.ndarray  # (I, len(ITEM_FEATURES)) float32 static item rows
+    item_row: np.ndarray  # (N,) row of `item_x` of each log row (file order)
     tasks: tuple[str, ...]
     id_space: str
     source: str
@@ -420,6 +431,7 @@ class _Plan:
             "rew": rewards[:, scri.TASKS.index("watch_time")],
             "user": self.user_out[rows],
             "author": self.author_out[rows],
+            "item_x": self.item_x[self.item_row[rows]],
             "rewards": rewards,
             "timestamp": cols["timestamp"][rows],
         }
@@ -469,11 +481,16 @@ def _dataset_maps(dataset: Any, raw_user: np.ndarray, raw_item: np.ndarray) -> d
     author_ids, author_of_item = np.unique(author_raw, return_inverse=True)
     counts = np.bincount(item_index, minlength=len(item_ids)).astype(np.float64)
     n_authors = len(author_ids)
+    duration = np.ones(len(item_ids), dtype=np.int64)
+    if "duration_ms" in dataset.interactions:  # the item's median logged duration
+        logged = pd.to_numeric(dataset.interactions["duration_ms"], errors="coerce")
+        median = logged.groupby(item_index).median().dropna()
+        duration[median.index.to_numpy()] = np.maximum(median.to_numpy(), 1).astype(np.int64)
     catalogue = Catalogue(
         author=author_of_item.astype(np.int64),
         category=np.zeros(len(item_ids), dtype=np.int64),
         top_category=np.zeros(len(item_ids), dtype=np.int64),
-        duration_ms=np.ones(len(item_ids), dtype=np.int64),
+        duration_ms=duration,
         popularity=(counts + 1.0) / (counts.sum() + len(item_ids)),
         n_authors=n_authors,
         n_categories=1,
@@ -489,6 +506,8 @@ def _dataset_maps(dataset: Any, raw_user: np.ndarray, raw_item: np.ndarray) -> d
         "author_out": author_out,
         "user_x": user_x,
         "author_x": scri.author_features(catalogue),
+        "item_x": catalogue.item_features(np.arange(len(item_ids))),
+        "item_row": item_index,
         "id_space": "dataset",
         "unknown_author_rows": int((author_out == UNKNOWN_AUTHOR).sum()),
     }
@@ -511,6 +530,8 @@ def _backend_maps(
         "author_out": author,
         "user_x": np.asarray(backend.user_features(np.arange(backend.n_users)), np.float32),
         "author_x": scri.author_features(cat),
+        "item_x": cat.item_features(np.arange(cat.n_items)),
+        "item_row": item,
         "id_space": "backend",
         "unknown_author_rows": 0,
     }

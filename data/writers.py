@@ -16,7 +16,10 @@ Choices where the real datasets leave room:
   one search request is one search session. `keyword` is the query category's token followed by
   one noise token. `search` in rec_inter is 1 when the user's next request in the same session is
   a search; `search_item_related` when that search's query category is the item's category.
-- Gifts are not written: neither dataset has a gift column.
+- Gifts: neither dataset has a gift column. With ``gifts=True`` (what `recgym world generate`
+  uses) KuaiRand-schema logs get one extra column ``is_gift`` (0/1, last), so gift-aware
+  learners (RLIV-UA's gift tower and assistance net) can train on world logs; the KuaiRand
+  loader reads it when present and says so. The default writes KuaiRand's exact columns.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ KUAIRAND_LOG_COLUMNS = (
     "is_rand",
     "tab",
 )
+GIFT_COLUMN = "is_gift"
+"""The optional gift column of KuaiRand-schema logs (not in KuaiRand itself)."""
 REC_TAB, SEARCH_TAB = 1, 4
 BEIJING = pd.Timedelta(hours=8)
 KEYWORD_TOKEN_BASE = 1000
@@ -58,8 +63,10 @@ def write_kuairand(
     items: pd.DataFrame,
     out: str | Path,
     variant: str = "pure",
+    gifts: bool = False,
 ) -> list[Path]:
-    """Write log_standard_*, log_random_*, user_features_* and video_features_basic_* to `out`."""
+    """Write log_standard_*, log_random_*, user_features_* and video_features_basic_* to `out`;
+    `gifts` appends the optional ``is_gift`` column (from the exposures' ``gift``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     local = pd.to_datetime(logs["timestamp"].to_numpy(), unit="ms") + BEIJING
@@ -86,6 +93,8 @@ def write_kuairand(
             "tab": np.where(logs["scenario"].to_numpy() == 1, SEARCH_TAB, REC_TAB),
         }
     )
+    if gifts:  # not a KuaiRand column: recgym's optional extra (module docstring)
+        frame[GIFT_COLUMN] = logs["gift"].to_numpy().astype(np.int8)
     written: list[Path] = []
     days = (local.normalize() - local.normalize().min()).days.to_numpy() if len(local) else []
     standard = frame["is_rand"].to_numpy() == 0

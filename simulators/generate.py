@@ -46,7 +46,7 @@ def generate(
     world = World(world_config)
     logs = simulate_logs(world, log_config, progress=progress)
     if fmt == "kuairand":
-        files = write_kuairand(logs, world.user_table(), world.item_table(), out)
+        files = write_kuairand(logs, world.user_table(), world.item_table(), out, gifts=True)
     else:
         follows = np.argwhere(world.state.follows)
         # authors are not users in the world; KuaiSAR's social graph links users, so author a

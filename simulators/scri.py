@@ -39,11 +39,21 @@ SCRI samples as a Tianshou ``ReplayBuffer`` (one row per UA interaction, i.e. pe
 - ``info``: ``user`` (int64), ``author`` (int64), ``rewards`` ((len(TASKS),) float32 in TASKS
   order; the gift column is 0 where the source has no gifts), ``timestamp`` (int64 epoch ms).
 Which tasks are real is `tasks_for(behaviours)` of the source, stored beside the HDF5 file.
-Note that s_ua holds no item features (Eq. 3), so Q(s_ua, item) is the same for every item
-of an author and Eq. 2's max over the author's items is just Q(s'_ua).
+- ``info.item_x``: (len(ITEM_FEATURES),) float32, the shown item's static feature row
+  (`Catalogue.item_features`: log duration, log popularity, live author), the same three
+  numbers as the first columns of the item's candidate row in a UserAuthor-v0 observation.
+
+Item features: the paper's state space (Sec. 2) lists the item's and author's static
+features (item id, author id), and Eq. 2/7's max over an author's items only means something
+when Q depends on the item. The state vector above is the UA part; an item-aware model
+(`agents.rliv_ua`, ``item_features=True``) reads the item from ``act`` (its id, as an
+embedding) and ``info.item_x`` beside it. Without item features (the author-only variant)
+Q(s_ua, item) is the same for every item of an author and Eq. 2's max is just Q(s'_ua).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +84,10 @@ COUNTER_BEHAVIOUR: dict[str, str] = {
 
 AUTHOR_FEATURES: tuple[str, ...] = ("log_n_items", "log_popularity", "is_live")
 """Static author features f_a (`author_features`)."""
+
+ITEM_FEATURES: tuple[str, ...] = ("log_duration", "log_popularity", "author_is_live")
+"""Static item features (`Catalogue.item_features`), in order; Session-v0's and UserAuthor-v0's
+first candidate columns are the same three."""
 
 
 def tasks_for(behaviours: tuple[str, ...]) -> tuple[str, ...]:
@@ -139,3 +153,37 @@ def asa_next_counters(counters: np.ndarray, responses: dict[str, np.ndarray]) ->
     return (np.asarray(counters, dtype=np.float32) + counter_increments(responses)).astype(
         np.float32
     )
+
+
+def check_scri_buffer(buffer: Any, state_dim: int | None = None) -> None:
+    """Raise ValueError unless `buffer` (a Tianshou ReplayBuffer) has the SCRI layout above."""
+    if len(buffer) == 0:
+        raise ValueError("the SCRI buffer is empty")
+    head = buffer[np.arange(min(len(buffer), 2))]
+    obs = np.asarray(head.obs)
+    if obs.ndim != 2:
+        raise ValueError(f"SCRI obs must be (n, state_dim) rows, got shape {obs.shape}")
+    if state_dim is not None and obs.shape[1] != state_dim:
+        raise ValueError(f"SCRI obs have {obs.shape[1]} features; the model reads {state_dim}")
+    if obs.shape[1] <= len(AUTHOR_FEATURES) + len(UA_COUNTERS):
+        raise ValueError(f"SCRI obs of {obs.shape[1]} features leave no room for f_u")
+    info = head.get("info")
+    missing = [k for k in ("user", "author", "rewards") if info is None or k not in info]
+    if missing:
+        raise ValueError(f"SCRI buffer lacks info.{', info.'.join(missing)} (see simulators.scri)")
+    rewards = np.asarray(info.rewards)
+    if rewards.ndim != 2 or rewards.shape[1] != len(TASKS):
+        raise ValueError(
+            f"info.rewards must have {len(TASKS)} columns ({TASKS}), got shape {rewards.shape}"
+        )
+    if np.asarray(head.obs_next).shape != obs.shape:
+        raise ValueError("SCRI obs_next must have the shape of obs")
+
+
+def reward_scales(rewards: np.ndarray) -> np.ndarray:
+    """Per-column scale: the mean of the positive rewards (1 where a column has none)."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    pos = rewards > 0
+    total = np.where(pos, rewards, 0.0).sum(0)
+    count = pos.sum(0)
+    return np.where(count > 0, total / np.maximum(count, 1), 1.0).astype(np.float32)

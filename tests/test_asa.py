@@ -194,7 +194,7 @@ def test_world_logs_f_u_is_what_the_world_and_the_learned_simulator_see(
     ds = load(tiny_logs)
     samples = asa_samples(ds)
     b = samples.buffer
-    assert samples.tasks == ("click", "watch_time", "follow")  # KuaiRand writes no gifts
+    assert samples.tasks == scri.TASKS  # world logs write the optional is_gift column
     assert len(b) == len(ds.interactions) and samples.unknown_author_rows == 0
     f_u = b.obs[:, : samples.user_dim]
     world = load_world(tiny_logs)

@@ -35,7 +35,9 @@ from recgym.simulators.scri import TASKS, UA_COUNTERS, asa_next_counters, tasks_
 
 USER_DIM = 2
 NO_GIFT = tasks_for(("click", "watch_ms", "follow"))
-TINY = {"hidden_sizes": (8,), "embedding_dim": 4}
+TINY = {"hidden_sizes": (8,), "embedding_dim": 4, "item_features": False}
+"""Small nets of the author-only variant: the hand-made batches below check its Eq. 5-10."""
+TINY_ITEM = {**TINY, "item_features": True}
 UA_WORLD = {"n_users": 30, "n_items": 120, "n_authors": 12, "seed": 3}
 
 
@@ -453,7 +455,9 @@ def test_rliv_ua_prefers_the_long_term_better_author():
     Table 1's tau = 0.005 needs thousands of steps to propagate the future; the test uses
     tau = 0.05 to stay within seconds."""
     buf, f_u, f_a, kind = long_term_buffer()
-    cfg = RLIVUAConfig(tasks=NO_GIFT, batch_size=256, tau=0.05, epochs=2, steps_per_epoch=300)
+    cfg = RLIVUAConfig(
+        tasks=NO_GIFT, batch_size=256, tau=0.05, epochs=2, steps_per_epoch=300, item_features=False
+    )  # an author-level world: no item features in its samples
     algo, stats = train_rliv_ua(buf, cfg, progress=False)
     assert stats.gradient_steps == 600 and len(stats.loss_curve) == 2
     policy = algo.policy
@@ -482,3 +486,90 @@ def test_training_is_seeded():
     b, _ = train_rliv_ua(buf, cfg, progress=False)
     for p, q in zip(a.policy.net.parameters(), b.policy.net.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- items and gifts
+def test_world_logs_carry_gifts_through_asa_to_the_gift_tower_and_the_assistance_net(tiny_logs):
+    """The world's logs have the optional is_gift column; the loader types it and says so,
+    ASA turns it into the gift task, and RLIV-UA trains its gift tower and assistance net."""
+    from recgym import data
+    from recgym.data.asa import asa_samples
+
+    ds = data.load(tiny_logs)
+    assert ds.interactions["is_gift"].dtype == np.int8
+    assert any(note.startswith("is_gift: an optional gift column") for note in ds.report.notes)
+    samples = asa_samples(ds)
+    assert samples.tasks == TASKS  # the gift task exists
+    info = samples.buffer[np.arange(len(samples.buffer))].info
+    gifts = info.rewards[:, TASKS.index("gift")]
+    assert gifts.sum() == ds.interactions["is_gift"].sum() > 0
+    cfg = RLIVUAConfig(tasks=samples.tasks, **TINY_ITEM)
+    algo = build_rliv_ua(samples.buffer, cfg)
+    assert "gift" in algo.policy.net.towers and algo.policy.net.assist is not None
+    before = [p.clone() for p in algo.policy.net.assist.parameters()]
+    stats = update_steps(algo, samples.buffer, 5, batch_size=512)
+    assert stats.assist_loss is not None and np.isfinite(stats.assist_loss)
+    after = list(algo.policy.net.assist.parameters())
+    assert not all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    states = samples.buffer[np.arange(8)]
+    gift_liv = algo.policy.values(
+        states.obs, states.info.user, states.info.author, task="gift",
+        items=states.act, item_x=states.info.item_x,
+    )  # fmt: skip
+    assert np.isfinite(gift_liv).all()
+
+
+def test_an_item_aware_model_tells_an_authors_items_apart_and_maximises_over_them(tiny_logs):
+    """With item features Q depends on the item (its id and static row): items of one author
+    get different LIVs at serving, and Eq. 7's target is the max over the author's item set
+    (its most logged items); the author-only variant ties them and bootstraps on Q'(s')."""
+    from recgym.data.asa import asa_samples
+
+    env = make_env("recgym/UserAuthor-v0", backend="world", world_dir=str(tiny_logs))
+    samples = asa_samples(tiny_logs, backend=env.unwrapped.model)
+    buf = samples.buffer
+    cfg = RLIVUAConfig(tasks=samples.tasks, max_target_items=4, **TINY_ITEM)
+    algo = build_rliv_ua(buf, cfg)
+    update_steps(algo, buf, 10, batch_size=256)
+    net = algo.policy.net.eval()  # no id dropout
+    batch = buf[np.arange(6)]
+    authors = torch.as_tensor(batch.info.author)
+    # the item sets: each author's most often logged items, at most max_target_items
+    data = buf[np.arange(len(buf))]
+    a0 = int(batch.info.author[0])
+    ids, counts = np.unique(data.act[data.info.author == a0], return_counts=True)
+    row = int(torch.searchsorted(net.table_authors, torch.tensor(a0)))
+    table = net.table_items[row].numpy()
+    assert len(table) == 4 and set(table[table >= 0]) <= set(ids)
+    assert counts[np.isin(ids, table)].min() >= np.sort(counts)[::-1][: (table >= 0).sum()].min()
+    # Eq. 7: the target's value is the max over that set, item by item
+    obs_next = torch.as_tensor(batch.obs_next)
+    users = torch.as_tensor(batch.info.user)
+    with torch.no_grad():
+        target = net.next_values(obs_next, users, authors)
+        for b in range(len(batch)):
+            r = int(torch.searchsorted(net.table_authors, authors[b]))
+            items = net.table_items[r]
+            keep = items >= 0
+            m = int(keep.sum())
+            one = (obs_next[b : b + 1].repeat(m, 1), users[b].repeat(m), authors[b].repeat(m))
+            out = net(*one, items[keep], net.table_item_x[r][keep])
+            torch.testing.assert_close(target[b], torch.minimum(out.q1, out.q2).max(0).values)
+    # serving: the items of one author no longer tie
+    obs, _ = env.reset(seed=0)
+    liv = LIVSlatePolicy(algo).values(obs)
+    cands = user_author_states(obs)
+    np.testing.assert_array_equal(cands.items, obs["item_id"])
+    shared = [a for a in np.unique(cands.authors) if (cands.authors == a).sum() > 1]
+    assert shared and any(np.ptp(liv[cands.authors == a]) > 0 for a in shared)
+    # the author-only variant on the same samples: ties, and a target on Q'(s') alone
+    flat = build_rliv_ua(buf, RLIVUAConfig(tasks=samples.tasks, **TINY))
+    liv = LIVSlatePolicy(flat).values(obs)
+    assert all(np.ptp(liv[cands.authors == a]) == 0 for a in shared)
+    flat_net = flat.policy.net.eval()
+    with torch.no_grad():
+        out = flat_net(obs_next, users, authors)
+        target = flat_net.next_values(obs_next, users, authors)
+        torch.testing.assert_close(target, torch.minimum(out.q1, out.q2))
+    with pytest.raises(ValueError, match="item-aware"):
+        algo.policy.values(batch.obs, batch.info.user, batch.info.author)

@@ -21,7 +21,7 @@ from .arrow import _missing_ids, _to_pandas
 from .reading import PathLike
 
 # Bump when the typed tables a loader produces change, so old cache entries are not reused.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: the KuaiRand loader types an is_gift column
 
 
 @dataclass

@@ -17,6 +17,7 @@ from ..schema import (
     FileSpec,
     LoadReport,
 )
+from ..writers import GIFT_COLUMN
 from .arrow import _constant_category, _id_table, _keys_first, _rename
 from .cache import _Plan, _run, _Tables
 from .detect import _KUAIRAND_FEATURE, _KUAIRAND_LOG, _directory
@@ -105,6 +106,8 @@ def load_kuairand(
             inter = inter.append_column("log", _constant_category(0, _LOGS, "standard"))
         del tables
         inter = _keys_first(_rename(inter, {"video_id": "item_id", "time_ms": "timestamp"}))
+        if GIFT_COLUMN in inter.column_names:
+            inter = _gift_column(inter, report)
 
         if "user_features" in files:
             users = _concat_features(
@@ -159,3 +162,23 @@ def load_kuairand(
 def _concat_features(paths: list[Path], spec: FileSpec, role: str, report: LoadReport) -> pa.Table:
     tables = [_read_csv(p, spec, role=role, report=report) for p in paths]
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+
+
+def _gift_column(inter: pa.Table, report: LoadReport) -> pa.Table:
+    """The optional ``is_gift`` column (recgym's world logs; KuaiRand has none) as int8 0/1,
+    0 in log files without it; a value other than 0/1 is a DataError naming the column."""
+    i = inter.column_names.index(GIFT_COLUMN)
+    raw = pc.fill_null(inter.column(i).cast(pa.string()), "0")
+    try:
+        gift = pc.cast(raw, pa.int8())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(f"column {GIFT_COLUMN} holds values that are not 0/1") from None
+    if not pc.all(pc.is_in(gift, pa.array([0, 1], pa.int8()))).as_py():
+        raise DataError(f"column {GIFT_COLUMN} holds values that are not 0/1")
+    kept_as_text = f"columns not in the schema kept as text: ['{GIFT_COLUMN}']"
+    report.notes[:] = [n for n in report.notes if not n.endswith(kept_as_text)]
+    report.notes.append(
+        f"{GIFT_COLUMN}: an optional gift column (not in KuaiRand; recgym's world logs write "
+        f"it): {pc.sum(gift).as_py() or 0:,} gifts logged"
+    )
+    return inter.set_column(i, GIFT_COLUMN, gift)
