@@ -79,7 +79,9 @@ class EpisodeDriver:
     Seeding. ``seed(s)`` spawns `STREAMS` (then `extra_streams`) from
     ``np.random.SeedSequence(s)``. With one slot the users stream is child 0 itself; with
     several, slot i draws from child i of child 0, so the users a slot meets depend only on the
-    seed and the slot, not on when the other slots' episodes ended.
+    seed and the slot, not on when the other slots' episodes ended - except that the slots'
+    users at one time are distinct (the backends step distinct users in one call): a draw that
+    is another slot's current user is drawn again from the same slot's stream (`draw_users`).
 
     State. The backend's user state persists across episodes (a returning user's history, its
     interests, ...) until a seeded reset returns it to the state the driver was built with:

@@ -361,6 +361,21 @@ def test_vector_slots_draw_users_independently_and_step_in_one_call() -> None:
     assert part.responses["click"].shape == (2, 2)
 
 
+def test_vector_slots_hold_distinct_users() -> None:
+    """Slots' users are distinct at any time (one backend call steps them): with as many users
+    as slots every begin is a permutation, and a restarting slot gets the one free user."""
+    driver = EpisodeDriver(world_config=SMALL_WORLD, users=[3, 7, 9], n_slots=3)
+    driver.seed(0)
+    for _ in range(5):
+        assert sorted(driver.begin().tolist()) == [3, 7, 9]
+        held = driver.user.copy()
+        assert driver.begin(slots=[1])[0] == held[1]
+    with pytest.raises(ValueError, match="distinct"):
+        driver.begin({"user": int(driver.user[1])}, slots=[0])  # slot 1 holds that user
+    with pytest.raises(ValueError, match="exceeds the 3 users"):
+        EpisodeDriver(world_config=SMALL_WORLD, users=[3, 7, 9], n_slots=4)
+
+
 def test_bad_driver_input_fails_clearly() -> None:
     with pytest.raises(ValueError, match="outside the backend's 60 users"):
         EpisodeDriver(world_config=SMALL_WORLD, users=[0, 60])
