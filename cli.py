@@ -141,6 +141,11 @@ BENCH_SUITES = {
         "the RUIE paper's Tables 1-2 on KuaiSAR-schema logs (world or --data DIR), online results "
         "in MultiScenario-v0 and Q vs the true scenario switch (`recgym bench ruie --help`)",
     ),
+    "mtf": (
+        "recgym.benchmarks.mtf",
+        "the Enhanced-State RL-MTF paper's Tables 1-4 on MTFSession-v0: ES, DDPG, CQL+SAC, BCQ, "
+        "IQL, IntegratedRL-MTF, Enhanced-State RL-MTF (`recgym bench mtf --help`)",
+    ),
     "rliv-ua": (
         "recgym.benchmarks.rliv_ua",
         "the RLIV-UA paper's Tables 2-3 on UserAuthor-v0: every baseline vs RLIV-UA and its "
