@@ -99,10 +99,10 @@ class MTFBenchConfig:
             self,
             explore_episodes=8,
             test_episodes=2,
-            eval_episodes=4,
-            gradient_steps=300,
+            eval_episodes=3,
+            gradient_steps=250,
             batch_size=128,
-            es_generations=12,
+            es_generations=8,
             ptm_rounds=3,
         )
 
