@@ -232,3 +232,17 @@ def test_cli_exports_sessions_and_hdf5_buffers(tmp_path: Path, capsys) -> None:
         == 2
     )
     assert "exists" in capsys.readouterr().err
+
+
+def test_cli_exports_asa_samples_with_their_sidecar(tmp_path: Path) -> None:
+    pytest.importorskip("minari")
+    from recgym.cli import main
+    from recgym.data.asa import SCRISamples
+    from recgym.data.minari import minari_to_buffer
+
+    buf = scri_like_buffer()
+    path = SCRISamples(buffer=buf, tasks=("click", "watch_time"), user_dim=2, id_space="backend",
+                       source="test").save(tmp_path / "scri.h5")  # fmt: skip
+    argv = ["data", "export", "--format", "minari", "--root", str(tmp_path), "--buffer", str(path)]
+    assert main(argv) == 0
+    assert_same_buffers(minari_to_buffer("recgym/asa-v0", tmp_path), buf)
