@@ -139,6 +139,8 @@ def config_parser(
         )
         if f.metadata.get("const") is not None:  # `--flag` alone means this value
             kwargs.update(nargs="?", const=f.metadata["const"])
+        if f.metadata.get("metavar"):
+            kwargs["metavar"] = f.metadata["metavar"]
         parser.add_argument(*flags, dest=f.name, **kwargs)
     return parser
 

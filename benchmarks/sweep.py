@@ -49,13 +49,13 @@ if TYPE_CHECKING:
 class SweepConfig:
     """How the engine runs the jobs (stages) of a bench; not part of any stage key."""
 
-    workers: int = 1
+    workers: int = field(default=1, metadata={"metavar": "N"})
     """Jobs run at once: 1 runs them one after another in this process; N > 1 in a pool of N
     processes (or N CPUs of a local Ray)."""
-    ray: str | None = field(default=None, metadata={"const": "local"})
+    ray: str | None = field(default=None, metadata={"const": "local", "metavar": "ADDRESS"})
     """Run the jobs as Ray tasks: 'local' starts a local Ray, an address (host:port, or 'auto')
     joins a running cluster; none runs without Ray."""
-    retries: int = 1
+    retries: int = field(default=1, metadata={"metavar": "N"})
     """Times a failed job (an exception, or its worker killed) is run again before the sweep
     reports it; the other jobs go on either way."""
     threads: int = 1
