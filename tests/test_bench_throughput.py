@@ -49,9 +49,15 @@ EXPECTED = {  # (bench, variant, metric, batch)
     ("env_step", "world/collector", "steps_per_s", 4),
     ("env_step", "learned/raw", "steps_per_s", 1),
     ("env_step", "learned/collector", "steps_per_s", 4),
-    ("vector_env", "world", "steps_per_s", 256),
-    ("vector_env", "learned", "steps_per_s", 256),
-    ("env_step", "world/collector-native", "steps_per_s", 256),
+    *(
+        (bench, variant, metric, 256)
+        for bench, variant in (
+            ("vector_env", "world"),
+            ("vector_env", "learned"),
+            ("env_step", "world/collector-native"),
+        )
+        for metric in ("steps_per_s", "steps_per_cpu_s")
+    ),
     ("sim_train", None, "seconds", None),
     ("sim_train", None, "peak_mb", None),
     ("sim_train", None, "rows", None),
@@ -59,8 +65,11 @@ EXPECTED = {  # (bench, variant, metric, batch)
 
 
 PEER_INSTALLED = {
-    ("peer_env_step", "sardine/SlateTopK-Bored-v0", "steps_per_s", 1),
-    ("peer_env_step", "recgym/Session-v0", "steps_per_s", 1),
+    *(
+        ("peer_env_step", variant, metric, 1)
+        for variant in ("sardine/SlateTopK-Bored-v0", "recgym/Session-v0")
+        for metric in ("steps_per_s", "steps_per_cpu_s")
+    ),
     ("peer_env_step", "recgym/Session-v0", "ratio_to_sardine", 1),
 }
 PEER_MISSING = {("peer_env_step", "sardine/SlateTopK-Bored-v0", "installed", 1)}
@@ -94,7 +103,7 @@ def test_quick_run_writes_jsonl_and_markdown(tmp_path):
         if key in set(keys) and key[0] not in throughput.SIZED_BENCHES
     }
     assert targeted[("world_step", None, "responses_per_s", 1024)] == (">=", 200_000)
-    assert targeted[("vector_env", "world", "steps_per_s", 256)] == (">=", 100_000)
+    assert targeted[("vector_env", "world", "steps_per_cpu_s", 256)] == (">=", 100_000)
 
     value = {throughput.row_key(r): r["value"] for r in parsed}
     log_rows = value[("log_generate", None, "rows", None)]
@@ -120,8 +129,11 @@ def test_quick_run_writes_jsonl_and_markdown(tmp_path):
 @pytest.mark.slow
 def test_dqn_train_bench_quick(tmp_path):
     rows = throughput.run(ThroughputConfig(out=str(tmp_path), quick=True, only=("dqn_train",)))
-    assert [throughput.row_key(r) for r in rows] == [("dqn_train", None, "steps_per_s", 4)]
-    assert rows[0]["value"] > 0 and rows[0]["target"] == 850.0
+    assert [throughput.row_key(r) for r in rows] == [
+        ("dqn_train", None, "steps_per_s", 4),
+        ("dqn_train", None, "steps_per_cpu_s", 4),
+    ]
+    assert rows[0]["value"] > 0 and rows[1]["target"] == 850.0
     assert "gradient steps" in rows[0]["note"]
 
 

