@@ -163,17 +163,20 @@ class RDRSR(SequenceRecommender):
     ) -> torch.Tensor:
         """Policy logits (..., k) for item representations `item` (..., d) given interests
         p (B, k, d); leading dims of `item` after B broadcast (candidates)."""
-        extra = item.dim() - 2
-        pv = p.view(p.shape[0], *([1] * extra), *p.shape[1:])
-        uv = usable.view(usable.shape[0], *([1] * extra), usable.shape[1])
-        sim = (pv * item[..., None, :]).sum(-1).masked_fill(~uv, -1e9)
-        summary = (sim.softmax(-1)[..., None] * pv).sum(-2)
-        zv = z.view(z.shape[0], *([1] * extra), z.shape[1]).expand(*item.shape[:-1], self.k)
-        parts = [summary, item, zv]
+        b, d, k = p.shape[0], p.shape[2], self.k
+        lead = item.shape[:-1]
+        x = item.reshape(b, -1, d)  # (B, N, d)
+        keep = usable[:, None, :]
+        sim = torch.einsum("bnd,bkd->bnk", x, p).masked_fill(~keep, -1e9)
+        summary = torch.einsum("bnk,bkd->bnd", sim.softmax(-1), p)
+        # W0 [summary, item, z (, sim)] + b0 with W0 split by block: z's part once per row
+        w = self.w0.weight
+        s = summary @ w[:, :d].T + x @ w[:, d : 2 * d].T
+        s = s + (z @ w[:, 2 * d : 2 * d + k].T + self.w0.bias)[:, None, :]
         if self.similarity_state:
-            parts.append(sim.masked_fill(~uv, 0.0))
-        s = self.w0(torch.cat(parts, -1))
-        return self.policy(s).masked_fill(~uv, -1e9)
+            s = s + sim.masked_fill(~keep, 0.0) @ w[:, 2 * d + k :].T
+        logits = self.policy(s).masked_fill(~keep, -1e9)
+        return logits.reshape(*lead, k)
 
     def allocate(self, ids: torch.Tensor, mask: torch.Tensor, sample: bool) -> Allocation:
         """Run the DID and the allocator over shifted ids (B, W) with mask (B, W)."""

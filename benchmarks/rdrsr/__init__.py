@@ -59,6 +59,7 @@ def stages(cfg: RDRSRBenchConfig) -> list[Stage]:
                     "k": PAPER_K[ds],
                     "epochs": cfg.epochs,
                     "patience": cfg.patience,
+                    "validate": cfg.validate,
                     "dim": cfg.dim,
                     "max_len": cfg.max_len,
                     "batch_size": cfg.batch_size,

@@ -122,8 +122,8 @@ class RDRSRBenchConfig:
     out: str = "recgym-out/rdrsr"
     """Output directory (stages, rows, results.md)."""
     quick: bool = False
-    """The quick preset: each user's 5 newest training prefixes, 2 epochs, d = 32, 300 world
-    users of 30 clicks (everything else as the full preset)."""
+    """The quick preset: the paper's models only (Tables 2 and 4), each user's 5 newest training
+    prefixes, 2 epochs without validation, d = 32, 300 world users of 30 clicks."""
     data: str | None = None
     """A dataset directory in its original format (u.data ML-100k, hetrec Last.fm, the
     Foursquare NYC table); needs --dataset. Default: the ../shared/data subsets."""
@@ -137,6 +137,8 @@ class RDRSRBenchConfig:
     """Training epochs (at most: early stopping on validation NDCG@10)."""
     patience: int = 3
     """Validations without a better NDCG@10 before stopping."""
+    validate: bool = True
+    """Validate every epoch (early stopping, best epoch restored); off: train every epoch."""
     dim: int = 64
     """Embedding size d (the paper's 64)."""
     max_len: int = 10
@@ -175,8 +177,9 @@ class RDRSRBenchConfig:
             return self
         return replace(
             self,
+            models=tuple(m for m in self.models if m not in EXTRA_MODELS),
             epochs=2,
-            patience=2,
+            validate=False,
             dim=32,
             train_rows_per_user=5,
             world_users=300,

@@ -199,7 +199,7 @@ def train_stage(ctx: StageContext) -> dict[str, Any]:
     config = TrainConfig(
         epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], patience=cfg["patience"]
     )
-    history = fit(model, train, split.valid, config, seed=seed)
+    history = fit(model, train, split.valid if cfg["validate"] else None, config, seed=seed)
     negatives = negatives_for(split.test, seqs.n_items, cfg["n_negatives"], seed)
     rows = []
     for protocol, negs in (("99 negatives", negatives), ("full catalogue", None)):
