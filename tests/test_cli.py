@@ -77,6 +77,7 @@ WRITING_COMMANDS = {
     "bench rliv-ua": ["bench", "rliv-ua", "--quick", "--quiet", "--work", "{tmp}/work", "--out"],
     "bench fidelity": ["bench", "fidelity", "--tiny", "--quiet", "--work", "{tmp}/work", "--out"],
     "bench ruie": ["bench", "ruie", "--tiny", "--quiet", "--work", "{tmp}/work", "--out"],
+    "bench mtf": ["bench", "mtf", "--quick", "--quiet", "--out"],
 }  # fmt: skip
 """Every command that writes, with options that would make it do little; `--out` goes last."""
 
