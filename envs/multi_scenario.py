@@ -64,12 +64,14 @@ class MultiScenarioMDP(BatchedMDP):
                 f"{name}: action_mode must be 'scores' or 'discrete', got {action_mode!r}"
             )
         if backend == "learned":
-            raise ValueError(
-                f"{name}: backend='learned' needs a simulator that models the scenario switch "
-                "and search clicks (simulators/learned/scenario.py), which is not written yet; "
-                "use backend='world' (world_dir= for the post-log world) or pass a UserModel "
-                "with next_scenario(users, rng)"
-            )
+            from recgym.simulators.learned.scenario import ScenarioSimulator
+
+            if checkpoint is None:
+                raise ValueError(f"{name}: backend='learned' needs checkpoint=DIR")
+            try:
+                backend = ScenarioSimulator.load(checkpoint)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         self.driver = EpisodeDriver(
             backend,
             checkpoint,
@@ -367,8 +369,9 @@ class MultiScenarioEnv(MDPEnv):
     integer, scores not of shape (n_candidates,), NaN or infinite scores.
 
     ## Arguments
-    backend ("world" | a UserModel with ``next_scenario``; "learned" is refused until a learned
-    scenario simulator exists), checkpoint, world_config, world_dir, slate_size (6),
+    backend ("world" | "learned": a `simulators.learned.scenario.ScenarioSimulator` checkpoint
+    (a learned simulator with its scenario.json) | a UserModel with ``next_scenario``),
+    checkpoint, world_config, world_dir, slate_size (6),
     n_candidates (50), action_mode ("scores" | "discrete"), reward_weights, max_steps (100),
     users, seq_len (20).
 

@@ -171,6 +171,65 @@ def test_one_slot_vector_env_replays_the_single_env_and_n_slots_step_together():
     assert many.observation_space.contains(obs)
 
 
-def test_learned_backend_is_refused_until_a_scenario_simulator_exists():
-    with pytest.raises(ValueError, match=f"{ENV_ID}.*learned"):
-        MultiScenarioEnv(backend="learned", checkpoint="/nonexistent")
+@pytest.fixture(scope="module")
+def scenario_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """The tiny learned simulator with a ScenarioModel fitted on the same world's logs written
+    in KuaiSAR's schema (conftest's tiny world and log config: the same logs)."""
+    import shutil
+
+    from recgym.simulators.generate import generate
+    from recgym.simulators.learned import LearnedSimulator
+    from recgym.simulators.learned.scenario import fit_scenario_model
+    from recgym.simulators.logs import LogConfig
+    from recgym.simulators.world import WorldConfig
+
+    from .conftest import TINY_WORLD
+
+    root = tmp_path_factory.mktemp("scenario")
+    generate(root / "sar", WorldConfig(**TINY_WORLD), LogConfig(days=4, seed=11), "kuaisar", False)
+    ckpt = root / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    sim = LearnedSimulator.load(ckpt, device="cpu")
+    model = fit_scenario_model(root / "sar", sim.catalogue, sim.item_ids, sim.user_ids)
+    model.save(ckpt)
+    return ckpt, model
+
+
+def test_learned_switch_rises_with_the_feed_run_as_in_the_world(scenario_checkpoint):
+    """Fitted on world logs, the switch table shows the world's mechanism: after a search that
+    found something, the chance of a search grows with the feed requests since."""
+    _, model = scenario_checkpoint
+    p = np.asarray(model.p_search)
+    assert p.shape == (5, 3) and ((p > 0) & (p < 1)).all()
+    assert p[4, 2] > p[0, 2] + 0.1, p[:, 2]
+
+
+def test_learned_backend_passes_the_api_checks(scenario_checkpoint):
+    ckpt, _ = scenario_checkpoint
+    env = MultiScenarioEnv(backend="learned", checkpoint=str(ckpt))
+    check_env(env, skip_render_check=True)
+    a = rollout(MultiScenarioEnv(backend="learned", checkpoint=str(ckpt)), 3, steps=25)
+    b = rollout(MultiScenarioEnv(backend="learned", checkpoint=str(ckpt)), 3, steps=25)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    env.reset(seed=1)
+    clone = pickle.loads(pickle.dumps(env))
+    action = env.action_space.sample()
+    x, y = env.step(action), clone.step(action)
+    assert np.array_equal(flat(x[0]), flat(y[0])) and x[1:4] == y[1:4]
+    scenarios = [o[flat_index_of_scenario(env)] for o in a]
+    assert 0 < np.mean(scenarios) < 1  # both scenarios occur
+
+
+def flat_index_of_scenario(env) -> int:
+    """Index of the "scenario" entry in `flat` (keys in sorted order)."""
+    offset = 0
+    for key in sorted(env.observation_space.spaces):
+        if key == "scenario":
+            return offset
+        offset += int(np.prod(env.observation_space[key].shape))
+    raise KeyError("scenario")
+
+
+def test_learned_backend_without_a_scenario_model_is_refused_by_name(tiny_checkpoint):
+    with pytest.raises(ValueError, match=f"{ENV_ID}.*scenario.json"):
+        MultiScenarioEnv(backend="learned", checkpoint=str(tiny_checkpoint))
