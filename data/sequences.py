@@ -21,6 +21,9 @@ each step through `data.preprocess` so the dataset's report lists what it remove
 
 Then every user with fewer than ``min_length`` clicks would be an error, but the core already
 guarantees ``k >= min_length`` clicks per user (leave-one-out needs 3: train, validation, test).
+
+`cooccurrence_vectors` gives a dataset's items vectors from their co-clicks (the reward's item
+vectors of `recgym/InterestAllocation-v0` on a dataset).
 """
 
 from __future__ import annotations
@@ -249,4 +252,48 @@ def paper_sequences(
     return from_dataset(out, name=ds.format, min_length=min_length)
 
 
-__all__ = ["MIN_LENGTH", "PAPER_CORE", "SequenceSet", "from_dataset", "paper_sequences"]
+def cooccurrence_vectors(
+    seqs: SequenceSet, dim: int = 16, window: int = 5, holdout: int = 2
+) -> np.ndarray:
+    """(n_items, dim) item vectors of a dataset: truncated SVD of the positive PMI of clicks
+    within `window` of each other, over each sequence without its last `holdout` clicks (the
+    validation and test items never shape the reward). Rows scaled to mean norm 2 (the world's
+    latent vectors' norm). Items never co-clicked get a zero vector."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import svds
+
+    n = seqs.n_items
+    pos = np.arange(len(seqs.items)) - np.repeat(seqs.offsets[:-1], seqs.lengths)
+    usable = pos < np.repeat(seqs.lengths - holdout, seqs.lengths)
+    owner = np.repeat(np.arange(seqs.n_users), seqs.lengths)
+    rows, cols = [], []
+    for w in range(1, window + 1):
+        same = (owner[w:] == owner[:-w]) & usable[w:] & usable[:-w]
+        rows += [seqs.items[:-w][same], seqs.items[w:][same]]
+        cols += [seqs.items[w:][same], seqs.items[:-w][same]]
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    m = coo_matrix((np.ones(len(r)), (r, c)), shape=(n, n)).tocsr()
+    m.sum_duplicates()
+    total, row_sum = m.sum(), np.asarray(m.sum(axis=1)).ravel()
+    m = m.tocoo()
+    pmi = np.log(m.data * total / (row_sum[m.row] * row_sum[m.col]))
+    keep = pmi > 0
+    ppmi = coo_matrix((pmi[keep], (m.row[keep], m.col[keep])), shape=(n, n)).tocsr()
+    k = max(1, min(dim, n - 2))
+    u, s, _ = svds(ppmi, k=k, random_state=0)
+    vec = (u * np.sqrt(s)).astype(np.float32)
+    norm = np.linalg.norm(vec, axis=1)
+    scale = 2.0 / max(float(norm[norm > 0].mean()) if (norm > 0).any() else 1.0, 1e-9)
+    out = np.zeros((n, dim), dtype=np.float32)
+    out[:, :k] = vec * scale
+    return out
+
+
+__all__ = [
+    "MIN_LENGTH",
+    "PAPER_CORE",
+    "SequenceSet",
+    "cooccurrence_vectors",
+    "from_dataset",
+    "paper_sequences",
+]
