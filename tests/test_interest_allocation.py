@@ -235,3 +235,17 @@ def test_native_vector_env_steps_slots_together_and_one_slot_replays_the_env() -
     assert ends >= 6  # 5 steps an episode, next-step autoreset
     with pytest.raises(ValueError, match="InterestAllocation-v0"):
         vec.step(np.array([0, 1]))
+
+
+def test_cooccurrence_vectors_put_co_clicked_items_together() -> None:
+    from recgym.data.sequences import cooccurrence_vectors
+
+    rng = np.random.default_rng(0)
+    # users click within {0..4} or within {5..9}; the last 2 clicks (held out) cross over
+    seqs = [np.r_[rng.integers(0, 5, 20) + 5 * (u % 2), 9 - 5 * (u % 2), 0] for u in range(40)]
+    vec = cooccurrence_vectors(SequenceSet.from_lists(seqs, n_items=10), dim=4)
+    unit = vec / np.linalg.norm(vec, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    same = np.add.outer(np.arange(10) // 5, np.arange(10) // 5) != 1
+    assert cos[same].mean() > 0.5 > cos[~same].mean()
+    assert np.linalg.norm(vec, axis=1).mean() == pytest.approx(2.0, rel=1e-4)
