@@ -24,7 +24,7 @@ import functools
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from tianshou.utils.net.continuous import (
 from tianshou.utils.torch_utils import policy_within_training_step
 
 from recgym.agents.checkpoint import config_from_dict, json_path, jsonable
+from recgym.agents.device import load_state, resolve_device
 from recgym.agents.dqn import CurveLogger, RunStats
 from recgym.agents.linear import (
     AgentView,
@@ -146,6 +147,8 @@ class CQLConfig:
     """Deterministic episodes per test step on the test env; 0 skips testing."""
     seed: int = 0
     """Seeds torch and the buffer's sampler."""
+    device: str = "auto"
+    """Torch device of the networks (`agents.device.resolve_device`; initialised on the CPU)."""
 
 
 @dataclass(kw_only=True)
@@ -164,6 +167,7 @@ class OfflineDataConfig:
 def build_td3(layout: RowLayout, config: TD3Config) -> TD3:
     """A fresh Tianshou TD3 whose actor maps an observation of `layout` to weights in [-1, 1]^J."""
     hidden = tuple(config.hidden_sizes)
+    device = resolve_device(config.device)
     actor = ContinuousActorDeterministic(
         preprocess_net=RowPoolingNet(layout, hidden), action_shape=(layout.action_dim,)
     )
@@ -173,13 +177,13 @@ def build_td3(layout: RowLayout, config: TD3Config) -> TD3:
         action_space=spaces.Box(-1.0, 1.0, shape=(layout.action_dim,), dtype=np.float32),
         observation_space=spaces.Box(-10.0, 10.0, shape=(layout.obs_dim,), dtype=np.float32),
         action_scaling=True,
-    )
+    ).to(device)
     return TD3(
         policy=policy,
         policy_optim=AdamOptimizerFactory(lr=config.actor_lr),
-        critic=SlateCritic(layout, hidden, config.critic_temperature),
+        critic=SlateCritic(layout, hidden, config.critic_temperature).to(device),
         critic_optim=AdamOptimizerFactory(lr=config.critic_lr),
-        critic2=SlateCritic(layout, hidden, config.critic_temperature),
+        critic2=SlateCritic(layout, hidden, config.critic_temperature).to(device),
         critic2_optim=AdamOptimizerFactory(lr=config.critic_lr),
         tau=config.tau,
         gamma=config.gamma,
@@ -187,7 +191,7 @@ def build_td3(layout: RowLayout, config: TD3Config) -> TD3:
         update_actor_freq=config.update_actor_freq,
         noise_clip=config.noise_clip,
         n_step_return_horizon=config.n_step,
-    )
+    ).to(device)
 
 
 def train_online(
@@ -338,8 +342,11 @@ def build_cql(layout: RowLayout, config: CQLConfig) -> CQL:
 
     Tianshou 2.0.1's CQL samples its out-of-distribution actions from
     ``U(-min_action, max_action)``, so ``min_action=1.0`` here gives the intended U(-1, 1).
+    The networks move to `config.device` before CQL is built (it puts its penalty weight on the
+    policy's device when constructed).
     """
     hidden = tuple(config.hidden_sizes)
+    device = resolve_device(config.device)
     j = layout.action_dim
     actor = ContinuousActorProbabilistic(
         preprocess_net=RowPoolingNet(layout, hidden),
@@ -352,7 +359,7 @@ def build_cql(layout: RowLayout, config: CQLConfig) -> CQL:
         action_space=spaces.Box(-1.0, 1.0, shape=(j,), dtype=np.float32),
         observation_space=spaces.Box(-10.0, 10.0, shape=(layout.obs_dim,), dtype=np.float32),
         action_scaling=False,
-    )
+    ).to(device)
     alpha: float | AutoAlpha = config.alpha
     if config.auto_alpha:
         alpha = AutoAlpha(
@@ -363,9 +370,9 @@ def build_cql(layout: RowLayout, config: CQLConfig) -> CQL:
     return CQL(
         policy=policy,
         policy_optim=AdamOptimizerFactory(lr=config.actor_lr),
-        critic=SlateCritic(layout, hidden, config.critic_temperature),
+        critic=SlateCritic(layout, hidden, config.critic_temperature).to(device),
         critic_optim=AdamOptimizerFactory(lr=config.critic_lr),
-        critic2=SlateCritic(layout, hidden, config.critic_temperature),
+        critic2=SlateCritic(layout, hidden, config.critic_temperature).to(device),
         critic2_optim=AdamOptimizerFactory(lr=config.critic_lr),
         cql_weight=config.cql_weight,
         tau=config.tau,
@@ -377,7 +384,7 @@ def build_cql(layout: RowLayout, config: CQLConfig) -> CQL:
         max_action=1.0,
         num_repeat_actions=config.num_repeat_actions,
         calibrated=config.calibrated,
-    )
+    ).to(device)
 
 
 def train_cql(
@@ -512,18 +519,22 @@ class LinearScorePolicy:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, action_space: gym.Space | None = None) -> LinearScorePolicy:
-        """Rebuild a policy saved by `save` (TD3 or CQL; no env needed) acting in
-        `action_space` (None: scores)."""
+    def load(
+        cls, path: str | Path, action_space: gym.Space | None = None, device: str | None = None
+    ) -> LinearScorePolicy:
+        """Rebuild a policy saved by `save` (TD3 or CQL, on any device; no env needed) acting in
+        `action_space` (None: scores), on `device` (None: the saved config's)."""
         path = Path(path)
         meta = json.loads(json_path(path).read_text())
         if meta.get("kind") not in cls.kinds:
             raise ValueError(f"{path} holds a {meta.get('kind')} agent; load it with its class")
         config_cls, build = cls.kinds[meta["kind"]]
         cfg = config_from_dict(config_cls, meta["config"])
+        if device is not None:
+            cfg = replace(cfg, device=device)
         layout = RowLayout.from_dict(meta["layout"])
         algo = build(layout, cfg)
-        algo.load_state_dict(torch.load(path, weights_only=True))
+        algo.load_state_dict(load_state(path, cfg.device))
         return cls(
             algo, CandidateRowsView(layout), cfg, meta["env_id"], meta["env_kwargs"], action_space
         )

@@ -35,6 +35,7 @@ time. The fused predictions come from our supervised ranker, not a production mu
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 from collections.abc import Mapping
@@ -44,7 +45,6 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from recgym.agents.baselines import RankingModel
 from recgym.agents.continuous import (
@@ -59,6 +59,7 @@ from recgym.agents.continuous import (
     train_online,
 )
 from recgym.agents.deepfm import DeepFMRanker
+from recgym.agents.device import load_state
 from recgym.envs import make_env
 from recgym.envs.contract import Obs, flatten_observation, row_layout
 
@@ -256,15 +257,21 @@ class RLURPolicy(LinearScorePolicy):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, action_space: gym.Space | None = None) -> RLURPolicy:
+    def load(
+        cls, path: str | Path, action_space: gym.Space | None = None, device: str | None = None
+    ) -> RLURPolicy:
+        """Rebuild an RLUR policy saved by `save` (on any device) on `device` (None: the saved
+        config's)."""
         path = Path(path)
         meta = json.loads(path.with_name(path.name + ".json").read_text())
         if meta.get("kind") != "RLUR":
             raise ValueError(f"{path} holds a {meta.get('kind')} agent, not RLUR")
         cfg = config_from_dict(RLURConfig, meta["config"])
+        if device is not None:
+            cfg = dataclasses.replace(cfg, device=device)
         layout = RowLayout.from_dict(meta["layout"])
         algo = build_td3(layout, cfg)
-        algo.load_state_dict(torch.load(path, weights_only=True))
+        algo.load_state_dict(load_state(path, cfg.device))
         ranker_path = _ranker_path(path)
         ranker_meta = json.loads(ranker_path.with_name(ranker_path.name + ".json").read_text())
         ranker_cls = DeepFMRanker if ranker_meta["kind"] == "DeepFM" else RankingModel

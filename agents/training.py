@@ -40,6 +40,10 @@ class OnlineRunConfig:
     """Greedy (deterministic) episodes per test step on one test env."""
     seed: int = 0
     """Seeds numpy's global RNG (exploration), torch, the envs and the buffer's sampler."""
+    device: str = "auto"
+    """Torch device of the networks (`agents.device.resolve_device`: 'auto' = CUDA when
+    available, else CPU); weights are initialised on the CPU and moved, so a seed gives the same
+    initial weights on every device."""
 
     def check(self) -> None:
         """Raise a ValueError naming the setting when the collection settings cannot work."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from recgym.agents.device import resolve_device
 from recgym.outdir import ensure_writable_dir
 from recgym.simulators.fidelity import fidelity_report, read_truth, read_world, render_markdown
 from recgym.simulators.learned import LearnedSimulator, SimulatorConfig, build_log_table
@@ -67,8 +68,12 @@ def train_simulator(
     out: str | Path,
     config: SimulatorConfig | None = None,
     progress: bool = True,
+    device: str | torch.device = "auto",
 ) -> dict[str, Any]:
     """Load `data_dir` (`recgym.data.load`), fit on its training sessions, score, save to `out`.
+
+    The models are fitted and scored on `device` ('auto': CUDA when available; see
+    `agents.device`); the summary records it.
 
     `out` receives model.pt, config.json and fidelity.json (`LearnedSimulator.save`) plus
     fidelity.md (`render_markdown`). The fidelity report is computed on held-out users and days
@@ -83,6 +88,7 @@ def train_simulator(
     from recgym.data import DataError, detect_format, load
 
     cfg = config or SimulatorConfig()
+    device = resolve_device(device)  # an unusable device fails before any work
     fmt, source = detect_format(data_dir)
     if fmt != "kuairand":  # refuse before loading (an ML/Last.fm load can take a while)
         raise DataError(f"simulator training needs {EXPECTED}; found {fmt} data", file=source)
@@ -99,7 +105,7 @@ def train_simulator(
         seconds["prepare"] = time.perf_counter() - started
 
         mark = time.perf_counter()
-        sim = LearnedSimulator.fit(table, progress=progress)
+        sim = LearnedSimulator.fit(table, progress=progress, device=device)
         seconds["fit"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
@@ -116,6 +122,7 @@ def train_simulator(
             "seconds": {k: round(v, 1) for k, v in seconds.items()},
             "peak_rss_mb": round(peak_mb),
             "torch_threads": cfg.torch_threads,
+            "device": str(device),
         }
         sim.fidelity = report
         sim.save(out)

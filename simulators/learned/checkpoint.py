@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from recgym.agents.device import resolve_device
 from recgym.simulators.protocol import Catalogue
 
 from .config import SimulatorConfig
@@ -87,8 +88,14 @@ def checkpoint_sizes(sim: LearnedSimulator) -> dict[str, int]:
     }
 
 
-def load_checkpoint(cls: type[LearnedSimulator], path: str | Path) -> LearnedSimulator:
-    """Read a checkpoint directory written by `save`; any problem raises `CheckpointError`."""
+def load_checkpoint(
+    cls: type[LearnedSimulator], path: str | Path, device: str | torch.device = "auto"
+) -> LearnedSimulator:
+    """Read a checkpoint directory written by `save`; any problem raises `CheckpointError`.
+
+    The weights are read onto the CPU (`map_location`, whatever device saved them) and the
+    simulator is built on `device` (`agents.device.resolve_device`)."""
+    device = resolve_device(device)  # a bad device fails before the files are read
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path}: no simulator checkpoint here (directory not found)")
@@ -167,6 +174,7 @@ def load_checkpoint(cls: type[LearnedSimulator], path: str | Path) -> LearnedSim
             response=response,
             leave=leave,
             fidelity=fidelity,
+            device=device,
         )
     except (KeyError, RuntimeError, ValueError, IndexError, TypeError) as exc:
         raise CheckpointError(f"{mismatch} ({_first_line(exc)})") from exc

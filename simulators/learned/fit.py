@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from recgym.agents.device import resolve_device
+
 from .config import CONDITIONAL
 from .leave import LEAVE_CLIP, LeaveModel, leave_dim, logged_leave_features
 from .response import ResponseModel, Vocab, ratio_class
@@ -19,14 +21,22 @@ if TYPE_CHECKING:
 
 
 def fit_simulator(
-    cls: type[LearnedSimulator], table: LogTable, progress: bool = False
+    cls: type[LearnedSimulator],
+    table: LogTable,
+    progress: bool = False,
+    device: str | torch.device = "auto",
 ) -> LearnedSimulator:
     """Fit the response and leave models on the training sessions of `table`.
 
     Uses `config.torch_threads` threads and seeds torch's weight initialisation and batch
     order from `config.seed` (a local generator; the global torch seed is left alone, and the
-    previous thread count is restored).
+    previous thread count is restored). The models train on `device` (`agents.device`); the
+    weights are initialised on the CPU and the batch order and dropout masks come from a CPU
+    generator, so one seed gives the same initial weights and the same batches on any device.
+    The labels and the leave model's features are copied to the device once; each batch's
+    inputs are gathered on the host from the log table and copied over.
     """
+    device = resolve_device(device)
     cfg = table.config
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.torch_threads)
@@ -55,6 +65,7 @@ def fit_simulator(
             vocab=vocab,
             response=response,
             leave=leave,
+            device=device,
         )
         rows = table.rows("train")
         _fit_response(sim, table, rows, gen, progress)
@@ -76,12 +87,13 @@ def _fit_response(
     rows = np.concatenate([rows, extra])
     schedule = _cosine(opt, cfg.epochs * math.ceil(len(rows) / cfg.batch_size))
     classes = ratio_class(table.ratio, table.complete, cfg.ratio_bins)
+    device = sim.device
     labels = {
-        "click": torch.from_numpy(table.labels["click"].astype(np.float32)),
+        "click": torch.from_numpy(table.labels["click"].astype(np.float32)).to(device),
         "cond": torch.from_numpy(
             np.stack([table.labels[b] for b in CONDITIONAL], axis=1).astype(np.float32)
-        ),
-        "ratio": torch.from_numpy(classes),
+        ).to(device),
+        "ratio": torch.from_numpy(classes).to(device),
     }
     n_batches = math.ceil(len(rows) / cfg.batch_size)
     bar = _bar(cfg.epochs * n_batches, "response model", progress)
@@ -89,14 +101,14 @@ def _fit_response(
         perm = rows[torch.randperm(len(rows), generator=gen).numpy()]
         for i in range(n_batches):
             r = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            t_r = torch.from_numpy(r)
+            t_r = torch.from_numpy(r).to(device)
             inputs = sim._inputs(**table.exposure_inputs(r))
             if cfg.unknown_dropout > 0:
-                drop = torch.rand(len(r), generator=gen) < cfg.unknown_dropout
+                drop = (torch.rand(len(r), generator=gen) < cfg.unknown_dropout).to(device)
                 inputs["item_row"] = inputs["item_row"].masked_fill(drop, 0)
                 inputs["author_row"] = inputs["author_row"].masked_fill(drop, 0)
             if cfg.user_dropout > 0:
-                drop = torch.rand(len(r), generator=gen) < cfg.user_dropout
+                drop = (torch.rand(len(r), generator=gen) < cfg.user_dropout).to(device)
                 inputs["user_row"] = inputs["user_row"].masked_fill(drop, 0)
             out = model(**inputs)
             loss, stats = model.loss(
@@ -129,7 +141,8 @@ def _fit_leave(
     model.mean.copy_(torch.from_numpy(clipped.mean(axis=0)))
     model.std.copy_(torch.from_numpy(np.maximum(clipped.std(axis=0), 1e-3)))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.leave_lr, weight_decay=cfg.leave_weight_decay)
-    t_x, t_y = torch.from_numpy(x), torch.from_numpy(label)
+    device = sim.device
+    t_x, t_y = torch.from_numpy(x).to(device), torch.from_numpy(label).to(device)
     batch = min(cfg.leave_batch_size, len(rows))
     schedule = _cosine(opt, cfg.leave_steps)
     bar = _bar(cfg.leave_steps, "leave model", progress)
@@ -137,7 +150,7 @@ def _fit_leave(
     for i in range(cfg.leave_steps):
         if used + batch > len(rows):  # a new pass over the rows
             perm, used = torch.randperm(len(rows), generator=gen), 0
-        r = perm[used : used + batch]
+        r = perm[used : used + batch].to(device)
         used += batch
         loss = F.binary_cross_entropy_with_logits(model(t_x[r]), t_y[r])
         opt.zero_grad(set_to_none=True)
@@ -153,7 +166,7 @@ def _fit_leave(
     # training rows (what an exactly converged logistic fit satisfies): Newton steps
     with torch.no_grad():
         logits = torch.cat([model(t_x[i : i + 65536]) for i in range(0, len(t_x), 65536)])
-        shift = torch.zeros((), dtype=torch.float64)
+        shift = torch.zeros((), dtype=torch.float64, device=device)
         for _ in range(20):
             p = torch.sigmoid(logits.double() + shift)
             step = (t_y.double().sum() - p.sum()) / (p * (1 - p)).sum().clamp(min=1e-9)

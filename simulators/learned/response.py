@@ -216,7 +216,7 @@ class ResponseModel(nn.Module):
         """Multi-task loss (see the class docstring); `conditional` is (N, 6) float labels."""
         click_logit, cond, ratio = self.split_outputs(out)
         state = click.long()
-        rows = torch.arange(len(out))
+        rows = torch.arange(len(out), device=out.device)
         l_click = F.binary_cross_entropy_with_logits(click_logit, click)
         picked = cond[rows, :, state]  # (N, 6): the head of the logged click state
         l_cond = F.binary_cross_entropy_with_logits(picked, conditional, reduction="none").mean(0)

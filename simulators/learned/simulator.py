@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recgym.agents.device import resolve_device
 from recgym.data.writers import REC_TAB, SEARCH_TAB
 from recgym.simulators.protocol import BEHAVIOURS, SEARCH, Catalogue, StepResult
 
@@ -51,6 +52,13 @@ class LearnedSimulator:
     `scenario` maps to the KuaiRand tab the synthetic logs use (REC -> tab 1, SEARCH -> tab 4);
     a tab never seen in training uses the 'unknown' tab row. Users in one call must be distinct.
     The initial state of every user is their state at the end of the log it was fitted on.
+
+    `device` (`agents.device.resolve_device`; default 'auto' = CUDA when available) holds the two
+    models and every lookup table (catalogue id -> embedding row, item and user features): a
+    step's inputs are gathered on the device and the models run there; the predicted
+    probabilities and hazards come back to the host once per call (three arrays and one), where
+    the user state lives and the caller's numpy generator samples the responses, so a seed gives
+    the same users and draws on any device.
     """
 
     behaviours: tuple[str, ...] = tuple(b for b in BEHAVIOURS if b != "gift")
@@ -68,14 +76,16 @@ class LearnedSimulator:
         response: ResponseModel,
         leave: LeaveModel,
         fidelity: dict | None = None,
+        device: str | torch.device = "auto",
     ) -> None:
+        self.device = resolve_device(device)
         self.config = config
         self.catalogue = catalogue
         self.user_ids = user_ids
         self.item_ids = item_ids
         self.vocab = vocab
-        self.response = response.eval()
-        self.leave = leave.eval()
+        self.response = response.to(self.device).eval()
+        self.leave = leave.to(self.device).eval()
         self.fidelity = fidelity or {}
         self.history_len = config.history_len
         self._user_x = np.ascontiguousarray(user_x, dtype=np.float32)
@@ -88,16 +98,32 @@ class LearnedSimulator:
         self.reset_state()
 
     def _tensors(self) -> None:
-        """Lookup tables as torch tensors (catalogue id -> embedding row, item features)."""
+        """Lookup tables as torch tensors on the device (catalogue id -> embedding row, item
+        features)."""
         cat, v = self.catalogue, self.vocab
+        self.device = getattr(self, "device", torch.device("cpu"))  # pickles from before devices
+        on = self._on_device
         # index -1 (history padding) reads the appended last entry (row 0); it is masked anyway
-        self._t_item_row = torch.from_numpy(np.append(v.item_row, 0))
-        self._t_cat_row = torch.from_numpy(np.append(v.category_row[cat.category], 0))
-        self._t_author_row = torch.from_numpy(v.author_row[cat.author])
-        self._t_top_row = torch.from_numpy(v.top_row[cat.top_category])
-        self._t_item_x = torch.from_numpy(self._item_x)
-        self._t_user_x = torch.from_numpy(self._user_x)
-        self._t_user_row = torch.from_numpy(self._user_row)
+        self._t_item_row = on(np.append(v.item_row, 0))
+        self._t_cat_row = on(np.append(v.category_row[cat.category], 0))
+        self._t_author_row = on(v.author_row[cat.author])
+        self._t_top_row = on(v.top_row[cat.top_category])
+        self._t_item_x = on(self._item_x)
+        self._t_user_x = on(self._user_x)
+        self._t_user_row = on(self._user_row)
+
+    def _on_device(self, a: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """`a` as a tensor on the simulator's device (shares memory on the CPU)."""
+        t = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(a))
+        return t.to(self.device)
+
+    def to(self, device: str | torch.device) -> LearnedSimulator:
+        """Move the models and lookup tables to `device` (in place); returns self."""
+        self.device = resolve_device(device)
+        self.response.to(self.device)
+        self.leave.to(self.device)
+        self._tensors()
+        return self
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -125,9 +151,9 @@ class LearnedSimulator:
         """
         twin = copy.copy(self)
         twin._user_x = self._user_x[users]
-        twin._t_user_x = torch.from_numpy(twin._user_x)
+        twin._t_user_x = self._on_device(twin._user_x)
         twin._user_row = self._user_row[users]
-        twin._t_user_row = torch.from_numpy(twin._user_row)
+        twin._t_user_row = self._on_device(twin._user_row)
         twin.n_users = len(users)
         twin.user_ids = self.user_ids[users]
         twin._initial = self.state.take(users) if state is None else state
@@ -361,8 +387,8 @@ class LearnedSimulator:
 
         def long(a: np.ndarray | torch.Tensor) -> torch.Tensor:
             if isinstance(a, torch.Tensor):
-                return a.long()
-            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+                return a.to(self.device).long()
+            return self._on_device(np.ascontiguousarray(a, dtype=np.int64))
 
         t_user, t_item = long(user), long(item)
         t_clicked, t_skipped = long(clicked), long(skipped)
@@ -382,11 +408,9 @@ class LearnedSimulator:
             "category_row": self._t_cat_row[t_item],
             "top_row": self._t_top_row[t_item],
             "item_x": self._t_item_x[t_item],
-            "affinity": torch.from_numpy(affinity_features(affinity)),
-            "tab_row": torch.from_numpy(self.vocab.tab_rows(tab)),
-            "context": torch.from_numpy(
-                context_features(position, recency, self.config, is_random)
-            ),
+            "affinity": self._on_device(affinity_features(affinity)),
+            "tab_row": self._on_device(self.vocab.tab_rows(tab)),
+            "context": self._on_device(context_features(position, recency, self.config, is_random)),
         }
 
     def _predict(self, **arrays: Any) -> dict[str, np.ndarray]:
@@ -394,9 +418,10 @@ class LearnedSimulator:
         with torch.inference_mode():
             out = self.response(**self._inputs(**arrays))
             click, cond, ratio = self.response.split_outputs(out)
-            p_click = torch.sigmoid(click).double().numpy()
-            p_cond = torch.sigmoid(cond).double().numpy()  # (N, 6, 2)
-            p_ratio = torch.softmax(ratio.double(), dim=-1).numpy()  # (N, 2, R)
+            # the probabilities are computed on the device; these are the call's host copies
+            p_click = torch.sigmoid(click).double().cpu().numpy()
+            p_cond = torch.sigmoid(cond).double().cpu().numpy()  # (N, 6, 2)
+            p_ratio = torch.softmax(ratio.double(), dim=-1).cpu().numpy()  # (N, 2, R)
         mean_ratio = p_ratio @ ratio_values(p_ratio.shape[-1])  # (N, 2)
         result = {
             "p_click": p_click,
@@ -410,7 +435,7 @@ class LearnedSimulator:
 
     def _hazard(self, x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return torch.sigmoid(self.leave(torch.from_numpy(x)).double()).numpy()
+            return torch.sigmoid(self.leave(self._on_device(x)).double()).cpu().numpy()
 
     def _record(
         self,
@@ -435,15 +460,19 @@ class LearnedSimulator:
 
     # ----------------------------------------------------------------- fitting and checkpoints
     @classmethod
-    def fit(cls, table: LogTable, progress: bool = False) -> LearnedSimulator:
-        """Fit the response and leave models on the training sessions of `table` (`fit.py`)."""
-        return fit_simulator(cls, table, progress)
+    def fit(
+        cls, table: LogTable, progress: bool = False, device: str | torch.device = "auto"
+    ) -> LearnedSimulator:
+        """Fit the response and leave models on the training sessions of `table` (`fit.py`) on
+        `device` ('auto': CUDA when available); the simulator stays there."""
+        return fit_simulator(cls, table, progress, device)
 
     def save(self, path: str | Path) -> Path:
         """Write `path`/model.pt (weights and lookup arrays), config.json and fidelity.json."""
         return save_checkpoint(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> LearnedSimulator:
-        """Read a checkpoint directory written by `save`; any problem raises `CheckpointError`."""
-        return load_checkpoint(cls, path)
+    def load(cls, path: str | Path, device: str | torch.device = "auto") -> LearnedSimulator:
+        """Read a checkpoint directory written by `save` (on any device) onto `device`; any
+        problem raises `CheckpointError`."""
+        return load_checkpoint(cls, path, device)

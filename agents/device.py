@@ -1,0 +1,88 @@
+"""Torch devices: one place that turns a `device` option into a `torch.device` and loads weights.
+
+Every model, simulator and bench config in recgym takes ``device: str = "auto"`` and resolves
+it here. ``"auto"`` is CUDA (the current CUDA device) when torch sees one and the CPU otherwise,
+so on a machine without a GPU every default run is the CPU run it always was. An explicit
+CUDA device without CUDA is an error, not a silent fall-back to the CPU: a run that asked for a
+GPU and got none would report CPU timings as GPU ones.
+
+Random streams stay on the host where they decide *what* is computed (batch order, dropout masks,
+ε-greedy, the simulator's response draws: numpy generators), so a seed gives the same batches and
+the same sampled users on any device; only floating-point rounding of the kernels differs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DEVICE_HELP = (
+    "torch device: 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'; "
+    "'cuda' without CUDA is an error"
+)
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """The `torch.device` a ``device`` option names.
+
+    ``"auto"`` (or None): ``cuda`` when `torch.cuda.is_available()`, else ``cpu``. ``"cpu"``,
+    ``"cuda"``, ``"cuda:N"`` and ``"meta"`` (shape-only construction) as torch spells them; a CUDA
+    device without CUDA, or an index past `torch.cuda.device_count()`, raises ValueError naming
+    what was asked for and what there is. Other device types torch knows (``mps``...) pass
+    through unchecked.
+    """
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(spec, torch.device):
+        device = spec
+    elif isinstance(spec, str):
+        try:
+            device = torch.device(spec.strip())
+        except RuntimeError as exc:
+            raise ValueError(
+                f"device {spec!r} is not a torch device; expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+            ) from exc
+    else:
+        raise ValueError(f"device must be a string or torch.device, got {type(spec).__name__}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {str(device)!r} requested but CUDA is not available here (torch "
+                f"{torch.__version__}, CUDA build {torch.version.cuda or 'none'}); use "
+                "device='cpu' or 'auto'"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(
+                f"device {str(device)!r} requested but only {count} CUDA device(s) exist"
+            )
+    return device
+
+
+def device_name(device: str | torch.device) -> str:
+    """A human-readable name of `device` for reports: the GPU's model for CUDA, else the type."""
+    device = resolve_device(device)
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def load_state(path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Any:
+    """`torch.load(path, map_location=device, weights_only=True)`: weights saved on any device
+    (a GPU's included) load onto `device` ('auto' resolved by `resolve_device`)."""
+    kwargs.setdefault("weights_only", True)
+    return torch.load(path, map_location=resolve_device(device), **kwargs)
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter (or buffer); CPU for one with neither."""
+    for tensor in module.parameters():
+        return tensor.device
+    for tensor in module.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+__all__ = ["DEVICE_HELP", "device_name", "load_state", "module_device", "resolve_device"]
