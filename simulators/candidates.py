@@ -64,8 +64,10 @@ class CandidateGenerator:
         lo, hi = self._offsets[seed_cat], self._offsets[seed_cat + 1]
         within = lo + (rng.random((b, n_hist)) * (hi - lo)).astype(np.int64)
         from_hist = self._by_category[np.minimum(within, n_items - 1)]
-        popular_fill = np.searchsorted(self._pop_cdf, rng.random((b, n_hist)))
-        from_hist = np.where(has[:, None], from_hist, popular_fill)
+        fill_u = rng.random((b, n_hist))  # drawn for every row: the stream stays aligned
+        empty = ~has
+        if empty.any():  # rows without history take popular items (searchsorted only there)
+            from_hist[empty] = np.searchsorted(self._pop_cdf, fill_u[empty])
         popular = np.searchsorted(self._pop_cdf, rng.random((b, n_pop)))
         uniform = rng.integers(0, n_items, (b, n_rand))
         cand = np.concatenate([from_hist, popular, uniform], axis=1).astype(np.int64)
