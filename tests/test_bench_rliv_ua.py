@@ -39,12 +39,14 @@ def test_tiny_run_writes_rows_tables_claims_and_plots(tiny) -> None:
     assert set(actions.values()) == {"ran"}
     rows = _rows(out)
     # every agent on both backends, but the oracle (it reads the world's state) on the world only
+    backends = ("learned", "learned_b", "world")  # the second simulator: nobody trained there
+    assert cfg.backends == backends
     cells = {
         (a, b, s)
         for a in rliv_ua.AGENTS
-        for b in ("learned", "world")
+        for b in backends
         for s in cfg.seeds
-        if not (a == "oracle" and b == "learned")
+        if not (a == "oracle" and b != "world")
     }
     assert {(r["agent"], r["backend"], r["seed"]) for r in rows} == cells
     for row in rows:
@@ -59,21 +61,26 @@ def test_tiny_run_writes_rows_tables_claims_and_plots(tiny) -> None:
     assert all(r["value"] >= 1 for r in rows if r["metric"] == "session_length")
 
     results = json.loads((out / "results.json").read_text())
-    assert set(results["results"]) == {"learned", "world"}
+    assert set(results["results"]) == set(backends)
     assert "oracle" not in results["results"]["learned"]
+    shift = results["facts"]["counter_shift"]  # the train/serve shift is measured
+    assert set(shift["training"]) == {"learned", "world"} and set(shift["served"]) == set(backends)
     claims = json.loads((out / "claims.json").read_text())["verdicts"]
-    assert len(claims) == 2 * len(rliv_ua.all_claims())
+    assert len(claims) == 3 * len(rliv_ua.all_claims())
     assert {c["verdict"] for c in claims} <= {"reproduced", "contradicted", "inconclusive"}
     long_term = [c for c in claims if c["claim"]["b"] == "myopic_watch_ranker"]
     assert {(c["backend"], c["claim"]["metric"]) for c in long_term} == {
-        (b, m) for b in ("learned", "world") for m in ("watch_time_s", "session_length")
+        (b, m) for b in backends for m in ("watch_time_s", "session_length")
     }
+    items = [c for c in claims if c["claim"]["b"] == "rliv_ua_author_only"]
+    assert len(items) == 2 * len(backends)
     md = (out / "results.md").read_text()
     for text in ("Table 2", "Table 3", "ground-truth world", "learned simulator", "12.8860"):
         assert text in md
     assert md.count("| patience oracle (reads hidden state) |") == 1  # on the world only
     assert "2 seeds only" in md
-    assert md.count("| RLIV-UA |") == 6  # two backends x two tables, plus the paper's two
+    assert md.count("| RLIV-UA |") == 8  # three backends x two tables, plus the paper's two
+    assert md.count("| RLIV-UA (author-only state) |") == 6
     assert (out / "watch_time_s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "config.json").read_text())["mode"] == "tiny"
 
@@ -90,7 +97,8 @@ def test_a_changed_setting_reruns_exactly_the_stages_it_affects(tiny) -> None:
 
     variants = rliv_ua.RLIV_VARIANTS
     actions = _run(out, work, "--rliv-steps", str(cfg.rliv_steps * 2))
-    expected = {train_stage(v, s, b) for v in variants for b in cfg.backends for s in cfg.seeds}
+    spaces = ("learned", "world")  # the two simulators share one id space
+    expected = {train_stage(v, s, b) for v in variants for b in spaces for s in cfg.seeds}
     expected |= {eval_stage(v, s) for v in variants for s in cfg.seeds}
     assert {n for n, a in actions.items() if a == "ran"} == expected
     assert set(actions) == {s.name for s in stages(cfg)}
@@ -107,7 +115,7 @@ def test_real_logs_mean_no_world_backend(tiny, tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = ["--tiny", "--data", str(logs), "--out", str(out), "--work", str(tmp_path / "w")]
     assert rliv_ua.main([*args, "--agents", "random", "rliv_ua", "--quiet"]) == 0
-    assert {r["backend"] for r in _rows(out)} == {"learned"}
+    assert {r["backend"] for r in _rows(out)} == {"learned", "learned_b"}
     assert "No ground-truth evaluation" in (out / "results.md").read_text()
 
 

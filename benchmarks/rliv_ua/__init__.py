@@ -16,7 +16,9 @@ everything first). Stage outputs live under ``--work``, the report under ``--out
 4. **agents** (one checkpoint per agent and training seed), every one from the same logs:
    - offline: RankingModel = DeepFM fitted on the logs and ranking by P(click) (the paper's
      RankingModel, "best on CTR"); RLIV-UA and its ablations on the ASA samples (w/o MT: the
-     watch-time tower only; w/o SL: no r_hat + gamma * V split; w/o MT & SL: both); CQL
+     watch-time tower only; w/o SL: no r_hat + gamma * V split; w/o MT & SL: both; the
+     author-only state: no item features, Eq. 3's s_ua alone; every other variant has the
+     item's id and static row in its state, the paper's Sec. 2); CQL
      (Tianshou) on an offline buffer logged *in the learned simulator* by the noisy projected
      DeepFM (`agents.continuous.collect_offline_buffer`: logged KuaiRand rows do not hold the
      linear ranking weights CQL acts with, so its transitions have to come from a rollout of
@@ -28,12 +30,17 @@ everything first). Stage outputs live under ``--work``, the report under ``--out
      duration+diversity (observation rules); the patience oracle, which reads the world's
      hidden state and is evaluated on the world only. The long-term claim "RLIV-UA beats the
      myopic watch ranker" (watch time, session length) sits beside the paper's claims.
-   The gift tower and the assistance gift net of RLIV-UA do not exist here, as in the paper's
-   offline study: KuaiRand-schema logs carry no gift signal (`simulators.scri.tasks_for`).
+   World logs carry the optional ``is_gift`` column, so RLIV-UA there has its gift tower and
+   the assistance gift net (real KuaiRand logs have no gift signal: no gift tower,
+   `simulators.scri.tasks_for`).
 5. **evaluate** (one stage per agent and seed): every agent on `recgym/UserAuthor-v0` over the
-   learned simulator AND over the ground-truth world as it stood after writing the logs
-   (backend "world", ``world_dir`` = the logs: the user state the simulator learned starts
-   from); one row per agent x backend x seed x metric.
+   learned simulator the online agents trained in, over a second simulator fit on the same
+   logs with another seed (other initialisation and held-out users; nobody trained in it;
+   ``--no-second-simulator`` drops it) AND over the ground-truth world as it stood after
+   writing the logs (backend "world", ``world_dir`` = the logs: the user state the simulator
+   learned starts from); one row per agent x backend x seed x metric. The share of served
+   candidates with a non-zero UA counter is recorded beside the ASA samples' share (the
+   train/serve shift of RLIV-UA's states).
 6. **report** (`rliv_ua.report`): Table 2 / Table 3 per backend (markdown, ``results.json``),
    one plot per paper metric, the paper's numbers and a reproduced / contradicted /
    inconclusive verdict per claim (``claims.md``/``claims.json``), all regenerated from the
@@ -54,16 +61,16 @@ rate (`agents.rliv_ua.train_rliv_ua`). This benchmark therefore uses tau = 0.05 
 ~5 % of the truth at this budget) and tau = 0.02 for 2000 steps of 1024 samples in the full
 run (40 moves). ``--rliv-tau 0.005`` restores Table 1's value.
 
-Cost on 2 CPU cores: ``--quick`` took 14.5 min (872 s with the reference rows, cores shared
-with another bench; measured, results in `benchmarks/results/rliv_ua/quick`); the full preset
-(a 1000-user world, 14 days, 5 seeds, 5x the online and 6x the CQL budgets) is estimated at
-about 2 hours from the quick run's per-step costs and has not been run. ``--tiny`` is the smoke
-test (about 20 s).
+Cost on 2 CPU cores: ``--quick`` took 14.5 min before the second simulator and the
+author-only variant (872 s, cores shared with another bench); the committed quick results
+(`benchmarks/results/rliv_ua/quick`, see its results.md for the code they ran) record every
+stage's seconds. The full preset (a 1000-user world, 14 days, 5 seeds, 5x the online and 6x the
+CQL budgets) is estimated at 2-3 hours and has not been run. ``--tiny`` is the smoke test.
 
 Metrics (`envs.evaluation.METRICS` plus gifts): per session, requests (session length), watch
 seconds, CTR (pooled over shown items), distinct categories shown (our "diversity": the paper's
 is an unspecified 0-1 score), new follows, and gifts, which only the ground-truth world
-produces (counted here from the step infos; a learned simulator of KuaiRand has no gifts).
+produces (counted here from the step infos; the learned simulator models no gifts).
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ import gymnasium as gym
 import numpy as np
 
 from recgym.benchmarks.engine import StageContext, StageResult
-from recgym.benchmarks.rliv_ua.spec import ENV_ID, RLIV_VARIANTS
+from recgym.benchmarks.rliv_ua.spec import ENV_ID, ID_SPACE, RLIV_VARIANTS
 from recgym.benchmarks.rliv_ua.stages import env_kwargs, logs_dir, train_stage
+from recgym.envs.contract import UA_COUNTER_COLUMNS, candidate_columns
 
 
 def load_policy(agent: str, seed: int, backend: str, deps: dict[str, StageResult]) -> Any:
@@ -27,7 +28,7 @@ def load_policy(agent: str, seed: int, backend: str, deps: dict[str, StageResult
         from recgym.agents.references import DurationDiversity
 
         return DurationDiversity()
-    stage = train_stage(agent, seed, backend if agent in RLIV_VARIANTS else None)
+    stage = train_stage(agent, seed, ID_SPACE[backend] if agent in RLIV_VARIANTS else None)
     path = deps[stage].dir / "model.pt"
     if agent in ("click_ranker", "myopic_watch_ranker"):
         from recgym.agents.baselines import RankingModel
@@ -63,19 +64,31 @@ def load_policy(agent: str, seed: int, backend: str, deps: dict[str, StageResult
 class GiftCounter(gym.Wrapper):
     """Counts the gifts of each session from the step infos (``responses["gift"]``), so the
     sessions are played by `envs.evaluation.run_sessions` unchanged; ``has_gifts`` says whether
-    the backend ever reported the behaviour (a learned simulator of KuaiRand never does)."""
+    the backend ever reported the behaviour (a learned simulator of KuaiRand never does).
+    Also counts the candidate rows served with any non-zero UA counter (the train/serve shift
+    of issue 14 point 4: compare with the ASA samples' share)."""
 
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.sessions: list[float] = []
         self.has_gifts = False
+        self.rows = self.nonzero_rows = 0
+
+    def _count(self, obs: Any) -> None:
+        counters = candidate_columns(obs, UA_COUNTER_COLUMNS)[np.asarray(obs["mask"], bool)]
+        self.rows += len(counters)
+        self.nonzero_rows += int((counters > 0).any(1).sum())
 
     def reset(self, **kwargs: Any) -> Any:
         self.sessions.append(0.0)
-        return self.env.reset(**kwargs)
+        obs, info = self.env.reset(**kwargs)
+        self._count(obs)
+        return obs, info
 
     def step(self, action: Any) -> Any:
         obs, reward, terminated, truncated, info = self.env.step(action)
+        if not (terminated or truncated):
+            self._count(obs)
         gift = info["responses"].get("gift")
         if gift is not None:
             self.has_gifts = True
@@ -83,9 +96,10 @@ class GiftCounter(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def play(policy: Any, env: gym.Env, episodes: int, seed: int) -> dict[str, float]:
+def play(policy: Any, env: gym.Env, episodes: int, seed: int) -> tuple[dict[str, float], float]:
     """`envs.evaluation.METRICS` of one seed, plus ``gifts`` per session where the backend has
-    gifts. The first reset is seeded, the following sessions continue from it."""
+    gifts, and the share of served candidate rows with a non-zero UA counter. The first reset
+    is seeded, the following sessions continue from it."""
     from recgym.envs.evaluation import run_sessions, seed_metrics
 
     counter = GiftCounter(env)
@@ -94,7 +108,7 @@ def play(policy: Any, env: gym.Env, episodes: int, seed: int) -> dict[str, float
     metrics = seed_metrics(run_sessions(policy, counter, episodes, seed))
     if counter.has_gifts:
         metrics["gifts"] = float(np.mean(counter.sessions))
-    return metrics
+    return metrics, counter.nonzero_rows / max(counter.rows, 1)
 
 
 def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
@@ -105,6 +119,7 @@ def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
 
     cfg = ctx.config
     agent, seed = cfg["agent"], cfg["seed"]
+    shares: dict[str, float] = {}
     for backend in cfg["backends"]:
         if agent == "oracle":
             from recgym.agents.references import PatienceOracle
@@ -117,7 +132,7 @@ def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
             policy = load_policy(agent, seed, backend, ctx.deps)
             env = make_env(ENV_ID, **env_kwargs(backend, ctx.deps, cfg["env"]))
         try:
-            metrics = play(policy, env, cfg["episodes"], seed)
+            metrics, shares[backend] = play(policy, env, cfg["episodes"], seed)
         finally:
             env.close()
         ctx.write_rows(
@@ -136,7 +151,7 @@ def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
             f"[{ctx.name}] {backend}: {metrics['session_length']:.2f} requests, "
             f"{metrics['watch_time_s']:.0f} s"
         )
-    return {}
+    return {"nonzero_counter_share": shares}
 
 
 __all__ = ["GiftCounter", "evaluate_stage", "load_policy", "play"]

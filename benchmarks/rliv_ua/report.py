@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from recgym.benchmarks import claims as paired
 from recgym.benchmarks.engine import StageResult, jsonable
 from recgym.benchmarks.report import fmt, markdown_table, plot_metric, summaries, table_json
@@ -70,7 +72,21 @@ def facts(cfg: BenchConfig, done: Mapping[str, StageResult]) -> dict[str, Any]:
         group = "evaluation" if name.startswith("evaluate-") else group
         record = json.loads((stage.dir / "stage.json").read_text())
         seconds[group] = round(seconds.get(group, 0.0) + float(record["seconds"]), 1)
+    served: dict[str, list[float]] = {}
+    for name, stage in done.items():
+        if name.startswith("evaluate-rliv_ua-seed"):
+            for backend, share in stage.result.get("nonzero_counter_share", {}).items():
+                served.setdefault(backend, []).append(share)
+    trained = {
+        name.removeprefix("asa-"): stage.result.get("nonzero_counter_share")
+        for name, stage in done.items()
+        if name.startswith("asa-")
+    }
     return {
+        "counter_shift": {
+            "training": trained,
+            "served": {b: float(np.mean(v)) for b, v in served.items()},
+        },
         "logged_exposures": done["logs"].result.get("rows"),
         "simulator_targets": json.loads(sim.read_text()).get("targets", {}),
         "asa_samples": asa.result["samples"] if asa else None,
@@ -222,6 +238,15 @@ def setup_lines(cfg: BenchConfig, facts: Mapping[str, Any]) -> list[str]:
             f"- **{len(cfg.seeds)} seeds only** ({cfg.mode} preset; the full preset "
             "uses 5): the intervals are wide and few claims can be reproduced."
         )
+    shift = facts.get("counter_shift") or {}
+    if shift.get("served"):
+        train = ", ".join(f"{b} ids {v:.0%}" for b, v in shift["training"].items() if v is not None)
+        served = ", ".join(f"{BACKEND_LABELS[b]} {v:.0%}" for b, v in shift["served"].items())
+        lines.append(
+            "- Train/serve shift of the UA counters (measured, issue 14 point 4): share of "
+            f"RLIV-UA's training states (ASA samples) with a non-zero counter: {train}; share "
+            f"of the candidates it ranked at serving: {served}."
+        )
     seconds = facts.get("stage_seconds") or {}
     lines += [
         "- Reference rows (`agents.references`): random; the click ranker and the myopic watch "
@@ -238,7 +263,14 @@ def setup_lines(cfg: BenchConfig, facts: Mapping[str, Any]) -> list[str]:
         f"{cfg.cql_data_steps:,} transitions logged in the learned simulator by the noisy "
         f"projected DeepFM; DeepFM {cfg.deepfm_epochs} epochs; RLIV-UA {cfg.rliv_steps:,} "
         f"gradient steps of {cfg.rliv_batch} samples with tau = {cfg.rliv_tau} (Table 1: 0.005; "
-        "see the bench's docstring), one model per backend's id space.",
+        "see the bench's docstring), one model per id space (the two simulators share one).",
+        "- Equal footing: every agent acts on the same UserAuthor-v0 observation (the user's "
+        "features, each candidate's item, author and UA-counter columns and its item, author "
+        "and category ids); DQN, TD3, CQL and RLUR rank by the candidate rows, DeepFM (and RLUR "
+        "over it) also embeds the ids, RLIV-UA embeds the user, author and item ids beside the "
+        "item's static row (the author-only variant: no item). The online agents (DQN, TD3, "
+        "RLUR) trained in the first learned simulator; the second simulator and the world are "
+        "environments none of them trained in.",
         "- Stage seconds, summed over seeds as recorded when each stage ran: "
         + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
         + f"; total {sum(seconds.values()):.0f} s.",

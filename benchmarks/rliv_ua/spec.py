@@ -8,8 +8,16 @@ from typing import Any
 from recgym.benchmarks.claims import Claim
 
 ENV_ID = "recgym/UserAuthor-v0"
-BACKENDS = ("learned", "world")
-BACKEND_LABELS = {"learned": "learned simulator", "world": "ground-truth world"}
+BACKENDS = ("learned", "learned_b", "world")
+BACKEND_LABELS = {
+    "learned": "learned simulator (the online agents trained in it)",
+    "learned_b": "second learned simulator (another seed and held-out users; nobody trained in it)",
+    "world": "ground-truth world",
+}
+ID_SPACE = {"learned": "learned", "learned_b": "learned", "world": "world"}
+"""The id space of each backend: both simulators are fit on the same logs, so their dense user
+and item indices are the same (`simulators.learned` indexes the log's ids, whatever the seed);
+an RLIV-UA model trained on ASA samples in one space serves every backend of that space."""
 
 TABLE_METRICS: tuple[str, ...] = (
     "session_length",
@@ -55,6 +63,9 @@ AGENTS: dict[str, AgentInfo] = {
         "RLIV-UA (w/o MT)", "3", "offline (ASA samples of the logs)", "RLIV-UA(w/o MT)"
     ),
     "rliv_ua_wo_sl": AgentInfo("RLIV-UA (w/o SL)", "3", "offline (ASA samples of the logs)"),
+    "rliv_ua_author_only": AgentInfo(
+        "RLIV-UA (author-only state)", "2+3", "offline (ASA samples of the logs)"
+    ),
     # reference rows (`agents.references`, issue 8 point 4)
     "random": AgentInfo("random (reference)", "2", "none"),
     "click_ranker": AgentInfo("click ranker (reference)", "2", "offline (logs)"),
@@ -75,15 +86,27 @@ REFERENCES = (
 `RankingModel` fit per seed viewed two ways; the oracle reads the world's hidden state, so it
 is evaluated on the world backend only."""
 WORLD_ONLY = frozenset({"oracle"})
-TABLE2 = ("ranking_model", "cql", "dqn", "td3", "rlur", "rliv_ua", *REFERENCES)
-TABLE3 = ("rliv_ua_wo_mt_sl", "rliv_ua_wo_mt", "rliv_ua_wo_sl", "rliv_ua")
+TABLE2 = (
+    "ranking_model",
+    "cql",
+    "dqn",
+    "td3",
+    "rlur",
+    "rliv_ua",
+    "rliv_ua_author_only",
+    *REFERENCES,
+)
+TABLE3 = ("rliv_ua_wo_mt_sl", "rliv_ua_wo_mt", "rliv_ua_wo_sl", "rliv_ua_author_only", "rliv_ua")
 RLIV_VARIANTS: dict[str, dict[str, bool]] = {
-    "rliv_ua": {"multi_task": True, "supervised": True},
-    "rliv_ua_wo_mt": {"multi_task": False, "supervised": True},
-    "rliv_ua_wo_sl": {"multi_task": True, "supervised": False},
-    "rliv_ua_wo_mt_sl": {"multi_task": False, "supervised": False},
+    "rliv_ua": {"multi_task": True, "supervised": True, "item_features": True},
+    "rliv_ua_wo_mt": {"multi_task": False, "supervised": True, "item_features": True},
+    "rliv_ua_wo_sl": {"multi_task": True, "supervised": False, "item_features": True},
+    "rliv_ua_wo_mt_sl": {"multi_task": False, "supervised": False, "item_features": True},
+    "rliv_ua_author_only": {"multi_task": True, "supervised": True, "item_features": False},
 }
-"""The ablation switches of `RLIVUAConfig` per variant (no gift tower, so no assistance net)."""
+"""The switches of `RLIVUAConfig` per variant. Every variant but the author-only one has the
+item's static features in its state (the paper's Sec. 2); the towers are the ASA samples'
+tasks (a gift tower, and so the assistance net, where the logs have gifts: world logs do)."""
 
 # The paper's Table 2 and Table 3 (offline, simulator on KuaiRand): session length, watch time,
 # CTR, diversity. Transcribed from Sec. 4.2-4.3; the w/o SL variant has no offline row (it only
@@ -132,12 +155,18 @@ LONG_TERM = "ours: long-term vs myopic"
 """`Claim.source` of the claims that are ours, not the paper's."""
 
 
+ITEMS = "ours: item features in the state"
+"""`Claim.source` of the item-aware vs author-only claims (issue 14 point 1)."""
+
+
 def long_term_claims() -> list[Claim]:
     """Ours, beside the paper's (issue 8 point 6): a long-term claim is made against the myopic
-    watch-time ranker, which already maximises each request's watch time."""
+    watch-time ranker, which already maximises each request's watch time; and the item-aware
+    state against the author-only one."""
+    metrics = ("watch_time_s", "session_length")
     return [
-        Claim(metric=m, a="rliv_ua", b="myopic_watch_ranker", source=LONG_TERM)
-        for m in ("watch_time_s", "session_length")
+        *(Claim(metric=m, a="rliv_ua", b="myopic_watch_ranker", source=LONG_TERM) for m in metrics),
+        *(Claim(metric=m, a="rliv_ua", b="rliv_ua_author_only", source=ITEMS) for m in metrics),
     ]
 
 
@@ -158,6 +187,8 @@ def paper_verdict(claim: Claim) -> str:
     """Whether the paper's own transcribed numbers order the claim's agents as it says."""
     if claim.source == LONG_TERM:
         return "ours (long-term vs myopic, issue 8)"
+    if claim.source == ITEMS:
+        return "ours (the paper's state has item features, issue 14)"
     hi, lo = paper_value(claim.a, claim.metric), paper_value(claim.b, claim.metric)
     if lo is None or hi is None:
         return "not in the paper's offline tables"
@@ -219,6 +250,9 @@ class BenchConfig:
     """Shrink every network to one hidden layer of 16 (smoke tests only)."""
     agents: tuple[str, ...] = tuple(AGENTS)
     """Agents to train and evaluate."""
+    second_simulator: bool = True
+    """Also judge every agent on a second simulator fit on the same logs with another seed
+    (other initialisation, other held-out users), in which no agent was trained."""
 
     def __post_init__(self) -> None:
         self.seeds = tuple(int(s) for s in self.seeds)
@@ -235,7 +269,11 @@ class BenchConfig:
 
     @property
     def backends(self) -> tuple[str, ...]:
-        return BACKENDS if self.has_world else ("learned",)
+        return tuple(
+            b
+            for b in BACKENDS
+            if (b != "world" or self.has_world) and (b != "learned_b" or self.second_simulator)
+        )
 
     def world_config(self) -> dict[str, Any]:
         return {

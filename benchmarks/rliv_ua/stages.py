@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from recgym.benchmarks.engine import Stage, StageContext, StageResult
-from recgym.benchmarks.rliv_ua.spec import ENV_ID, RLIV_VARIANTS, WORLD_ONLY, BenchConfig
+from recgym.benchmarks.rliv_ua.spec import ENV_ID, ID_SPACE, RLIV_VARIANTS, WORLD_ONLY, BenchConfig
+from recgym.simulators import scri
 
 UNTRAINED = frozenset({"random", "longest_first", "duration_diversity", "oracle"})
 """Agents without a training stage."""
@@ -32,8 +33,9 @@ def logs_dir(logs: StageResult) -> Path:
 def env_kwargs(backend: str, deps: dict[str, StageResult], env: dict[str, Any]) -> dict[str, Any]:
     """UserAuthor-v0 kwargs on `backend`: the learned simulator of the ``simulator`` stage, or the
     world as it stood after writing the logs (``world_dir``; issue 8 point 3)."""
-    if backend == "learned":
-        return {"backend": "learned", "checkpoint": str(deps["simulator"].dir), **env}
+    if backend in ("learned", "learned_b"):
+        sim = deps["simulator" if backend == "learned" else "simulator-b"]
+        return {"backend": "learned", "checkpoint": str(sim.dir), **env}
     return {"backend": "world", "world_dir": str(logs_dir(deps["logs"])), **env}
 
 
@@ -72,7 +74,12 @@ def _asa(ctx: StageContext) -> dict[str, Any]:
     samples = asa_samples(_load_logs(ctx), backend=env.unwrapped.model)
     env.close()
     samples.save(ctx.dir / "asa.h5")
-    return {"samples": len(samples.buffer), "tasks": list(samples.tasks)}
+    counters = samples.buffer[np.arange(len(samples.buffer))].obs[:, -len(scri.UA_COUNTERS) :]
+    return {
+        "samples": len(samples.buffer),
+        "tasks": list(samples.tasks),
+        "nonzero_counter_share": float((counters > 0).any(1).mean()),
+    }
 
 
 # --------------------------------------------------------------------------- agent stages
@@ -259,9 +266,13 @@ def stages(cfg: BenchConfig) -> list[Stage]:
         logs = Stage(
             "logs", {"world": world, "logs": LogConfig(days=cfg.days, seed=cfg.world_seed)}, _logs
         )
-    out = [logs, Stage("simulator", simulator_config(cfg), _simulator, deps=("logs",))]
+    sim = simulator_config(cfg)
+    out = [logs, Stage("simulator", sim, _simulator, deps=("logs",))]
+    if "learned_b" in backends:  # another seed: other initialisation, other held-out users
+        out.append(Stage("simulator-b", replace(sim, seed=sim.seed + 1), _simulator, ("logs",)))
+    spaces = tuple(dict.fromkeys(ID_SPACE[b] for b in backends))
     if want & set(RLIV_VARIANTS):
-        for b in backends:
+        for b in spaces:
             deps = ("logs", "simulator") if b == "learned" else ("logs",)
             out.append(Stage(f"asa-{b}", {"backend": b}, _asa, deps=deps))
     configs = {s: agent_configs(cfg, s) for s in cfg.seeds}
@@ -313,10 +324,11 @@ def stages(cfg: BenchConfig) -> list[Stage]:
                 deps += (config["ranker"],)
             out.append(Stage(train_stage(kind, s), config, _online, deps=deps))
     for variant in (v for v in RLIV_VARIANTS if v in want):
-        for b in backends:
+        for b in spaces:
             for s in cfg.seeds:
                 config = {"agent": configs[s][variant], "backend": b}
                 out.append(Stage(train_stage(variant, s, b), config, _rliv, deps=(f"asa-{b}",)))
+    sims = ("simulator", "simulator-b") if "learned_b" in backends else ("simulator",)
     for agent in cfg.agents:
         on = tuple(b for b in backends if not (agent in WORLD_ONLY and b != "world"))
         if not on:
@@ -324,7 +336,7 @@ def stages(cfg: BenchConfig) -> list[Stage]:
         for s in cfg.seeds:
             trained: tuple[str, ...] = ()
             if agent in RLIV_VARIANTS:
-                trained = tuple(train_stage(agent, s, b) for b in on)
+                trained = tuple(dict.fromkeys(train_stage(agent, s, ID_SPACE[b]) for b in on))
             elif agent not in UNTRAINED:
                 trained = (train_stage(agent, s),)
             config = {
@@ -339,7 +351,7 @@ def stages(cfg: BenchConfig) -> list[Stage]:
                     eval_stage(agent, s),
                     config,
                     evaluate_stage,
-                    deps=("logs", "simulator", *trained),
+                    deps=("logs", *sims, *trained),
                 )
             )
     return out
