@@ -25,7 +25,7 @@ Executors.
   running cluster (``ray start --head`` prints the address; ``auto`` finds a local one). On a
   cluster the output directory must be a path every node sees (a shared file system): the jobs
   write there directly. Ray is the optional extra ``recgym[ray]``.
-Each worker runs torch with one thread (`SweepConfig.threads`): N jobs on N cores.
+Each worker runs torch and BLAS with one thread (`SweepConfig.threads`): N jobs on N cores.
 """
 
 from __future__ import annotations
@@ -111,12 +111,14 @@ class SweepError(RuntimeError):
 
 # --------------------------------------------------------------------------- in a worker
 def _worker_init(threads: int) -> None:
-    try:
-        import torch
+    """`threads` torch and BLAS/OpenMP threads in this worker: N workers on N cores must not
+    each start a BLAS pool of all the cores (Ray already sets OMP_NUM_THREADS for its tasks; a
+    pool worker inherits the parent's settings, and numpy's OpenBLAS takes every core)."""
+    import torch
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)  # stays in force for the worker's life
 
 
 def run_job(
