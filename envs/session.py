@@ -118,18 +118,55 @@ class SessionMDP(BatchedMDP):
     def reset_slots(
         self, slots: np.ndarray, options: Mapping[str, Any] | None = None
     ) -> tuple[Obs, Info]:
-        # one user draw per slot and reset, even when options name the user: sequences stay paired
-        users = self.driver.begin(options, slots)
-        self.session_exposure[slots] = 0.0
-        self.shown[slots] = False
-        self.last[slots] = 0.0
-        self.steps[slots] = 0
+        users = self._begin(slots, options)
         self.candidates[slots] = self.driver.retrieve(self.generator, slots)
         return self._observe(slots), {"user_id": users, "candidates": self.candidates[slots]}
 
     def step_slots(
         self, actions: Any, slots: np.ndarray
     ) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, Info]:
+        reward, terminated, truncated, info = self._advance(actions, slots)
+        self.candidates[slots] = self.driver.retrieve(self.generator, slots)
+        info["candidates"] = self.candidates[slots]
+        return self._observe(slots), reward, terminated, truncated, info
+
+    def autoreset_step(
+        self, actions: Any, stepped: np.ndarray, resetting: np.ndarray
+    ) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, Info, Info]:
+        """`step_slots(actions, stepped)` and `reset_slots(resetting)` for slots that together
+        are all the slots, with one retrieval and one observation call for all of them
+        (`envs.vector.MDPVectorEnv` uses it; the candidates stream is drawn in one call, so
+        a run differs from the two separate calls, not between runs). Returns the observation,
+        reward, terminated and truncated of every slot, the stepped slots' info and the reset
+        slots' info."""
+        n = self.n_slots
+        reward_s, term_s, trunc_s, info = self._advance(actions, stepped)
+        users = self._begin(resetting, None)
+        every = np.arange(n)
+        self.candidates[:] = self.driver.retrieve(self.generator, every)
+        info["candidates"] = self.candidates[stepped]
+        reward = np.zeros(n)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        reward[stepped], terminated[stepped], truncated[stepped] = reward_s, term_s, trunc_s
+        reset_info: Info = {"user_id": users, "candidates": self.candidates[resetting]}
+        return self._observe(every), reward, terminated, truncated, info, reset_info
+
+    def _begin(self, slots: np.ndarray, options: Mapping[str, Any] | None) -> np.ndarray:
+        """New sessions in `slots`: their users (drawn, or named by options) and empty state."""
+        # one user draw per slot and reset, even when options name the user: sequences stay paired
+        users = self.driver.begin(options, slots)
+        self.session_exposure[slots] = 0.0
+        self.shown[slots] = False
+        self.last[slots] = 0.0
+        self.steps[slots] = 0
+        return users
+
+    def _advance(
+        self, actions: Any, slots: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Info]:
+        """The slots' users respond to their actions' slates and the session state advances
+        (everything of a step but the next candidates and observation)."""
         if not self.driver.seeded:
             raise RuntimeError(f"{self.name}: call reset() before step()")
         slate = self.slates_from_actions(actions, slots)
@@ -159,9 +196,7 @@ class SessionMDP(BatchedMDP):
             "candidates_shown": self.candidates[slots],
         }
         info.update(self._after_responses(slots, slate, r))
-        self.candidates[slots] = self.driver.retrieve(self.generator, slots)
-        info["candidates"] = self.candidates[slots]
-        return self._observe(slots), reward, terminated, truncated, info
+        return reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ helpers
     def _after_responses(self, slots: np.ndarray, slate: np.ndarray, responses: dict) -> Info:

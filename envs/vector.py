@@ -27,6 +27,12 @@ The contract a core keeps (`BatchedMDP`):
   ``info`` (nested dicts allowed) has a leading ``len(slots)`` axis and is a fresh array, never
   a view of the core's state; any other info value (a str, a tuple) is shared by the slots.
   ``reward`` is float64 (m,), ``terminated`` / ``truncated`` bool (m,).
+- optionally ``autoreset_step(actions, stepped, resetting) -> (obs, reward, terminated,
+  truncated, step_info, reset_info)``: a step of the `stepped` slots and a reset of the
+  `resetting` ones (together all slots; both non-empty) in one go, with every slot's
+  observation, reward and ends and the two parts' infos; `MDPVectorEnv` uses it for its
+  autoreset steps when the core has it (recgym's session MDPs retrieve and observe all slots
+  in one call there).
 
 Seeding rule. ``MDPVectorEnv.reset(seed=s)`` calls ``core.seed(s)`` once for all slots; the
 core decides what a slot sees (recgym's cores use `envs.driver.EpisodeDriver`: slot i draws
@@ -217,17 +223,19 @@ class MDPVectorEnv(gym.vector.VectorEnv):
         stepped = np.flatnonzero(~self._autoreset)
         resetting = np.flatnonzero(self._autoreset)
         n = self.num_envs
+        fused = getattr(self.mdp, "autoreset_step", None)
+        if fused is not None and len(stepped):
+            picked = self._picked(actions, stepped)
+            obs, reward, terminated, truncated, info_s, info_r = fused(picked, stepped, resetting)
+            self._autoreset = terminated | truncated
+            info = scatter_info([(stepped, info_s), (resetting, info_r)], n)
+            return obs, reward, terminated, truncated, info
         reward = np.zeros(n, dtype=np.float64)
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
         parts: list[tuple[np.ndarray, Obs, Info]] = []
         if len(stepped):
-            try:
-                picked = np.asarray(actions)[stepped]
-            except (TypeError, ValueError, IndexError):
-                raise ValueError(
-                    f"{self.mdp.name}: actions must have a leading axis of {n} slots"
-                ) from None
+            picked = self._picked(actions, stepped)
             obs_s, rew_s, term_s, trunc_s, info_s = self.mdp.step_slots(picked, stepped)
             reward[stepped], terminated[stepped], truncated[stepped] = rew_s, term_s, trunc_s
             parts.append((stepped, obs_s, info_s))
@@ -242,6 +250,15 @@ class MDPVectorEnv(gym.vector.VectorEnv):
         info = scatter_info([(slots, part_info) for slots, _, part_info in parts], n)
         self._autoreset = terminated | truncated
         return obs, reward, terminated, truncated, info
+
+    def _picked(self, actions: Any, slots: np.ndarray) -> np.ndarray:
+        """The actions of `slots` (rows of the (num_envs, ...) actions)."""
+        try:
+            return np.asarray(actions)[slots]
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(
+                f"{self.mdp.name}: actions must have a leading axis of {self.num_envs} slots"
+            ) from None
 
 
 def register_mdp(
