@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recgym.agents.checkpoint import json_path
+from recgym.agents.device import load_state, resolve_device
 from recgym.agents.seeding import seeded_global_rngs
 from recgym.envs.contract import (
     Obs,
@@ -108,6 +109,9 @@ class RankerConfig:
     """A longer gap between a user's consecutive exposures starts a new session."""
     seed: int = 0
     """Seed of weight initialisation and minibatch order."""
+    device: str = "auto"
+    """Torch device of the network (`agents.device.resolve_device`); the weights are initialised
+    and the minibatch order drawn on the CPU, so a seed gives the same run on any device."""
 
 
 @dataclass(kw_only=True)
@@ -314,8 +318,10 @@ class RankingModel:
         self.config = config or RankerConfig()
         self.target = target
         self.action_space = action_space
+        self.device = resolve_device(self.config.device)
         with seeded_global_rngs(self.config.seed):  # replaced by `fit` or `load`
             self.net = RankingNet(USER_FEATURE_DIM + len(RANKER_FEATURES), self.config.hidden_sizes)
+        self.net.to(self.device)
 
     # ------------------------------------------------------------------ training
     def fit(self, ds: Any, progress: bool = False) -> RankerFitStats:
@@ -336,6 +342,8 @@ class RankingModel:
             self.net = RankingNet(x.shape[1], cfg.hidden_sizes)
         self.net.mean.copy_(x[tr].mean(0))
         self.net.std.copy_(x[tr].std(0).clamp_min(1e-3))
+        self.net.to(self.device)  # the table goes to the device once
+        x, y_click, y_ratio = x.to(self.device), y_click.to(self.device), y_ratio.to(self.device)
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         epochs = range(cfg.epochs)
         if progress:
@@ -345,6 +353,7 @@ class RankingModel:
         self.net.train()
         for _ in epochs:
             for idx in tr[torch.randperm(len(tr), generator=gen)].split(cfg.batch_size):
+                idx = idx.to(self.device)
                 logit, ratio = self.net(x[idx])
                 loss = F.binary_cross_entropy_with_logits(logit, y_click[idx])
                 loss = loss + cfg.watch_weight * F.mse_loss(ratio, y_ratio[idx])
@@ -354,7 +363,7 @@ class RankingModel:
         self.net.eval()
         with torch.no_grad():
             logit, ratio = self.net(x)
-        logit, ratio = logit.numpy(), ratio.numpy()
+        logit, ratio = logit.cpu().numpy(), ratio.cpu().numpy()
         tr_np, te_np = tr.numpy(), te.numpy()
 
         def auc(rows: np.ndarray) -> float:
@@ -390,7 +399,8 @@ class RankingModel:
         user_x = np.broadcast_to(user[..., None, :], (*cand_x.shape[:-1], user.shape[-1]))
         x = torch.from_numpy(np.concatenate([user_x, cand_x], axis=-1).astype(np.float32))
         with torch.no_grad():
-            logit, ratio = self.net(x)
+            logit, ratio = self.net(x.to(self.device))
+        logit, ratio = logit.cpu(), ratio.cpu()
         ratio = ratio.clamp_min(0.0).numpy().astype(np.float64)
         duration_ms = np.expm1(6.0 * candidate_columns(obs, "log_duration")) * 1e3
         return {
@@ -418,13 +428,19 @@ class RankingModel:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, action_space: gym.Space | None = None) -> RankingModel:
+    def load(
+        cls, path: str | Path, action_space: gym.Space | None = None, device: str | None = None
+    ) -> RankingModel:
+        """Rebuild a model saved by `save` (on any device) on `device` (None: the saved
+        config's; 'auto' for files from before the option)."""
         path = Path(path)
         meta = json.loads(json_path(path).read_text())
         cfg = meta["config"]
         cfg["hidden_sizes"] = tuple(cfg["hidden_sizes"])
+        if device is not None:
+            cfg["device"] = device
         model = cls(RankerConfig(**cfg), target=meta["target"], action_space=action_space)
-        model.net.load_state_dict(torch.load(path, weights_only=True))
+        model.net.load_state_dict(load_state(path, model.device))
         model.net.eval()
         return model
 

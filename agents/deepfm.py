@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recgym.agents.baselines import RANKER_FEATURES, RankerConfig, log_features
+from recgym.agents.device import load_state, module_device, resolve_device
 from recgym.agents.seeding import seeded_global_rngs
 from recgym.agents.tb import scalar_writer
 from recgym.envs.contract import Obs, action_from_values, candidate_columns, user_id
@@ -152,6 +153,9 @@ class DeepFMConfig:
     """Session cut in the log (`RankerConfig.session_gap_minutes`)."""
     seed: int = 0
     """Seed of weight initialisation and minibatch order."""
+    device: str = "auto"
+    """Torch device of the network (`agents.device.resolve_device`); the weights are initialised
+    and the minibatch order drawn on the CPU, so a seed gives the same run on any device."""
 
     def ranker_config(self) -> RankerConfig:
         """The `RankerConfig` that `log_features` reads the shared settings from."""
@@ -346,7 +350,7 @@ class DeepFMRanker:
                 len(self.tasks),
                 self.config.embedding_dim,
                 tuple(self.config.hidden_sizes),
-            )
+            ).to(resolve_device(self.config.device))
 
     # ------------------------------------------------------------------ training
     def fit(self, ds: Any, progress: bool = False) -> DeepFMFitStats:
@@ -390,6 +394,9 @@ class DeepFMRanker:
         te = torch.from_numpy(np.flatnonzero(~feats.is_train))
         self.net.mean.copy_(dense[tr].mean(0))
         self.net.std.copy_(dense[tr].std(0).clamp_min(1e-3))
+        device = module_device(self.net)  # the whole table goes to the device once
+        sparse, dense, y = sparse.to(device), dense.to(device), y.to(device)
+        binary, task_w = binary.to(device), task_w.to(device)
         gen = torch.Generator().manual_seed(cfg.seed)
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         epochs: Any = range(cfg.epochs)
@@ -401,6 +408,7 @@ class DeepFMRanker:
         tb, losses = scalar_writer("DeepFM", cfg.seed), []  # TensorBoard inside a stage
         for epoch in epochs:
             for idx in tr[torch.randperm(len(tr), generator=gen)].split(cfg.batch_size):
+                idx = idx.to(device)
                 out = self.net(sparse[idx], dense[idx])
                 bce = F.binary_cross_entropy_with_logits(out, y[idx], reduction="none")
                 mse = (out - y[idx]).pow(2)
@@ -417,7 +425,7 @@ class DeepFMRanker:
             tb.close()
         self.net.eval()
         with torch.no_grad():
-            out = self.net(sparse, dense).numpy()
+            out = self.net(sparse, dense).cpu().numpy()
         tr_np, te_np = tr.numpy(), te.numpy()
 
         def auc(j: int, rows: np.ndarray) -> float:
@@ -468,8 +476,12 @@ class DeepFMRanker:
             [np.broadcast_to(user_x, (len(cand_x), len(user_x))), cand_x], axis=1
         )
         with torch.no_grad():
-            out = self.net(torch.from_numpy(sparse), torch.from_numpy(dense.astype(np.float32)))
-        out = out.numpy().astype(np.float64)
+            device = module_device(self.net)
+            out = self.net(
+                torch.from_numpy(sparse).to(device),
+                torch.from_numpy(dense.astype(np.float32)).to(device),
+            )
+        out = out.cpu().numpy().astype(np.float64)
         pred: dict[str, np.ndarray] = {}
         for j, task in enumerate(self.tasks):
             if task == "watch":
@@ -511,12 +523,18 @@ class DeepFMRanker:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, action_space: gym.Space | None = None) -> DeepFMRanker:
+    def load(
+        cls, path: str | Path, action_space: gym.Space | None = None, device: str | None = None
+    ) -> DeepFMRanker:
+        """Rebuild a ranker saved by `save` (on any device) on `device` (None: the saved
+        config's; 'auto' for files from before the option)."""
         path = Path(path)
         meta = json.loads(path.with_name(path.name + ".json").read_text())
         cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
+        if device is not None:
+            cfg["device"] = device
         model = cls(DeepFMConfig(**cfg), action_space=action_space)
-        state = torch.load(path, weights_only=True)
+        state = load_state(path, "cpu")  # vocabularies are read on the host; weights move in _build
         model._build(Vocabulary.from_arrays({k: v.numpy() for k, v in state["vocab"].items()}))
         assert model.net is not None
         model.net.load_state_dict(state["net"])

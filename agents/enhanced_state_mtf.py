@@ -44,6 +44,7 @@ from tianshou.data import Batch
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
+from recgym.agents.device import resolve_device
 from recgym.agents.mtf_data import state_of, to_buffer
 from recgym.agents.seeding import seeded_global_rngs
 from recgym.envs.mtf import ACTION_DIM
@@ -83,6 +84,8 @@ class MTFRLConfig:
     """Gradient steps (paper: 300,000 epochs; far beyond a 2-core CPU budget)."""
     seed: int = 0
     """Seeds initialisation and the buffer's sampler."""
+    device: str = "auto"
+    """Torch device of the networks (`agents.device.resolve_device`; initialised on the CPU)."""
 
 
 def bound_penalty(
@@ -158,9 +161,10 @@ class FusionActorPolicy(Policy):
 
     def sub_states(self, state: Any, rows: Any) -> torch.Tensor:
         """(B, S), (B, L, F) -> (B, L, S + F) standardised (per request: (B, 1, S))."""
-        state = torch.as_tensor(np.asarray(state), dtype=torch.float32)
+        dev = self.mean.device
+        state = torch.as_tensor(np.asarray(state), dtype=torch.float32, device=dev)
         if self.per_item:
-            rows = torch.as_tensor(np.asarray(rows), dtype=torch.float32)
+            rows = torch.as_tensor(np.asarray(rows), dtype=torch.float32, device=dev)
             x = torch.cat([state[:, None, :].expand(-1, rows.shape[1], -1), rows], dim=-1)
         else:
             x = state[:, None, :]
@@ -172,13 +176,13 @@ class FusionActorPolicy(Policy):
     def forward(self, batch: Batch, state: Any = None, **kwargs: Any) -> Batch:
         with torch.no_grad():
             act = self.mu(self.sub_states(batch.obs.state, batch.obs.rows))
-        return Batch(act=act.numpy(), state=state)
+        return Batch(act=act.cpu().numpy(), state=state)
 
     def actions(self, obs: Any) -> np.ndarray:
         """(B, N, 10) fusion actions for a batch of MTFSession observations."""
         rows = np.asarray(obs["candidates"])
         with torch.no_grad():
-            act = self.mu(self.sub_states(state_of(obs), rows)).numpy().astype(np.float64)
+            act = self.mu(self.sub_states(state_of(obs), rows)).cpu().numpy().astype(np.float64)
         return np.broadcast_to(act, (*rows.shape[:2], ACTION_DIM)).copy()
 
 
@@ -209,27 +213,31 @@ class EnhancedStateMTF(OfflineAlgorithm[FusionActorPolicy]):
         )
         self._updates = 0
 
+    def _t(self, a: Any) -> torch.Tensor:
+        """A batch field as float32 on the networks' device."""
+        return torch.as_tensor(np.asarray(a), dtype=torch.float32, device=self.policy.mean.device)
+
     def _q(self, critics: nn.Module, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return critics(torch.cat([x, a], dim=-1))[..., 0]  # (m, B, L)
 
     def _pieces(self, obs: Batch) -> tuple[torch.Tensor, ...]:
         x = self.policy.sub_states(obs.state, obs.rows)
-        mu_bp = torch.as_tensor(np.asarray(obs.mu_bp), dtype=torch.float32)
+        mu_bp = self._t(obs.mu_bp)
         if not self.policy.per_item:  # the request's baseline: the mean over its rows
             mu_bp = mu_bp.mean(dim=1, keepdim=True)
-        lower = torch.as_tensor(np.asarray(obs.lower), dtype=torch.float32)[:, None, :]
-        upper = torch.as_tensor(np.asarray(obs.upper), dtype=torch.float32)[:, None, :]
+        lower = self._t(obs.lower)[:, None, :]
+        upper = self._t(obs.upper)[:, None, :]
         return x, mu_bp, lower, upper
 
     def _update_with_batch(self, batch: Batch) -> MTFRLStats:
         cfg, pol = self.config, self.policy
         x, mu_bp, lower, upper = self._pieces(batch.obs)
         if pol.per_item:
-            a = torch.as_tensor(np.asarray(batch.act), dtype=torch.float32)
+            a = self._t(batch.act)
         else:
-            a = torch.as_tensor(np.asarray(batch.obs.req_act), dtype=torch.float32)[:, None, :]
-        rew = torch.as_tensor(np.asarray(batch.rew), dtype=torch.float32)
-        alive = 1.0 - torch.as_tensor(np.asarray(batch.terminated), dtype=torch.float32)
+            a = self._t(batch.obs.req_act)[:, None, :]
+        rew = self._t(batch.rew)
+        alive = 1.0 - self._t(batch.terminated)
         with torch.no_grad():
             x2, mu_bp2, lower2, upper2 = self._pieces(batch.obs_next)
             a2 = pol.mu(x2, self.actor_target)
@@ -277,7 +285,8 @@ def build(tr: dict[str, np.ndarray], config: MTFRLConfig) -> EnhancedStateMTF:
     )
     policy.mean.copy_(torch.as_tensor(x.mean(0), dtype=torch.float32))
     policy.std.copy_(torch.as_tensor(x.std(0), dtype=torch.float32).clamp_min(1e-3))
-    return EnhancedStateMTF(policy=policy, config=config)
+    # built on the CPU (the seeded initial weights), then moved with its optimizers' parameters
+    return EnhancedStateMTF(policy=policy, config=config).to(resolve_device(config.device))
 
 
 def train(

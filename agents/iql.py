@@ -30,6 +30,7 @@ from tianshou.data import Batch, ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
+from recgym.agents.device import resolve_device
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
 
 
@@ -57,6 +58,8 @@ class IQLConfig:
     """Gradient steps."""
     seed: int = 0
     """Seeds initialisation and the buffer's sampler."""
+    device: str = "auto"
+    """Torch device of the networks (`agents.device.resolve_device`; initialised on the CPU)."""
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -94,19 +97,20 @@ class IQLPolicy(Policy):
         self.register_buffer("std", torch.ones(obs_dim))
 
     def norm(self, obs: Any) -> torch.Tensor:
-        return (torch.as_tensor(np.asarray(obs), dtype=torch.float32) - self.mean) / self.std
+        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.mean.device)
+        return (x - self.mean) / self.std
 
     def mu(self, obs: Any) -> torch.Tensor:
         return torch.tanh(self.actor(self.norm(obs)))
 
     def forward(self, batch: Batch, state: Any = None, **kwargs: Any) -> Batch:
         with torch.no_grad():
-            return Batch(act=self.mu(batch.obs).numpy(), state=state)
+            return Batch(act=self.mu(batch.obs).cpu().numpy(), state=state)
 
     def act_array(self, obs: np.ndarray) -> np.ndarray:
         """(B, obs_dim) -> (B, action_dim) deterministic actions."""
         with torch.no_grad():
-            return self.mu(obs).numpy()
+            return self.mu(obs).cpu().numpy()
 
 
 @dataclass(kw_only=True)
@@ -138,9 +142,10 @@ class IQL(OfflineAlgorithm[IQLPolicy]):
     def _update_with_batch(self, batch: Batch) -> IQLStats:
         cfg, pol = self.config, self.policy
         s, s2 = pol.norm(batch.obs), pol.norm(batch.obs_next)
-        a = torch.as_tensor(np.asarray(batch.act), dtype=torch.float32)
-        r = torch.as_tensor(np.asarray(batch.rew), dtype=torch.float32)
-        alive = 1.0 - torch.as_tensor(np.asarray(batch.terminated), dtype=torch.float32)
+        dev = pol.mean.device
+        a = torch.as_tensor(np.asarray(batch.act), dtype=torch.float32, device=dev)
+        r = torch.as_tensor(np.asarray(batch.rew), dtype=torch.float32, device=dev)
+        alive = 1.0 - torch.as_tensor(np.asarray(batch.terminated), dtype=torch.float32, device=dev)
         sa = torch.cat([s, a], dim=-1)
         with torch.no_grad():
             q_target = torch.min(self.critic1_target(sa), self.critic2_target(sa))[:, 0]
@@ -193,7 +198,8 @@ def train_iql(
         )
         policy.mean.copy_(torch.as_tensor(obs.mean(0)))
         policy.std.copy_(torch.as_tensor(obs.std(0)).clamp_min(1e-3))
-        algo = IQL(policy=policy, config=cfg)
+        # built on the CPU (the seeded initial weights), then moved with its optimizers' parameters
+        algo = IQL(policy=policy, config=cfg).to(resolve_device(cfg.device))
         seed_buffer_sampler(buffer, cfg.seed)
         stats: Any = None
         with policy_within_training_step(policy):

@@ -24,7 +24,7 @@ from tianshou.algorithm.imitation.bcq import BCQPolicy
 from tianshou.algorithm.modelfree.ddpg import ContinuousDeterministicPolicy
 from tianshou.algorithm.modelfree.sac import AutoAlpha, SACPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
-from tianshou.data import Batch
+from tianshou.data import Batch, to_numpy
 from tianshou.utils.net.common import MLP, Net
 from tianshou.utils.net.continuous import (
     VAE,
@@ -35,6 +35,7 @@ from tianshou.utils.net.continuous import (
 )
 from tianshou.utils.torch_utils import policy_within_training_step
 
+from recgym.agents.device import resolve_device
 from recgym.agents.mtf_data import StateFusion, flat_buffer
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
 from recgym.envs.mtf import ACTION_DIM
@@ -63,6 +64,8 @@ class BaselineConfig:
     """Gradient steps."""
     seed: int = 0
     """Seeds initialisation and the buffer's sampler."""
+    device: str = "auto"
+    """Torch device of the networks (`agents.device.resolve_device`; initialised on the CPU)."""
 
 
 def _critic(obs_dim: int, hidden: tuple[int, ...]) -> ContinuousCritic:
@@ -74,7 +77,12 @@ def _critic(obs_dim: int, hidden: tuple[int, ...]) -> ContinuousCritic:
 
 
 def build(name: str, obs_dim: int, cfg: BaselineConfig) -> Any:
-    """A fresh Tianshou algorithm `name` (one of `BASELINES`) for states of `obs_dim`."""
+    """A fresh Tianshou algorithm `name` (one of `BASELINES`) for states of `obs_dim`, on
+    `cfg.device` (initialised on the CPU, then moved)."""
+    return _build(name, obs_dim, cfg).to(resolve_device(cfg.device))
+
+
+def _build(name: str, obs_dim: int, cfg: BaselineConfig) -> Any:
     hidden = tuple(cfg.hidden_sizes)
     box = spaces.Box(-1.0, 1.0, shape=(ACTION_DIM,), dtype=np.float32)
     actor_lr, critic_lr = AdamOptimizerFactory(lr=cfg.lr / 3), AdamOptimizerFactory(lr=cfg.lr)
@@ -100,7 +108,9 @@ def build(name: str, obs_dim: int, cfg: BaselineConfig) -> Any:
             unbounded=True,
             conditioned_sigma=True,
         )
+        # CQL puts its penalty weight on the policy's device when built: move the policy first
         policy = SACPolicy(actor=actor, action_space=box, action_scaling=False)
+        policy.to(resolve_device(cfg.device))
         return CQL(
             policy=policy,
             policy_optim=actor_lr,
@@ -166,7 +176,7 @@ class _Standardised:
     def __call__(self, state: np.ndarray) -> np.ndarray:
         obs = ((np.asarray(state, np.float32) - self.mean) / self.std).astype(np.float32)
         with torch.no_grad():
-            return np.asarray(self.policy(Batch(obs=obs, info={})).act, dtype=np.float64)
+            return np.asarray(to_numpy(self.policy(Batch(obs=obs, info={})).act), dtype=np.float64)
 
 
 def train_baseline(

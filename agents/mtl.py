@@ -37,6 +37,7 @@ from torch.nn import functional as F
 
 from recgym.agents.baselines import RANKER_FEATURES, log_features
 from recgym.agents.deepfm import DeepFMConfig, Vocabulary, backend_id_maps
+from recgym.agents.device import load_state, resolve_device
 from recgym.agents.seeding import seeded_global_rngs
 
 MTL_TASKS: tuple[str, ...] = ("click", "valid", "watch", "like", "forward", "follow")
@@ -128,6 +129,9 @@ class MTLConfig:
     """The last this many log days are held out for the reported AUCs."""
     seed: int = 0
     """Seed of weight initialisation and minibatch order."""
+    device: str = "auto"
+    """Torch device of the network (`agents.device.resolve_device`); the weights are initialised
+    and the minibatch order drawn on the CPU, so a seed gives the same run on any device."""
 
 
 @dataclass(kw_only=True)
@@ -173,7 +177,7 @@ class MTLModel:
                 n_experts=cfg.n_experts,
                 expert_dim=cfg.expert_dim,
                 tower_dim=cfg.tower_dim,
-            )
+            ).to(resolve_device(cfg.device))
 
     # ------------------------------------------------------------------ training
     def fit(self, ds: Any) -> MTLFitStats:
@@ -246,13 +250,16 @@ class MTLModel:
         te = np.flatnonzero(~np.asarray(is_train))
         self.net.mean.copy_(d[tr].mean(0))
         self.net.std.copy_(d[tr].std(0).clamp_min(1e-3))
-        binary = torch.tensor([t != "watch" for t in MTL_TASKS])
+        dev = self.net.mean.device  # the whole table goes to the device once
+        s, d, y = s.to(dev), d.to(dev), y.to(dev)
+        binary = torch.tensor([t != "watch" for t in MTL_TASKS], device=dev)
         gen = torch.Generator().manual_seed(cfg.seed)
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.net.train()
         n_batches = max(-(-len(tr) // cfg.batch_size), 1)
         for _ in range(max(cfg.epochs, -(-cfg.min_steps // n_batches))):
             for idx in tr[torch.randperm(len(tr), generator=gen)].split(cfg.batch_size):
+                idx = idx.to(dev)
                 out = self.net(s[idx], d[idx])
                 bce = F.binary_cross_entropy_with_logits(out, y[idx], reduction="none")
                 loss = torch.where(binary, bce, (out - y[idx]).pow(2)).mean(0).sum()
@@ -263,7 +270,8 @@ class MTLModel:
         stats = MTLFitStats(n_train=len(tr), n_test=len(te))
         if len(te):
             with torch.no_grad():
-                out = self.net(s[te], d[te]).numpy()
+                t_te = torch.from_numpy(te).to(dev)
+                out = self.net(s[t_te], d[t_te]).cpu().numpy()
             lab = labels[te]
             for j, task in enumerate(MTL_TASKS):
                 if task == "watch":
@@ -297,8 +305,11 @@ class MTLModel:
             [np.broadcast_to(user_x[:, None, :], (b, n, user_x.shape[-1])), cand_x], axis=-1
         )
         with torch.no_grad(), one_thread():
-            out = self.net(torch.from_numpy(sparse), torch.from_numpy(dense.astype(np.float32)))
-        out = out.numpy().astype(np.float64)
+            dev = self.net.mean.device
+            out = self.net(
+                torch.from_numpy(sparse).to(dev), torch.from_numpy(dense.astype(np.float32)).to(dev)
+            )
+        out = out.cpu().numpy().astype(np.float64)
         pred = 1.0 / (1.0 + np.exp(-out))
         w = MTL_TASKS.index("watch")
         duration_s = np.expm1(6.0 * cand_x[..., RANKER_FEATURES.index("log_duration")])
@@ -321,13 +332,18 @@ class MTLModel:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> MTLModel:
+    def load(cls, path: str | Path, device: str | None = None) -> MTLModel:
+        """Rebuild a model saved by `save` (on any device) on `device` (None: the saved
+        config's; 'auto' for files from before the option)."""
         path = Path(path)
         meta = json.loads(path.with_name(path.name + ".json").read_text())
         if meta.get("kind") != "MTL":
             raise ValueError(f"{path}: not an MTL checkpoint (kind {meta.get('kind')!r})")
-        model = cls(MTLConfig(**meta["config"]))
-        state = torch.load(path, weights_only=True)
+        config = dict(meta["config"])
+        if device is not None:
+            config["device"] = device
+        model = cls(MTLConfig(**config))
+        state = load_state(path, "cpu")  # vocabularies are read on the host; weights move
         vocab = Vocabulary.from_arrays({k: v.numpy() for k, v in state["vocab"].items()})
         model._build(vocab, int(state["n_dense"]))
         assert model.net is not None

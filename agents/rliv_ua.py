@@ -51,6 +51,7 @@ Decisions where the paper is silent (each also noted where it is made):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -73,6 +74,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recgym.agents.checkpoint import config_from_dict, json_path
+from recgym.agents.device import load_state, resolve_device
 from recgym.agents.progress import BarLogger, stage_bar
 from recgym.agents.rliv_ua_policy import (
     CandidateStates,
@@ -154,6 +156,9 @@ class RLIVUAConfig:
     """Gradient steps per epoch."""
     seed: int = 0
     """Seeds torch (initialisation, id dropout) and the buffer's sampler."""
+    device: str = "auto"
+    """Torch device of the networks (`agents.device.resolve_device`); they are initialised and
+    fitted to the buffer's statistics on the CPU, then moved."""
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
@@ -251,7 +256,9 @@ class RLIVUA(OfflineAlgorithm[RLIVUAPolicy], LaggedNetworkPolyakUpdateAlgorithmM
         )
         self.net_old = self._add_lagged_network(policy.net)
         net = policy.net
-        self._columns = torch.as_tensor([TASKS.index(t) for t in net.towers])
+        self._columns = torch.as_tensor(
+            [TASKS.index(t) for t in net.towers], device=net.reward_scales.device
+        )
         self._rank = net.towers.index(config.rank_task)
         self._gift = TASKS.index("gift")
 
@@ -264,15 +271,19 @@ class RLIVUA(OfflineAlgorithm[RLIVUAPolicy], LaggedNetworkPolyakUpdateAlgorithmM
         """users, authors, items (the shown item, `act`) and item rows of a batch; the ids are
         None without id embeddings (authors always given to an item-aware net: Eq. 7's sets)."""
         net = self.policy.net
+        dev = net.reward_scales.device
         with_ids = net.embedding.user_id is not None
-        users = torch.as_tensor(np.asarray(batch.info.user, np.int64)) if with_ids else None
+        users = None
+        if with_ids:
+            users = torch.as_tensor(np.asarray(batch.info.user, np.int64), device=dev)
         authors = None
         if with_ids or net.item_features:
-            authors = torch.as_tensor(np.asarray(batch.info.author, np.int64))
+            authors = torch.as_tensor(np.asarray(batch.info.author, np.int64), device=dev)
         if not net.item_features:
             return users, authors, None, None
-        items = torch.as_tensor(np.asarray(batch.act, np.int64))
-        return users, authors, items, torch.as_tensor(np.asarray(batch.info.item_x, np.float32))
+        items = torch.as_tensor(np.asarray(batch.act, np.int64), device=dev)
+        item_x = torch.as_tensor(np.asarray(batch.info.item_x, np.float32), device=dev)
+        return users, authors, items, item_x
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The terms of Eq. 9-10 on a batch of SCRI samples (what `_update_with_batch` minimises).
@@ -282,9 +293,12 @@ class RLIVUA(OfflineAlgorithm[RLIVUAPolicy], LaggedNetworkPolyakUpdateAlgorithmM
         """
         net = self.policy.net
         cfg = self.config
-        obs = torch.as_tensor(np.asarray(batch.obs), dtype=torch.float32)
-        obs_next = torch.as_tensor(np.asarray(batch.obs_next), dtype=torch.float32)
-        all_rewards = torch.as_tensor(np.asarray(batch.info.rewards), dtype=torch.float32)
+        dev = net.reward_scales.device
+        obs = torch.as_tensor(np.asarray(batch.obs), dtype=torch.float32, device=dev)
+        obs_next = torch.as_tensor(np.asarray(batch.obs_next), dtype=torch.float32, device=dev)
+        all_rewards = torch.as_tensor(
+            np.asarray(batch.info.rewards), dtype=torch.float32, device=dev
+        )
         rewards = all_rewards[:, self._columns] / net.reward_scales
         users, authors, items, item_x = self._ids(batch)
         with torch.no_grad():  # Eq. 5, 7: max over the author's items (no terminal state)
@@ -422,6 +436,7 @@ def _make_net(
 def _make_algorithm(
     net: LIVNet, cfg: RLIVUAConfig, n_candidates: int, states_fn: StatesFn | None
 ) -> RLIVUA:
+    net.to(resolve_device(cfg.device))  # before the algorithm builds its optimizer
     policy = RLIVUAPolicy(
         net=net,
         rank_task=cfg.rank_task,
@@ -544,8 +559,10 @@ def load_rliv_ua(
     path: str | Path,
     config: RLIVUAConfig | None = None,
     states_fn: StatesFn | None = None,
+    device: str | None = None,
 ) -> RLIVUA:
-    """Rebuild the RLIV-UA saved by `save_rliv_ua`. If `config` is given, its structural
+    """Rebuild the RLIV-UA saved by `save_rliv_ua` (on any device) on `device` (None: the
+    config's, given or saved). If `config` is given, its structural
     fields (towers, heads, widths, gamma, ids) must equal the saved ones; ValueError otherwise,
     as when the weights do not fit the saved config."""
     path = Path(path)
@@ -575,8 +592,10 @@ def load_rliv_ua(
         tuple(meta.get("author_table", (0, 0))),
     )
     cfg = config or saved
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=device)
     algo = _make_algorithm(net, cfg, meta["n_candidates"], states_fn)
-    state = torch.load(path, weights_only=True)
+    state = load_state(path, cfg.device)
     for group, lr in zip(
         state["_optimizers"][0]["param_groups"], (cfg.embedding_lr, cfg.critic_lr), strict=True
     ):

@@ -413,20 +413,25 @@ class RLIVUAPolicy(Policy):
                 f"(user_dim {self.net.embedding.user_dim} + author + counters)"
             )
         lead = states.shape[:-1]
+        dev = self.net.reward_scales.device  # the inputs go to the net's device, scores come back
         u = a = None
         if users is not None:
-            u = torch.as_tensor(_broadcast_ids(users, lead).reshape(-1))
+            u = torch.as_tensor(_broadcast_ids(users, lead).reshape(-1), device=dev)
         if authors is not None:
-            a = torch.as_tensor(_broadcast_ids(authors, lead).reshape(-1))
-        i = None if items is None else torch.as_tensor(_broadcast_ids(items, lead).reshape(-1))
+            a = torch.as_tensor(_broadcast_ids(authors, lead).reshape(-1), device=dev)
+        i = None
+        if items is not None:
+            i = torch.as_tensor(_broadcast_ids(items, lead).reshape(-1), device=dev)
         ix = None
         if item_x is not None:
-            ix = torch.as_tensor(np.asarray(item_x, np.float32).reshape(-1, len(ITEM_FEATURES)))
+            x = np.asarray(item_x, np.float32).reshape(-1, len(ITEM_FEATURES))
+            ix = torch.as_tensor(x, device=dev)
         k = self.net.towers.index(task)
         was_training = self.net.training
         self.net.eval()
         with torch.no_grad():
-            out = self.net(torch.from_numpy(states.reshape(-1, states.shape[-1])), u, a, i, ix)
+            s = torch.from_numpy(states.reshape(-1, states.shape[-1])).to(dev)
+            out = self.net(s, u, a, i, ix)
         self.net.train(was_training)
         if head == "liv":
             v = torch.minimum(out.q1, out.q2)[:, k]
@@ -439,7 +444,7 @@ class RLIVUAPolicy(Policy):
         else:
             raise ValueError(f"unknown head {head!r}")
         v = v * self.net.reward_scales[k]
-        return v.numpy().astype(np.float64).reshape(lead)
+        return v.cpu().numpy().astype(np.float64).reshape(lead)
 
     def candidate_states(self, obs: Any, info: Any) -> CandidateStates:
         if self.states_fn is not None:

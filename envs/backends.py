@@ -11,6 +11,7 @@ def make_backend(
     checkpoint: str | None = None,
     world_config: dict | None = None,
     world_dir: str | None = None,
+    device: str = "auto",
 ) -> UserModel:
     """The env's users: 'world', 'learned' (a checkpoint) or a UserModel passed through.
 
@@ -18,7 +19,9 @@ def make_backend(
     world that wrote those logs *as it stood after writing them* (`simulators.world_state`) -
     the user state a simulator learned from the same logs starts from, so world and simulator
     are compared on the same users; otherwise a fresh `World` from `world_config` (a dict of
-    WorldConfig fields), at its pre-log state. `world_dir` with `world_config`, or with another
+    WorldConfig fields), at its pre-log state. ``backend="learned"`` loads the checkpoint onto
+    `device` (`agents.device.resolve_device`; 'auto' = CUDA when available); the world is numpy
+    and ignores it. `world_dir` with `world_config`, or with another
     backend, is a ValueError: the directory already fixes the world.
     """
     if world_dir is not None:
@@ -46,5 +49,5 @@ def make_backend(
             )
         from recgym.simulators.learned import LearnedSimulator
 
-        return LearnedSimulator.load(checkpoint)
+        return LearnedSimulator.load(checkpoint, device=device)
     raise ValueError(f"unknown backend {backend!r}; expected 'world', 'learned' or a UserModel")

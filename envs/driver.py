@@ -74,7 +74,8 @@ class EpisodeDriver:
     Arguments: backend ("world" | "learned" | a UserModel), checkpoint (for "learned"),
     world_config (dict of WorldConfig fields), world_dir (a saved world, for "world") - as
     `make_backend`; users (ids drawn from, default all); n_slots (concurrent users, default 1);
-    extra_streams (names of further streams the MDP needs, in `Streams.extra`).
+    extra_streams (names of further streams the MDP needs, in `Streams.extra`); device (where a
+    learned backend's models run, `make_backend`).
 
     Seeding. ``seed(s)`` spawns `STREAMS` (then `extra_streams`) from
     ``np.random.SeedSequence(s)``. With one slot the users stream is child 0 itself; with
@@ -98,8 +99,11 @@ class EpisodeDriver:
         users: np.ndarray | Sequence[int] | None = None,
         n_slots: int = 1,
         extra_streams: Sequence[str] = (),
+        device: str = "auto",
     ):
-        self.model: UserModel = make_backend(backend, checkpoint, world_config, world_dir=world_dir)
+        self.model: UserModel = make_backend(
+            backend, checkpoint, world_config, world_dir=world_dir, device=device
+        )
         self.catalogue = self.model.catalogue
         n = int(self.model.n_users)
         if users is None:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from recgym.agents.device import resolve_device
 from recgym.agents.progress import stage_bar
 from recgym.agents.seeding import seeded_global_rngs
 from recgym.agents.sequence.base import SequenceRecommender
@@ -39,8 +40,10 @@ class TrainConfig:
     """Validations without a better NDCG@10 before training stops."""
     eval_every: int = 1
     """Epochs between validations."""
-    device: str = "cpu"
-    """Torch device of the model and batches."""
+    device: str = "auto"
+    """Torch device of the model and batches (`agents.device.resolve_device`: 'auto' = CUDA when
+    available, else CPU). The row order comes from a numpy generator, so a seed gives the same
+    batches on any device."""
     grad_clip: float | None = 5.0
     """Max gradient norm (None: no clipping)."""
     progress: bool = False
@@ -55,7 +58,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: lr must be > 0, got {self.lr}")
 
 
-def _context(data: SequenceData, rows: np.ndarray, device: str) -> dict[str, torch.Tensor] | None:
+def _context(
+    data: SequenceData, rows: np.ndarray, device: torch.device
+) -> dict[str, torch.Tensor] | None:
     if data.context is None:
         return None
     return {k: torch.as_tensor(v[rows], device=device) for k, v in data.context.items()}
@@ -77,7 +82,8 @@ def fit(
     config = config or TrainConfig()
     if len(train) == 0:
         raise ValueError("fit: the training set is empty")
-    model.to(config.device)
+    device = resolve_device(config.device)
+    model.to(device)
     history: dict = {"loss": [], "valid_ndcg@10": [], "valid_epoch": [], "config": asdict(config)}
     if not model.trainable:
         model.fit_counts(train)
@@ -95,9 +101,9 @@ def fit(
             total, count = 0.0, 0
             for lo in range(0, len(order), config.batch_size):
                 rows = order[lo : lo + config.batch_size]
-                seq = torch.as_tensor(train.seq[rows], device=config.device)
-                target = torch.as_tensor(train.target[rows], device=config.device)
-                loss = model.loss(seq, target, _context(train, rows, config.device))
+                seq = torch.as_tensor(train.seq[rows], device=device)
+                target = torch.as_tensor(train.target[rows], device=device)
+                loss = model.loss(seq, target, _context(train, rows, device))
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"fit {type(model).__name__}: loss {loss.item()} at epoch {epoch}"

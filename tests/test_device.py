@@ -1,0 +1,254 @@
+"""The `device` option (issue 16): resolution rules, every model honouring it, checkpoints loading
+on any device. Runs without a GPU: CUDA is mocked where "auto" must pick it, and the ``meta``
+device (shapes, no data) stands in for "a device other than the CPU" where a model is only
+built; nothing here touches real CUDA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tianshou.data import Batch, ReplayBuffer
+
+from recgym.agents.device import device_name, load_state, module_device, resolve_device
+
+META = torch.device("meta")
+SMALL_WORLD = {"n_users": 40, "n_items": 200, "n_authors": 20, "seed": 3}
+
+
+@pytest.fixture
+def no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+@pytest.fixture
+def mock_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch believes one CUDA device exists (resolution only: nothing may allocate on it)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
+def _devices(module: torch.nn.Module) -> set[torch.device]:
+    return {t.device for t in [*module.parameters(), *module.buffers()]}
+
+
+def _layout():
+    from recgym.envs import make_env
+    from recgym.envs.contract import row_layout
+
+    env = make_env("recgym/Session-v0", world_config=SMALL_WORLD)
+    return row_layout(env.observation_space)
+
+
+# --------------------------------------------------------------------------- resolution
+def test_resolve_device_rules(no_cuda: None) -> None:
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device(None) == torch.device("cpu")
+    assert resolve_device(" AUTO ") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("meta") == META
+    assert device_name("cpu") == "cpu"
+    with pytest.raises(ValueError, match="not a torch device"):
+        resolve_device("gpu0")
+    with pytest.raises(ValueError, match="string or torch.device"):
+        resolve_device(0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("spec", ["cuda", "cuda:0", torch.device("cuda", 1)])
+def test_cuda_without_cuda_is_a_clear_error(no_cuda: None, spec: str | torch.device) -> None:
+    with pytest.raises(ValueError, match="CUDA is not available") as err:
+        resolve_device(spec)
+    assert "device='cpu' or 'auto'" in str(err.value)
+
+
+def test_auto_picks_cuda_when_available(mock_cuda: None) -> None:
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(ValueError, match="only 1 CUDA device"):
+        resolve_device("cuda:1")
+
+
+def test_config_defaults_are_auto() -> None:
+    from recgym.agents.baselines import RankerConfig
+    from recgym.agents.continuous import CQLConfig, TD3Config
+    from recgym.agents.deepfm import DeepFMConfig
+    from recgym.agents.enhanced_state_mtf import MTFRLConfig
+    from recgym.agents.iql import IQLConfig
+    from recgym.agents.mtf_baselines import BaselineConfig
+    from recgym.agents.mtl import MTLConfig
+    from recgym.agents.rliv_ua import RLIVUAConfig
+    from recgym.agents.rlur import RLURConfig
+    from recgym.agents.sequence import TrainConfig
+
+    configs = [RankerConfig, CQLConfig, TD3Config, DeepFMConfig, MTFRLConfig]
+    configs += [IQLConfig, BaselineConfig, MTLConfig, RLIVUAConfig, RLURConfig, TrainConfig]
+    for cls in configs:
+        assert cls().device == "auto", cls.__name__
+
+
+# --------------------------------------------------------------------------- checkpoints
+def test_load_state_maps_onto_the_requested_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "w.pt"
+    torch.save({"w": torch.arange(3.0)}, path)
+    state = load_state(path, "cpu")
+    assert state["w"].device == torch.device("cpu") and state["w"].tolist() == [0.0, 1.0, 2.0]
+    seen = {}
+    real = torch.load
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    load_state(path, "meta")
+    assert seen["map_location"] == META and seen["weights_only"] is True
+
+
+# --------------------------------------------------------------------------- models honour it
+def test_tianshou_agents_are_built_on_the_configured_device(no_cuda: None) -> None:
+    from recgym.agents.continuous import CQLConfig, TD3Config, build_cql, build_td3
+    from recgym.agents.mtf_baselines import BASELINES, BaselineConfig, build
+
+    layout = _layout()
+    for device in ("cpu", "meta"):
+        td3 = build_td3(layout, TD3Config(device=device))
+        cql = build_cql(layout, CQLConfig(device=device))
+        assert _devices(td3) == _devices(cql) == {torch.device(device)}
+        assert cql.cql_log_alpha.device == torch.device(device)  # set from the policy's device
+        for name in BASELINES:
+            assert _devices(build(name, 12, BaselineConfig(device=device))) == {
+                torch.device(device)
+            }, name
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        build_td3(layout, TD3Config(device="cuda"))
+
+
+def test_mtf_learners_honour_the_device() -> None:
+    from recgym.agents import enhanced_state_mtf as es_mtf
+    from recgym.agents.iql import IQLConfig, train_iql
+
+    rng = np.random.default_rng(0)
+    tr = {"state": rng.normal(size=(32, 5)), "rows": rng.normal(size=(32, 3, 4))}
+    for per_item in (True, False):
+        algo = es_mtf.build(tr, es_mtf.MTFRLConfig(per_item=per_item, device="meta"))
+        assert _devices(algo) == {META}
+    n = 64
+    obs = rng.normal(size=(n, 2)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
+    buf = ReplayBuffer(n, random_seed=0)
+    buf.set_batch(
+        Batch(obs=obs, act=act, rew=-(act[:, 0] ** 2), terminated=np.ones(n, bool),
+              truncated=np.zeros(n, bool), done=np.ones(n, bool), obs_next=obs)
+    )  # fmt: skip
+    buf._size = n
+    algo, _ = train_iql(buf, IQLConfig(gradient_steps=2, batch_size=16, device="cpu"))
+    assert _devices(algo) == {torch.device("cpu")}
+    assert algo.policy.act_array(obs[:4]).shape == (4, 1)
+
+
+def test_rankers_and_mtl_honour_the_device(tiny_logs: Path, tmp_path: Path) -> None:
+    from recgym.agents.baselines import RankerConfig, RankingModel
+    from recgym.agents.deepfm import DeepFMConfig, DeepFMRanker, Vocabulary
+    from recgym.agents.mtl import MTLConfig, MTLModel
+    from recgym.data import load
+
+    ds = load(tiny_logs)
+    ranker = RankingModel(RankerConfig(epochs=1, device="cpu"))
+    ranker.fit(ds)
+    path = ranker.save(tmp_path / "ranker")
+    assert _devices(RankingModel.load(path, device="meta").net) == {META}
+    assert module_device(RankingModel.load(path).net) == torch.device("cpu")
+    assert _devices(RankingModel(RankerConfig(device="meta")).net) == {META}
+
+    vocab = Vocabulary.from_dataset(ds)
+    fm = DeepFMRanker(DeepFMConfig(device="meta"))
+    fm._build(vocab)
+    assert _devices(fm.net) == {META}
+    mtl = MTLModel(MTLConfig(device="meta"))
+    mtl._build(vocab, 12)
+    assert _devices(mtl.net) == {META}
+
+
+def test_sequence_fit_uses_the_configured_device(no_cuda: None) -> None:
+    from recgym.agents.sequence import TrainConfig, fit
+    from recgym.agents.sequence.data import SequenceData
+    from recgym.agents.sequence.recurrent import GRU4Rec
+
+    rng = np.random.default_rng(0)
+    data = SequenceData(seq=rng.integers(0, 30, (40, 6)), target=rng.integers(0, 30, 40))
+    model = GRU4Rec(30, dim=8, max_len=6)
+    history = fit(model, data, config=TrainConfig(epochs=1, batch_size=16))  # "auto" -> cpu
+    assert module_device(model) == torch.device("cpu") and history["config"]["device"] == "auto"
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        fit(GRU4Rec(30, dim=8, max_len=6), data, config=TrainConfig(epochs=1, device="cuda"))
+
+
+# --------------------------------------------------------------------------- learned simulator
+def test_learned_simulator_loads_onto_the_requested_device(
+    tiny_checkpoint: Path, no_cuda: None
+) -> None:
+    from recgym.simulators.learned import CheckpointError, LearnedSimulator
+
+    cpu = LearnedSimulator.load(tiny_checkpoint, device="cpu")
+    assert cpu.device == torch.device("cpu")
+    meta = LearnedSimulator.load(tiny_checkpoint, device="meta")
+    assert meta.device == META
+    assert _devices(meta.response) == _devices(meta.leave) == {META}
+    tables = [v for k, v in vars(meta).items() if k.startswith("_t_")]
+    assert tables and all(t.device == META for t in tables)
+    # the step's inputs are gathered on the model's device
+    inputs = meta._inputs(**_exposures(cpu))
+    assert {t.device for v in inputs.values() for t in (v if isinstance(v, tuple) else (v,))} == {
+        META
+    }
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        LearnedSimulator.load(tiny_checkpoint, device="cuda")
+    with pytest.raises(CheckpointError):  # the device is checked, then the files
+        LearnedSimulator.load(tiny_checkpoint / "missing", device="cpu")
+
+
+def _exposures(sim) -> dict:
+    b, k = 2, 3
+    return {
+        "user": np.repeat(np.arange(b), k),
+        "clicked": sim.state.clicked[:b],
+        "skipped": sim.state.skipped[:b],
+        "item": np.arange(b * k),
+        "affinity": np.zeros((b * k, 10), np.float32),
+        "tab": np.ones(b * k, np.int64),
+        "position": np.zeros(b * k, np.int64),
+        "recency": np.zeros((b * k, 2), np.float32),
+    }
+
+
+def test_learned_backend_pickles_with_its_device_and_steps_alike(tiny_checkpoint: Path) -> None:
+    """A pickled simulator (subprocess envs) rebuilds its lookup tables on its device and gives
+    the same step from the same generator."""
+    import pickle
+
+    from recgym.simulators.learned import LearnedSimulator
+
+    sim = LearnedSimulator.load(tiny_checkpoint, device="cpu")
+    twin = pickle.loads(pickle.dumps(sim))
+    assert twin.device == torch.device("cpu") and twin._t_item_row.device == twin.device
+    users, slate = np.arange(4), np.arange(24).reshape(4, 6)
+    a = sim.step(users, slate, np.random.default_rng(0))
+    b = twin.step(users, slate, np.random.default_rng(0))
+    np.testing.assert_array_equal(a.info["p_click"], b.info["p_click"])
+    np.testing.assert_array_equal(a.responses["watch_ms"], b.responses["watch_ms"])
+
+
+def test_train_simulator_refuses_cuda_without_cuda(
+    tiny_logs: Path, tmp_path: Path, no_cuda: None
+) -> None:
+    from recgym.simulators.train import train_simulator
+
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        train_simulator(tiny_logs, tmp_path / "ckpt", progress=False, device="cuda")
+    assert not (tmp_path / "ckpt" / "model.pt").exists()
