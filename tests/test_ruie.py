@@ -186,6 +186,7 @@ def test_ruie_learns_items_and_its_q_learns_the_scenario_switch():
 
 @pytest.mark.slow
 @pytest.mark.learning
+@pytest.mark.timeout(1800)  # ~1 minute of CPU per seed; far longer on shared cores
 def test_ruie_beats_nextitnet_alone_paired_over_seeds():
     """The issue's learning test: RUIE vs NextItNet alone (w/o MHA & gate & SUIM: the same
     backbone and triplet loss, no scenarios), paired over 5 training seeds on the same data;
