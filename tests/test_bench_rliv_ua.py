@@ -85,6 +85,7 @@ def test_tiny_run_writes_rows_tables_claims_and_plots(tiny) -> None:
     assert json.loads((out / "config.json").read_text())["mode"] == "tiny"
 
 
+@pytest.mark.slow  # two more tiny runs (about a minute)
 def test_a_changed_setting_reruns_exactly_the_stages_it_affects(tiny) -> None:
     """Same settings: every stage reused, identical rows. RLIV-UA's step budget: only the four
     variants' training (per backend and seed) and their evaluations rerun. An evaluation-only
@@ -109,6 +110,7 @@ def test_a_changed_setting_reruns_exactly_the_stages_it_affects(tiny) -> None:
     assert {r["episodes"] for r in _rows(out)} == {cfg.episodes + 1}
 
 
+@pytest.mark.slow  # one more tiny run
 def test_real_logs_mean_no_world_backend(tiny, tmp_path: Path) -> None:
     _, work, _ = tiny
     logs = next(p for p in (work / "logs").iterdir() if (p / "stage.json").exists())
