@@ -151,6 +151,11 @@ BENCH_SUITES = {
         "the RLIV-UA paper's Tables 2-3 on UserAuthor-v0: every baseline vs RLIV-UA and its "
         "ablations, on the learned simulator and the world (`recgym bench rliv-ua --help`)",
     ),
+    "gpu": (
+        "recgym.benchmarks.gpu_check",
+        "simulator fit, the learned backend's vector env (N = 4,096) and DQN training on CUDA "
+        "and on the CPU, with the ratios (`recgym bench gpu --help`)",
+    ),
     "fidelity": (
         "recgym.benchmarks.fidelity",
         "simulator acceptance by policy ranking: a fixed panel of policies on the world and on "
@@ -179,7 +184,9 @@ def _simulator_train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         config.epochs = args.epochs
     try:
-        report = train_simulator(args.data, args.out, config, progress=not args.quiet)
+        report = train_simulator(
+            args.data, args.out, config, progress=not args.quiet, device=args.device
+        )
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -320,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=int, default=None, help="training epochs (default: SimulatorConfig)"
     )
     train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    train.add_argument(
+        "--device",
+        default="auto",
+        help="torch device: auto (CUDA when available, else CPU; the default), cpu, cuda, cuda:N",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_simulator_train)
 

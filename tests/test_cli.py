@@ -78,6 +78,7 @@ WRITING_COMMANDS = {
     "bench fidelity": ["bench", "fidelity", "--tiny", "--quiet", "--work", "{tmp}/work", "--out"],
     "bench ruie": ["bench", "ruie", "--tiny", "--quiet", "--work", "{tmp}/work", "--out"],
     "bench mtf": ["bench", "mtf", "--quick", "--quiet", "--out"],
+    "bench gpu": ["bench", "gpu", "--quick", "--only", "vector_env", "--vector-n", "8", "--out"],
 }  # fmt: skip
 """Every command that writes, with options that would make it do little; `--out` goes last."""
 

@@ -76,6 +76,7 @@ def test_config_defaults_are_auto() -> None:
     from recgym.agents.baselines import RankerConfig
     from recgym.agents.continuous import CQLConfig, TD3Config
     from recgym.agents.deepfm import DeepFMConfig
+    from recgym.agents.dqn import DQNConfig
     from recgym.agents.enhanced_state_mtf import MTFRLConfig
     from recgym.agents.iql import IQLConfig
     from recgym.agents.mtf_baselines import BaselineConfig
@@ -84,7 +85,7 @@ def test_config_defaults_are_auto() -> None:
     from recgym.agents.rlur import RLURConfig
     from recgym.agents.sequence import TrainConfig
 
-    configs = [RankerConfig, CQLConfig, TD3Config, DeepFMConfig, MTFRLConfig]
+    configs = [RankerConfig, CQLConfig, TD3Config, DeepFMConfig, DQNConfig, MTFRLConfig]
     configs += [IQLConfig, BaselineConfig, MTLConfig, RLIVUAConfig, RLURConfig, TrainConfig]
     for cls in configs:
         assert cls().device == "auto", cls.__name__
@@ -110,16 +111,32 @@ def test_load_state_maps_onto_the_requested_device(
     assert seen["map_location"] == META and seen["weights_only"] is True
 
 
+def test_dqn_checkpoint_round_trip_with_map_location(tmp_path: Path, no_cuda: None) -> None:
+    from recgym.agents.dqn import DQNConfig, build_dqn, load_dqn, save_dqn
+
+    algo = build_dqn(layout=_layout(), config=DQNConfig(device="cpu"))
+    path = save_dqn(algo, DQNConfig(device="cpu"), tmp_path / "dqn")
+    loaded, cfg = load_dqn(path, device="meta")  # weights mapped onto another device
+    assert cfg.device == "meta" and _devices(loaded.policy.model) == {META}
+    again, _ = load_dqn(path)  # the saved config's device
+    for a, b in zip(algo.policy.model.parameters(), again.policy.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        load_dqn(path, device="cuda")
+
+
 # --------------------------------------------------------------------------- models honour it
 def test_tianshou_agents_are_built_on_the_configured_device(no_cuda: None) -> None:
     from recgym.agents.continuous import CQLConfig, TD3Config, build_cql, build_td3
+    from recgym.agents.dqn import DQNConfig, build_dqn
     from recgym.agents.mtf_baselines import BASELINES, BaselineConfig, build
 
     layout = _layout()
     for device in ("cpu", "meta"):
+        dqn = build_dqn(layout=layout, config=DQNConfig(device=device))
         td3 = build_td3(layout, TD3Config(device=device))
         cql = build_cql(layout, CQLConfig(device=device))
-        assert _devices(td3) == _devices(cql) == {torch.device(device)}
+        assert _devices(dqn) == _devices(td3) == _devices(cql) == {torch.device(device)}
         assert cql.cql_log_alpha.device == torch.device(device)  # set from the policy's device
         for name in BASELINES:
             assert _devices(build(name, 12, BaselineConfig(device=device))) == {
@@ -127,6 +144,17 @@ def test_tianshou_agents_are_built_on_the_configured_device(no_cuda: None) -> No
             }, name
     with pytest.raises(ValueError, match="CUDA is not available"):
         build_td3(layout, TD3Config(device="cuda"))
+
+
+def test_cpu_and_meta_builds_start_from_the_same_seeded_shapes() -> None:
+    """Initialised on the CPU, then moved: the meta build has the CPU build's parameter shapes
+    (what a GPU build would hold, with the CPU build's values)."""
+    from recgym.agents.dqn import DQNConfig, build_dqn
+
+    layout = _layout()
+    cpu = build_dqn(layout=layout, config=DQNConfig(device="cpu"))
+    meta = build_dqn(layout=layout, config=DQNConfig(device="meta"))
+    assert [p.shape for p in cpu.parameters()] == [p.shape for p in meta.parameters()]
 
 
 def test_mtf_learners_honour_the_device() -> None:
@@ -252,3 +280,70 @@ def test_train_simulator_refuses_cuda_without_cuda(
     with pytest.raises(ValueError, match="CUDA is not available"):
         train_simulator(tiny_logs, tmp_path / "ckpt", progress=False, device="cuda")
     assert not (tmp_path / "ckpt" / "model.pt").exists()
+
+
+# --------------------------------------------------------------------------- the GPU check
+def test_gpu_check_on_cpu_writes_rows_saying_no_cuda(
+    tiny_checkpoint: Path, tmp_path: Path, no_cuda: None
+) -> None:
+    from recgym.benchmarks.gpu_check import GPUCheckConfig, run
+    from recgym.benchmarks.throughput.rows import read_rows
+
+    config = GPUCheckConfig(out=str(tmp_path), quick=True, only=("vector_env", "dqn_train"),
+                            checkpoint=str(tiny_checkpoint), vector_n=16, dqn_steps=32)  # fmt: skip
+    rows = run(config)
+    assert read_rows(tmp_path / "throughput.jsonl") == rows
+    by = {(r["variant"], r["metric"]): r for r in rows}
+    assert by[("cuda", "available")]["value"] == 0
+    assert "no CUDA device" in by[("cuda", "available")]["note"]
+    assert by[("vector_env/cpu", "steps_per_s")]["value"] > 0
+    assert by[("vector_env/cpu", "steps_per_s")]["batch"] == 16
+    assert by[("dqn_train/cpu", "steps_per_s")]["value"] > 0
+    assert not any(r["metric"] == "speedup" for r in rows)  # nothing to compare with
+    assert all(r["bench"] == "gpu_check" and r["mode"] == "quick" for r in rows)
+    assert "gpu_check" in (tmp_path / "throughput.md").read_text()
+
+
+def test_gpu_check_cuda_rows_and_ratios_with_mocked_cuda(
+    tmp_path: Path, mock_cuda: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows a CUDA machine writes (device names, speedups, the issue's targets), from
+    given timings: nothing runs on the mocked device."""
+    from recgym.benchmarks.gpu_check import Check, GPUCheckConfig, devices
+    from recgym.benchmarks.throughput.benches import Workspace
+    from recgym.benchmarks.throughput.rows import passes
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H100 (mocked)")
+    assert devices("auto") == [torch.device("cuda"), torch.device("cpu")]
+    assert devices("cpu") == [torch.device("cpu")]
+    check = Check(GPUCheckConfig(out=str(tmp_path)), Workspace(root=tmp_path, quick=False))
+    check.no_cuda_row()
+    assert check.rows == []  # CUDA is there: no "no CUDA device" row
+    check.compare("sim_fit", {"cuda": 20.0, "cpu": 150.0}, "s", "fit", higher_is_faster=False)
+    check.compare("vector_env", {"cuda": 6e5, "cpu": 2e4}, "1/s", "env", batch=4096)
+    by = {(r["variant"], r["metric"]): r for r in check.rows}
+    assert by[("sim_fit", "speedup")]["value"] == pytest.approx(7.5)
+    assert passes(by[("sim_fit", "speedup")]) is True
+    assert by[("vector_env", "speedup")]["value"] == pytest.approx(30.0)
+    assert passes(by[("vector_env/cuda", "steps_per_s")]) is True
+    assert "NVIDIA H100 (mocked)" in by[("sim_fit/cuda", "seconds")]["note"]
+    assert by[("sim_fit/cpu", "seconds")]["note"].startswith("cpu;")
+
+
+def test_gpu_check_refuses_cuda_without_cuda(no_cuda: None, tmp_path: Path) -> None:
+    from recgym.benchmarks.gpu_check import GPUCheckConfig, parse_args
+
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        GPUCheckConfig(out=str(tmp_path), device="cuda")
+    with pytest.raises(SystemExit):
+        parse_args(["--device", "cuda", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="only"):
+        GPUCheckConfig(only=("nope",))
+
+
+def test_gpu_check_quick_sim_fit_on_cpu(tmp_path: Path) -> None:
+    from recgym.benchmarks.gpu_check import GPUCheckConfig, run
+
+    rows = run(GPUCheckConfig(out=str(tmp_path), quick=True, only=("sim_fit",), device="cpu"))
+    fit = [r for r in rows if r["variant"] == "sim_fit/cpu"]
+    assert len(fit) == 1 and fit[0]["value"] > 0 and "rows" in fit[0]["note"]
