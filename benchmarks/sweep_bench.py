@@ -221,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         SweepBenchConfig, prog="recgym bench sweep", description=__doc__.split("\n")[0]
     )
     cfg = config_from_args(SweepBenchConfig, parser.parse_args(argv))
+    from recgym.outdir import ensure_writable_dir
+
+    ensure_writable_dir(cfg.out)  # OutputError (one line, exit 2) before minutes of sweeps
     rows = measure(cfg)
     path = append_throughput_rows(rows, cfg.out)
     print(f"appended {len(rows)} rows to {path}")

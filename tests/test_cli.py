@@ -79,6 +79,8 @@ WRITING_COMMANDS = {
     "bench ruie": ["bench", "ruie", "--tiny", "--quiet", "--work", "{tmp}/work", "--out"],
     "bench mtf": ["bench", "mtf", "--quick", "--quiet", "--out"],
     "bench gpu": ["bench", "gpu", "--quick", "--only", "vector_env", "--vector-n", "8", "--out"],
+    "bench sweep": ["bench", "sweep", "--modes", "serial", "--agents", "random", "--seeds", "0",
+                    "--episodes", "1", "--out"],
 }  # fmt: skip
 """Every command that writes, with options that would make it do little; `--out` goes last."""
 
