@@ -34,6 +34,11 @@ A bench is a list of stages (`benchmarks/demo.py` is the worked example)::
         Stage("evaluate", {"seeds": (0, 1, 2)}, evaluate, deps=("train",)),
     ])
     rows = done["evaluate"].rows()      # -> report.write_report / claims.judge_rows
+
+Stages whose dependencies are done run in parallel with
+``Engine(out, sweep=SweepConfig(workers=2))`` or ``ray="local"`` (`benchmarks.sweep`; on the
+command line ``--workers N`` / ``--ray [ADDRESS]``), so a bench that makes one stage per agent x
+backend x seed x config has its jobs fanned out.
 """
 
 from __future__ import annotations

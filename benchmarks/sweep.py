@@ -26,6 +26,9 @@ Executors.
   cluster the output directory must be a path every node sees (a shared file system): the jobs
   write there directly. Ray is the optional extra ``recgym[ray]``.
 Each worker runs torch and BLAS with one thread (`SweepConfig.threads`): N jobs on N cores.
+A job reaches its worker pickled: its stage function is found by module and name, so it must be
+importable there (any ``recgym`` module, or the script's ``__main__``; not a function defined
+inside another function or in a pytest module collected with ``--import-mode=importlib``).
 """
 
 from __future__ import annotations
