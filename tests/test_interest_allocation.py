@@ -249,3 +249,28 @@ def test_cooccurrence_vectors_put_co_clicked_items_together() -> None:
     same = np.add.outer(np.arange(10) // 5, np.arange(10) // 5) != 1
     assert cos[same].mean() > 0.5 > cos[~same].mean()
     assert np.linalg.norm(vec, axis=1).mean() == pytest.approx(2.0, rel=1e-4)
+
+
+def test_next_item_intermediate_rewards_score_each_click_against_the_interests_before_it() -> None:
+    from recgym.envs.interest_allocation import allocation_reward, interest_vectors
+
+    dense, sparse = _world_env(length=5, intermediate_reward="next_item"), _world_env(length=5)
+    obs, _ = dense.reset(seed=3)
+    sparse.reset(seed=3)
+    _, r0, *_ = dense.step(0)
+    assert r0 == 0.0  # nothing allocated yet: no interest to score the first click with
+    p, sizes = interest_vectors(
+        dense.vectors, obs["sequence"][None], np.array([[0, -1, -1, -1, -1]]), 4
+    )
+    rng_state = dense.mdp._neg_rng.bit_generator.state
+    _, r1, *_ = dense.step(1)  # click 2 opens interest 1: scored by an empty interest
+    rng = np.random.default_rng()
+    rng.bit_generator.state = rng_state
+    from recgym.envs.interest_allocation import sample_other_items
+
+    item = np.array([obs["sequence"][1]])
+    negs = sample_other_items(item, 99, dense.mdp.n_items, rng)
+    expected = allocation_reward(dense.vectors, p, sizes, item, np.array([1]), negs, 0.001)
+    assert r1 == pytest.approx(float(expected["reward"][0])) and r1 != 0.0
+    assert expected["r_c"][0] == pytest.approx(1 / 100)
+    assert [sparse.step(0)[1] for _ in range(5)] == [0.0] * 5
