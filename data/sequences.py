@@ -9,6 +9,11 @@ imports nothing of ours); dataset sequences carry none.
 `paper_sequences` applies the RDRSR paper's preprocessing (section 4.1) to a loaded `Dataset`,
 each step through `data.preprocess` so the dataset's report lists what it removed:
 
+Last.fm's "clicks" are its tag assignments (user_taggedartists*.dat, the one timestamped event
+table of hetrec2011-2k; the listening counts have no time), so a Last.fm sequence is the order in
+which a user tagged artists. The paper's Table 1 sizes (1,860 users, 2,824 items, 583,933
+interactions) match neither table; the paper does not say which it used.
+
 1. `implicit_feedback`: "clicks only". ML-100k keeps *every* rating (``min_rating=1``): the
    paper follows NCF's preprocessing, and its Table 1 counts all 100,000 ratings as
    interactions. Last.fm's tag assignments and Foursquare's check-ins are positive already.
