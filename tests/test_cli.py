@@ -78,6 +78,8 @@ WRITING_COMMANDS = {
     "bench fidelity": ["bench", "fidelity", "--tiny", "--quiet", "--work", "{tmp}/work", "--out"],
     "bench ruie": ["bench", "ruie", "--tiny", "--quiet", "--work", "{tmp}/work", "--out"],
     "bench mtf": ["bench", "mtf", "--quick", "--quiet", "--out"],
+    "bench rdrsr": ["bench", "rdrsr", "--dataset", "world", "--seeds", "0", "--epochs", "1",
+                    "--models", "gru4rec", "--out"],
     "bench gpu": ["bench", "gpu", "--quick", "--only", "vector_env", "--vector-n", "8", "--out"],
     "bench sweep": ["bench", "sweep", "--modes", "serial", "--agents", "random", "--seeds", "0",
                     "--episodes", "1", "--out"],
