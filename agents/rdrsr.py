@@ -19,7 +19,8 @@
    softmax_j(p_j . F_T) over the usable interests (eq. 11-12; W0 also reads z, as eq. 11 says,
    so it is (2d + k) x d rather than the 2d x d stated after it); the policy (eq. 9) is
    softmax(W2 ReLU(W1 s + b1) + b2) over the usable interests; the chosen p_a becomes the
-   running average of e_u and the items it holds (eq. 10's "average pooling").
+   mean of the F of the items it holds (eq. 10's "average pooling" read as the sub-sequence's
+   running mean; e_u only stands in for an interest until its first item).
 4. *Reward* (eq. 13-17): the target goes through the same state and policy, choosing p_target;
    R_c is its sampled-softmax probability of the target against ``n_negatives`` uniform items
    (a negative equal to the target is masked); the baseline averages that over the usable
@@ -34,8 +35,10 @@
 
 ``dynamic=False`` is RDRSR-F (Table 4): the DID is off (no self-attention, F = E; h = k fixed).
 
-Options that are *not* the paper's (all off by default; for the allocation study on the world,
-where the paper's setting collapses every sequence into one interest, see the bench):
+Options that are *not* the paper's (all off by default). With the paper's settings the allocator
+learns to put (almost) every item of a sequence in one interest (bench rdrsr, "world, true
+interests"); these were tried against that in exploratory runs and did not fix it reliably (not
+benchmarked):
 ``open_baseline`` averages the baseline over the interests that hold an item (the env's reading
 of "all generated interests") instead of all h usable ones, so an empty interest (still at e_u)
 no longer makes "one interest for everything" look better than the average; ``similarity_state``
