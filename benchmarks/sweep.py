@@ -18,8 +18,9 @@ Executors.
 - Serial (``workers=1``, no Ray): the engine's original loop (a failure raises at once).
 - Process pool: ``concurrent.futures.ProcessPoolExecutor`` with the ``forkserver`` start
   method: workers fork from a clean server process that imported torch, numpy, the engine and
-  the stages' modules once (a ``fork`` of a process that has run torch can deadlock; ``spawn``
-  pays every import again per worker, ~3 s of CPU for torch + recgym). One job per worker.
+  every recgym module the stages' code imports (`engine.code_files`) once (a ``fork`` of a
+  process that has run torch can deadlock; ``spawn`` pays every import again per worker, ~3 s
+  of CPU for torch + recgym). One job per worker.
 - Ray: each job is a Ray task with ``num_cpus=1``. ``--ray`` alone starts a local Ray with
   `workers` CPUs (all of the machine's when `workers` is 1); ``--ray ADDRESS`` connects to a
   running cluster (``ray start --head`` prints the address; ``auto`` finds a local one). On a
@@ -226,10 +227,13 @@ class _Ray:
 def _executor(config: SweepConfig, stages: Sequence[Stage]) -> _Pool | _Ray:
     if config.ray is not None:
         return _Ray(config.ray, config.workers, config.threads)
-    modules = sorted({s.fn.__module__ for s in stages} - {"__main__"})
-    return _Pool(
-        config.workers, config.threads, ["recgym.benchmarks.engine", "recgym.envs", *modules]
-    )
+    from recgym.benchmarks.engine import code_files
+
+    # every recgym module the stages' code imports, lazily inside functions too (the engine's
+    # code closure): imported once in the fork server, so a worker starts warm
+    modules = {m for s in stages for m in code_files(s.modules())}
+    modules |= {s.fn.__module__ for s in stages} - {"__main__"}
+    return _Pool(config.workers, config.threads, ["recgym.benchmarks.engine", *sorted(modules)])
 
 
 # --------------------------------------------------------------------------- the scheduler
