@@ -149,6 +149,7 @@ class MTFCore(BatchedMDP):
         bias_range: tuple[float, float] = BIAS_RANGE,
         mtl_warmup_requests: int = 8,
         name: str = "recgym/MTFSession-v0",
+        device: str = "auto",
     ) -> None:
         self.name = name
         if action_mode not in ("per_item", "per_request"):
@@ -156,7 +157,13 @@ class MTFCore(BatchedMDP):
                 f"{name}: action_mode must be 'per_item' or 'per_request', got {action_mode!r}"
             )
         self.driver = EpisodeDriver(
-            backend, checkpoint, world_config, world_dir, users=users, n_slots=n_slots
+            backend,
+            checkpoint,
+            world_config,
+            world_dir,
+            users=users,
+            n_slots=n_slots,
+            device=device,
         )
         self.n_slots = self.driver.n_slots
         self.action_mode = action_mode
@@ -197,7 +204,7 @@ class MTFCore(BatchedMDP):
         elif isinstance(mtl, str):
             from recgym.agents.mtl import MTLModel  # the ranking stage's model (agents/mtl.py)
 
-            mtl = MTLModel.load(mtl)
+            mtl = MTLModel.load(mtl, device=device)
         self.mtl = mtl.for_backend(self.model) if hasattr(mtl, "for_backend") else mtl
         s, n, n_items = self.n_slots, self.n_candidates, self.catalogue.n_items
         self.candidates = np.zeros((s, n), dtype=np.int64)

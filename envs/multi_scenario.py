@@ -57,6 +57,7 @@ class MultiScenarioMDP(BatchedMDP):
         seq_len: int = 20,
         n_slots: int = 1,
         name: str = ENV_ID,
+        device: str = "auto",
     ):
         self.name = name
         if action_mode not in ("scores", "discrete"):
@@ -80,6 +81,7 @@ class MultiScenarioMDP(BatchedMDP):
             users=users,
             n_slots=n_slots,
             extra_streams=("scenario",),
+            device=device,
         )
         if not callable(getattr(self.model, "next_scenario", None)):
             raise ValueError(

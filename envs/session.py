@@ -54,12 +54,19 @@ class SessionMDP(BatchedMDP):
         world_dir: str | None = None,
         n_slots: int = 1,
         name: str = "recgym/Session-v0",
+        device: str = "auto",
     ):
         if action_mode not in ("scores", "discrete"):
             raise ValueError(f"action_mode must be 'scores' or 'discrete', got {action_mode!r}")
         self.name = name
         self.driver = EpisodeDriver(
-            backend, checkpoint, world_config, world_dir, users=users, n_slots=n_slots
+            backend,
+            checkpoint,
+            world_config,
+            world_dir,
+            users=users,
+            n_slots=n_slots,
+            device=device,
         )
         self.n_slots = self.driver.n_slots
         self.action_mode = action_mode
@@ -343,7 +350,8 @@ class SessionEnv(MDPEnv):
     backend ("world" | "learned" | a UserModel), checkpoint (for "learned"), world_config (dict
     of WorldConfig fields), slate_size (6), n_candidates (50), action_mode ("scores" |
     "discrete"), reward_weights ({behaviour: weight}), max_steps (100), users (ids to sample),
-    world_dir (a saved world to load, for backend "world").
+    world_dir (a saved world to load, for backend "world"), device (where a learned backend's
+    models run: "auto" = CUDA when available, "cpu", "cuda:N"; `agents.device`).
 
     ## Vector env
     ``gym.make_vec("recgym/Session-v0", num_envs=N, vectorization_mode="vector_entry_point")``
