@@ -109,6 +109,10 @@ class DemoConfig:
     same users under it), and intervals are over these seeds."""
     seed: int = 0
     """Root seed of world, logs, simulator and ranker."""
+    device: str = "auto"
+    """Torch device of the simulator, the ranker and DQN, in training and evaluation: 'auto'
+    (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N' (`agents.device`). Part of
+    every model stage's key."""
     fresh: bool = False
     """Discard every earlier stage output first (not needed for correctness: stages are keyed by
     settings and code)."""
@@ -118,6 +122,9 @@ class DemoConfig:
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError(f"--train-seeds must be distinct and non-empty, got {seeds}")
         self.train_seeds = seeds
+        from recgym.agents.device import resolve_device
+
+        resolve_device(self.device)  # 'cuda' without CUDA fails here, before any stage
 
 
 # --------------------------------------------------------------------------- stages
@@ -131,28 +138,30 @@ def _logs(ctx: StageContext) -> dict[str, Any]:
 def _simulator(ctx: StageContext) -> dict[str, Any]:
     from recgym.simulators.train import train_simulator
 
-    train_simulator(ctx.deps["logs"].dir, ctx.dir, ctx.config, ctx.progress)
+    cfg = ctx.config
+    train_simulator(ctx.deps["logs"].dir, ctx.dir, cfg["simulator"], ctx.progress, cfg["device"])
     return {}
 
 
 def _ranker(ctx: StageContext) -> dict[str, Any]:
-    from recgym.agents.baselines import RankingModel
+    from recgym.agents.baselines import RankerConfig, RankingModel
     from recgym.data import load
 
-    ranker = RankingModel(target=ctx.config["target"])
+    ranker = RankingModel(RankerConfig(device=ctx.config["device"]), target=ctx.config["target"])
     ranker.fit(load(ctx.deps["logs"].dir), progress=ctx.progress)
     ranker.save(ctx.dir / "ranker")
     return {}
 
 
-def _learned_env(sim: StageResult) -> dict[str, Any]:
-    return {"backend": "learned", "checkpoint": str(sim.dir)}
+def _learned_env(sim: StageResult, device: str) -> dict[str, Any]:
+    return {"backend": "learned", "checkpoint": str(sim.dir), "device": device}
 
 
 def _dqn(ctx: StageContext) -> dict[str, Any]:
     from recgym.agents.dqn import save_dqn, train_dqn
 
-    algo, stats = train_dqn(_learned_env(ctx.deps["simulator"]), ctx.config, progress=ctx.progress)
+    env = _learned_env(ctx.deps["simulator"], ctx.config.device)
+    algo, stats = train_dqn(env, ctx.config, progress=ctx.progress)
     save_dqn(algo, ctx.config, ctx.dir / "dqn")
     return {"learning_curve": stats.learning_curve, "seconds": stats.seconds}
 
@@ -169,8 +178,10 @@ def _evaluate(ctx: StageContext) -> dict[str, Any]:
     cfg = ctx.config
     seed = cfg["seed"]
     logs_dir = ctx.deps["logs"].dir
-    rankers = rankers_from_model(RankingModel.load(ctx.deps["ranker"].dir / "ranker"))
-    dqn_algo, _ = load_dqn(ctx.deps[dqn_stage(seed)].dir / "dqn")
+    device = cfg["device"]
+    ranker = RankingModel.load(ctx.deps["ranker"].dir / "ranker", device=device)
+    rankers = rankers_from_model(ranker)
+    dqn_algo, _ = load_dqn(ctx.deps[dqn_stage(seed)].dir / "dqn", device=device)
     dqn = QSlatePolicy(dqn_algo.policy.model)
     # The world backend starts from the world saved after writing the logs (world_state.npz),
     # the user state the simulator learned from those logs starts from (issue 8, point 3). The
@@ -181,7 +192,7 @@ def _evaluate(ctx: StageContext) -> dict[str, Any]:
         "world": reference_panel(rankers=rankers, world=world, seed=seed),
     }
     env_fns = {
-        "learned": lambda _s: make_env(ENV_ID, **_learned_env(ctx.deps["simulator"])),
+        "learned": lambda _s: make_env(ENV_ID, **_learned_env(ctx.deps["simulator"], device)),
         "world": lambda _s: make_env(ENV_ID, backend="world", world_dir=str(logs_dir)),
     }
     oracle_env = panels["world"][ORACLE].make_env
@@ -220,17 +231,27 @@ def stages(cfg: DemoConfig) -> list[Stage]:
     world = WorldConfig(n_users=cfg.users, n_items=cfg.items, n_authors=cfg.authors, seed=cfg.seed)
     out = [
         Stage("logs", {"world": world, "logs": LogConfig(days=cfg.days, seed=cfg.seed)}, _logs),
-        Stage("simulator", SimulatorConfig(seed=cfg.seed), _simulator, deps=("logs",)),
-        Stage("ranker", {"target": "click"}, _ranker, deps=("logs",)),
+        Stage(
+            "simulator",
+            {"simulator": SimulatorConfig(seed=cfg.seed), "device": cfg.device},
+            _simulator,
+            deps=("logs",),
+        ),
+        Stage("ranker", {"target": "click", "device": cfg.device}, _ranker, deps=("logs",)),
     ]
-    dqn = replace(DQNConfig(), env_steps=cfg.dqn_steps, test_episodes=cfg.dqn_test_episodes)
+    dqn = replace(
+        DQNConfig(),
+        env_steps=cfg.dqn_steps,
+        test_episodes=cfg.dqn_test_episodes,
+        device=cfg.device,
+    )
     for s in cfg.train_seeds:
         out.append(Stage(dqn_stage(s), replace(dqn, seed=s), _dqn, deps=("simulator",)))
     for s in cfg.train_seeds:
         out.append(
             Stage(
                 eval_stage(s),
-                {"episodes": cfg.episodes, "seed": s},
+                {"episodes": cfg.episodes, "seed": s, "device": cfg.device},
                 _evaluate,
                 deps=("logs", "simulator", "ranker", dqn_stage(s)),
             )
@@ -391,7 +412,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = config_parser(DemoConfig, prog="recgym demo", description=__doc__.split("\n")[0])
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
-    cfg = config_from_args(DemoConfig, args)
+    try:
+        cfg = config_from_args(DemoConfig, args)
+    except ValueError as exc:  # e.g. --device cuda without CUDA, repeated --train-seeds
+        parser.error(str(exc))
     report = run(cfg, progress=not args.quiet)
     print(report["markdown"])
     print(f"plots: {report['paths']['learning_curve']}, {report['paths']['metrics']}")

@@ -132,6 +132,9 @@ class FidelityConfig:
     """Bootstrap replicates of the tau interval."""
     seed: int = 0
     """Root seed of world, logs and training."""
+    device: str = "auto"
+    """Torch device of the simulator, the ranker and DQN ('auto': CUDA when available, else CPU;
+    `agents.device`); part of the model stages' keys."""
 
 
 PRESETS: dict[str, FidelityConfig] = {
@@ -284,7 +287,8 @@ def stage_simulator(ctx: Any) -> dict[str, Any]:
         heldout_days=c["heldout_days"],
         random_exposure_input=c["random_exposure_input"],
     )
-    res = train_simulator(_work(ctx, "logs") / "logs", ctx.dir, cfg, progress=ctx.progress)
+    logs = _work(ctx, "logs") / "logs"
+    res = train_simulator(logs, ctx.dir, cfg, progress=ctx.progress, device=c["device"])
     rep = res["fidelity"]
     return {
         "seconds": res["seconds"],
@@ -301,7 +305,8 @@ def stage_rankers(ctx: Any) -> dict[str, Any]:
     from recgym.data import load
 
     c = ctx.config
-    model = RankingModel(RankerConfig(epochs=c["ranker_epochs"], seed=c["seed"]), target="click")
+    config = RankerConfig(epochs=c["ranker_epochs"], seed=c["seed"], device=c["device"])
+    model = RankingModel(config, target="click")
     stats = model.fit(load(_work(ctx, "logs") / "logs"), progress=ctx.progress)
     model.save(ctx.dir / "ranker.pt")
     return asdict(stats)
@@ -311,8 +316,8 @@ def stage_dqn(ctx: Any) -> dict[str, Any]:
     from recgym.agents.dqn import DQNConfig, save_dqn, train_dqn
 
     c = ctx.config
-    env = {"backend": "learned", "checkpoint": str(_work(ctx, "simulator"))}
-    cfg = DQNConfig(env_steps=c["dqn_steps"], seed=c["seed"])
+    env = {"backend": "learned", "checkpoint": str(_work(ctx, "simulator")), "device": c["device"]}
+    cfg = DQNConfig(env_steps=c["dqn_steps"], seed=c["seed"], device=c["device"])
     if c["dqn_steps"] < cfg.warmup_steps * 4:  # a tiny budget: shrink warm-up and tests with it
         cfg = replace(cfg, warmup_steps=max(c["dqn_steps"] // 4, 8), epochs=1, test_episodes=1)
     algo, stats = train_dqn(env, cfg, progress=ctx.progress)
@@ -335,14 +340,19 @@ def stage_evaluate(ctx: Any) -> dict[str, Any]:
     torch.set_num_threads(1)
     c = ctx.config
     logs_dir = _work(ctx, "logs") / "logs"
-    rankers = rankers_from_model(RankingModel.load(_work(ctx, "rankers") / "ranker.pt"))
-    algo, _ = load_dqn(_work(ctx, "dqn") / "dqn.pt")
+    device = c["device"]
+    rankers = rankers_from_model(
+        RankingModel.load(_work(ctx, "rankers") / "ranker.pt", device=device)
+    )
+    algo, _ = load_dqn(_work(ctx, "dqn") / "dqn.pt", device=device)
     panel = build_panel(rankers, QSlatePolicy(algo.policy.model), seed=c["seed"])
     world = load_world(logs_dir)
     oracle = PatienceOracle(world, slate_size=6, seed=c["seed"])
     envs = {
         "world": oracle.make_env(ENV_ID),  # the post-log world, stepped by the oracle's object
-        "simulator": make_env(ENV_ID, backend="learned", checkpoint=str(_work(ctx, "simulator"))),
+        "simulator": make_env(
+            ENV_ID, backend="learned", checkpoint=str(_work(ctx, "simulator")), device=device
+        ),
     }
     seeds, n_ep = tuple(c["seeds"]), c["episodes"]
     totals = np.zeros((len(BACKENDS), len(PANEL) + 1, len(seeds), n_ep, len(TOTAL_KEYS)))
@@ -395,22 +405,26 @@ def stages(cfg: FidelityConfig) -> list[Any]:
         "sim_epochs": cfg.sim_epochs,
         "sim_leave_steps": cfg.sim_leave_steps,
         "heldout_days": cfg.heldout_days,
+        "device": cfg.device,
     }
     return [
         Stage("logs", world, stage_logs),
         Stage("simulator", sim, stage_simulator, deps=("logs",)),
         Stage(
             "rankers",
-            {"seed": cfg.seed, "ranker_epochs": cfg.ranker_epochs},
+            {"seed": cfg.seed, "ranker_epochs": cfg.ranker_epochs, "device": cfg.device},
             stage_rankers,
             deps=("logs",),
         ),
         Stage(
-            "dqn", {"seed": cfg.seed, "dqn_steps": cfg.dqn_steps}, stage_dqn, deps=("simulator",)
+            "dqn",
+            {"seed": cfg.seed, "dqn_steps": cfg.dqn_steps, "device": cfg.device},
+            stage_dqn,
+            deps=("simulator",),
         ),
         Stage(
             "evaluate",
-            {"seed": cfg.seed, "seeds": cfg.seeds, "episodes": cfg.episodes},
+            {"seed": cfg.seed, "seeds": cfg.seeds, "episodes": cfg.episodes, "device": cfg.device},
             stage_evaluate,
             deps=("logs", "simulator", "rankers", "dqn"),
         ),

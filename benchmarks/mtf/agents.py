@@ -41,7 +41,7 @@ def train_all(
         flat_buffer,
     )
 
-    seed, steps = int(cfg["seed"]), int(cfg["gradient_steps"])
+    seed, steps, device = int(cfg["seed"]), int(cfg["gradient_steps"]), str(cfg["device"])
     rounds = int(cfg["ptm_rounds"])
     per_round_steps = max(steps // rounds, 1)
     per_round_episodes = max(-(-int(cfg["explore_episodes"]) // rounds), 1)
@@ -55,18 +55,17 @@ def train_all(
         timings[name] = round(time.perf_counter() - start, 2)
         return out
 
-    base = BaselineConfig(gradient_steps=steps, batch_size=int(cfg["batch_size"]), seed=seed)
+    batch = int(cfg["batch_size"])
+    base = BaselineConfig(gradient_steps=steps, batch_size=batch, seed=seed, device=device)
     policies["ES"] = timed(
         "ES", lambda: train_es(core, ESConfig(generations=int(cfg["es_generations"]), seed=seed))
     )[0]
     for name, key in (("DDPG", "ddpg"), ("CQL+SAC", "cql_sac"), ("BatchRL-MTF (BCQ)", "bcq")):
         policies[name] = timed(name, lambda key=key: train_baseline(key, d0, base))[0]
-    iql_cfg = IQLConfig(gradient_steps=steps, batch_size=int(cfg["batch_size"]), seed=seed)
+    iql_cfg = IQLConfig(gradient_steps=steps, batch_size=batch, seed=seed, device=device)
     iql = timed("IQL", lambda: train_iql(flat_buffer(d0, seed), iql_cfg))[0]
     policies["IQL"] = StateFusion(iql.policy.act_array)
-    integrated = integrated_config(
-        gradient_steps=steps, batch_size=int(cfg["batch_size"]), seed=seed
-    )
+    integrated = integrated_config(gradient_steps=steps, batch_size=batch, seed=seed, device=device)
     policies["IntegratedRL-MTF w/o PTM"] = timed(
         "IntegratedRL-MTF w/o PTM", lambda: esm.train(d0, integrated)[0].policy
     )
@@ -83,6 +82,7 @@ def train_all(
         gradient_steps=per_round_steps,
         batch_size=int(cfg["enhanced_batch"]),
         seed=seed,
+        device=device,
     )
     policies[ENHANCED] = timed(
         ENHANCED, lambda: progressive(core, enhanced, bounds, **ptm)[0].policy

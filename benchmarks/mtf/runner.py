@@ -82,6 +82,9 @@ class MTFBenchConfig:
     """Half-width of the per-user exploration bounds around mu_bp (scaled by U(0.5, 1.5))."""
     seed: int = 0
     """Root seed of world, logs, simulator and MTL."""
+    device: str = "auto"
+    """Torch device of the simulator, the MTL and every learner ('auto': CUDA when available,
+    else CPU; `agents.device`); part of the model stages' keys."""
     fresh: bool = False
     """Discard every earlier stage output first."""
 
@@ -127,28 +130,34 @@ def _logs_dir(ctx: StageContext, cfg: dict) -> Path:
 def _simulator(ctx: StageContext) -> dict[str, Any]:
     from recgym.simulators.train import train_simulator
 
-    train_simulator(_logs_dir(ctx, ctx.config), ctx.dir, ctx.config["simulator"], ctx.progress)
+    cfg = ctx.config
+    train_simulator(_logs_dir(ctx, cfg), ctx.dir, cfg["simulator"], ctx.progress, cfg["device"])
     return {}
 
 
 def _mtl(ctx: StageContext) -> dict[str, Any]:
-    from recgym.agents.mtl import MTLModel
+    from recgym.agents.mtl import MTLConfig, MTLModel
     from recgym.data import load
 
-    model = MTLModel()
+    model = MTLModel(MTLConfig(device=ctx.config["device"]))
     stats = model.fit(load(_logs_dir(ctx, ctx.config)))
     model.save(ctx.dir / "mtl.pt")
     return {"task_auc": stats.task_auc, "watch_rmse": stats.watch_rmse, "rows": stats.n_train}
 
 
-def _core(ctx: StageContext, backend: str, slots: int):
+def _core(ctx: StageContext, backend: str, slots: int, device: str):
+    from recgym.agents.mtl import MTLModel
     from recgym.envs.mtf import MTFCore
 
-    mtl = str(ctx.deps["mtl"].dir / "mtl.pt")
+    mtl = MTLModel.load(ctx.deps["mtl"].dir / "mtl.pt", device=device)
     if backend == "world":
         return MTFCore(world_dir=str(ctx.deps["logs"].dir), mtl=mtl, n_slots=slots, name=ENV_ID)
     return MTFCore(
-        backend="learned", checkpoint=str(ctx.deps["simulator"].dir), mtl=mtl, n_slots=slots
+        backend="learned",
+        checkpoint=str(ctx.deps["simulator"].dir),
+        mtl=mtl,
+        n_slots=slots,
+        device=device,
     )
 
 
@@ -167,7 +176,7 @@ def _run_seed(ctx: StageContext) -> dict[str, Any]:
     from recgym.benchmarks.mtf.agents import train_all
 
     cfg, seed, backend = ctx.config, ctx.config["seed"], ctx.config["backend"]
-    core = _core(ctx, backend, cfg["slots"])
+    core = _core(ctx, backend, cfg["slots"], cfg["device"])
     bounds = UserBounds.make(core.model.n_users, cfg["explore_width"], seed=seed)
     zero = UserBounds(np.zeros_like(bounds.lower), np.zeros_like(bounds.upper))
     start = time.perf_counter()
@@ -229,15 +238,16 @@ def stages(cfg: MTFBenchConfig) -> list[Stage]:
     out.append(
         Stage(
             "simulator",
-            {"simulator": SimulatorConfig(seed=cfg.seed), **data},
+            {"simulator": SimulatorConfig(seed=cfg.seed), "device": cfg.device, **data},
             _simulator,
             deps=deps,
         )
     )
-    out.append(Stage("mtl", {"seed": cfg.seed, **data}, _mtl, deps=deps))
+    out.append(Stage("mtl", {"seed": cfg.seed, "device": cfg.device, **data}, _mtl, deps=deps))
     keys = (
         "slots", "explore_episodes", "ptm_rounds", "test_episodes", "eval_episodes",
         "gradient_steps", "enhanced_batch", "batch_size", "es_generations", "explore_width",
+        "device",
     )  # fmt: skip
     for backend in cfg.backends:
         for s in cfg.train_seeds:

@@ -67,6 +67,7 @@ def stages(cfg: RDRSRBenchConfig) -> list[Stage]:
                     "train_rows_per_user": cfg.train_rows_per_user,
                     "n_negatives": cfg.n_negatives,
                     "sequences": seq_cfg,
+                    "device": cfg.device,
                 }
                 out.append(Stage(f"{ds}-{model}-seed{seed}", train_cfg, train_stage, (seq_name,)))
         if ds == "world":

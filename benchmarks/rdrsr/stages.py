@@ -197,7 +197,11 @@ def train_stage(ctx: StageContext) -> dict[str, Any]:
     train = recent_rows(split.train, cfg["train_rows_per_user"])
     model = build_model(name, seqs.n_items, cfg, seed)
     config = TrainConfig(
-        epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], patience=cfg["patience"]
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        lr=cfg["lr"],
+        patience=cfg["patience"],
+        device=cfg["device"],
     )
     history = fit(model, train, split.valid if cfg["validate"] else None, config, seed=seed)
     negatives = negatives_for(split.test, seqs.n_items, cfg["n_negatives"], seed)

@@ -253,6 +253,9 @@ class BenchConfig:
     second_simulator: bool = True
     """Also judge every agent on a second simulator fit on the same logs with another seed
     (other initialisation, other held-out users), in which no agent was trained."""
+    device: str = "auto"
+    """Torch device of the simulators and every agent, in training and evaluation ('auto': CUDA
+    when available, else CPU; `agents.device`)."""
 
     def __post_init__(self) -> None:
         self.seeds = tuple(int(s) for s in self.seeds)

@@ -60,7 +60,9 @@ def _logs(ctx: StageContext) -> dict[str, Any]:
 def _simulator(ctx: StageContext) -> dict[str, Any]:
     from recgym.simulators.train import train_simulator
 
-    result = train_simulator(logs_dir(ctx.deps["logs"]), ctx.dir, ctx.config, progress=False)
+    cfg = ctx.config
+    logs = logs_dir(ctx.deps["logs"])
+    result = train_simulator(logs, ctx.dir, cfg["simulator"], progress=False, device=cfg["device"])
     return {"rows": result["rows"], "train_rows": result["train_rows"]}
 
 
@@ -70,7 +72,8 @@ def _asa(ctx: StageContext) -> dict[str, Any]:
     from recgym.data.asa import asa_samples
     from recgym.envs import make_env
 
-    env = make_env(ENV_ID, **env_kwargs(ctx.config["backend"], ctx.deps, {}))
+    device = {"device": ctx.config["device"]}
+    env = make_env(ENV_ID, **env_kwargs(ctx.config["backend"], ctx.deps, device))
     samples = asa_samples(_load_logs(ctx), backend=env.unwrapped.model)
     env.close()
     samples.save(ctx.dir / "asa.h5")
@@ -188,7 +191,11 @@ def agent_configs(cfg: BenchConfig, seed: int) -> dict[str, Any]:
     from recgym.agents.rliv_ua import RLIVUAConfig
     from recgym.agents.rlur import RLURConfig
 
-    online = {"env_steps": cfg.online_steps, "test_episodes": cfg.online_test_episodes}
+    online = {
+        "env_steps": cfg.online_steps,
+        "test_episodes": cfg.online_test_episodes,
+        "device": cfg.device,
+    }
     online.update(_small(cfg, epochs=1, warmup_steps=16, hidden_sizes=(16,), batch_size=16))
     epochs = 2 if cfg.rliv_steps >= 2 else 1
     rliv = RLIVUAConfig(
@@ -197,6 +204,7 @@ def agent_configs(cfg: BenchConfig, seed: int) -> dict[str, Any]:
         steps_per_epoch=max(cfg.rliv_steps // epochs, 1),
         batch_size=cfg.rliv_batch,
         seed=seed,
+        device=cfg.device,
         **_small(cfg, hidden_sizes=(16,), embedding_dim=8),
     )
     return {
@@ -204,12 +212,14 @@ def agent_configs(cfg: BenchConfig, seed: int) -> dict[str, Any]:
             target="click",
             epochs=cfg.deepfm_epochs,
             seed=seed,
+            device=cfg.device,
             **_small(cfg, embedding_dim=4, hidden_sizes=(16,)),
         ),
         "rankers": RankerConfig(
             epochs=cfg.deepfm_epochs,
             request_size=cfg.slate_size,
             seed=seed,
+            device=cfg.device,
             **_small(cfg, hidden_sizes=(16,)),
         ),
         "cql": CQLConfig(
@@ -217,6 +227,7 @@ def agent_configs(cfg: BenchConfig, seed: int) -> dict[str, Any]:
             num_repeat_actions=cfg.cql_repeat,
             test_episodes=0,
             seed=seed,
+            device=cfg.device,
             **_small(cfg, hidden_sizes=(16,), batch_size=16, epochs=1),
         ),
         "dqn": DQNConfig(**online, seed=seed),
@@ -258,6 +269,7 @@ def stages(cfg: BenchConfig) -> list[Stage]:
         "n_candidates": cfg.n_candidates,
         "slate_size": cfg.slate_size,
         "max_steps": cfg.max_steps,
+        "device": cfg.device,
     }
     if cfg.data:
         logs = Stage("logs", {"data": str(Path(cfg.data).resolve())}, _logs)
@@ -267,14 +279,16 @@ def stages(cfg: BenchConfig) -> list[Stage]:
             "logs", {"world": world, "logs": LogConfig(days=cfg.days, seed=cfg.world_seed)}, _logs
         )
     sim = simulator_config(cfg)
-    out = [logs, Stage("simulator", sim, _simulator, deps=("logs",))]
+    sim_a = {"simulator": sim, "device": cfg.device}
+    sim_b = {"simulator": replace(sim, seed=sim.seed + 1), "device": cfg.device}
+    out = [logs, Stage("simulator", sim_a, _simulator, deps=("logs",))]
     if "learned_b" in backends:  # another seed: other initialisation, other held-out users
-        out.append(Stage("simulator-b", replace(sim, seed=sim.seed + 1), _simulator, ("logs",)))
+        out.append(Stage("simulator-b", sim_b, _simulator, ("logs",)))
     spaces = tuple(dict.fromkeys(ID_SPACE[b] for b in backends))
     if want & set(RLIV_VARIANTS):
         for b in spaces:
             deps = ("logs", "simulator") if b == "learned" else ("logs",)
-            out.append(Stage(f"asa-{b}", {"backend": b}, _asa, deps=deps))
+            out.append(Stage(f"asa-{b}", {"backend": b, "device": cfg.device}, _asa, deps=deps))
     configs = {s: agent_configs(cfg, s) for s in cfg.seeds}
     needs_deepfm = want & {"ranking_model", "rlur", "cql"}
     for s in cfg.seeds:

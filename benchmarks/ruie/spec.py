@@ -139,6 +139,9 @@ class BenchConfig:
     """Requests per online session at most."""
     seed: int = 0
     """Root seed of the world, its logs and the user sample."""
+    device: str = "auto"
+    """Torch device of every model, in training and online ('auto': CUDA when available, else
+    CPU; `agents.device`)."""
 
 
 PRESETS: dict[str, BenchConfig] = {

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from recgym.agents.device import load_state, resolve_device
 from recgym.benchmarks.engine import StageContext
 from recgym.benchmarks.ruie.spec import KS, LABELS, BenchConfig
 
@@ -91,7 +92,9 @@ def fit_model(ctx: StageContext) -> dict[str, Any]:
     logs_dir = ctx.deps["logs"].dir if "logs" in ctx.deps else None
     b, split = split_of(cfg, data_dir(cfg, logs_dir))
     model = build_model(name, b.n_items, cfg, seed)
-    train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr)
+    train_cfg = TrainConfig(
+        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, device=cfg.device
+    )
     history = fit(model, split.train, None, train_cfg, seed=seed)
     ranks = rank_targets(model, split.test, exclude_seen=False)
     report = ranking_report(ranks, KS)
@@ -125,7 +128,7 @@ def switch_tracking_offline(model: Any, test: Any) -> dict[str, float]:
 
     context = {k: torch.as_tensor(v) for k, v in (test.context or {}).items()}
     model.eval()
-    q = model.q_values(torch.as_tensor(test.seq), context).numpy()
+    q = model.q_values(torch.as_tensor(test.seq), context).cpu().numpy()
     truth = test.context["target_scenario"]
     q_true = q[np.arange(len(q)), truth]
     gate = 1.0 / (1.0 - q_true + model.eps)
@@ -151,7 +154,6 @@ def auc(score: np.ndarray, positive: np.ndarray) -> float:
 # --------------------------------------------------------------------------- online
 def online(ctx: StageContext) -> dict[str, Any]:
     """One evaluation seed of the online table (module docstring)."""
-    import torch
 
     from recgym.agents.baselines import RandomPolicy
     from recgym.agents.references import ClickOracle
@@ -174,7 +176,8 @@ def online(ctx: StageContext) -> dict[str, Any]:
     }
     for name in ("nextitnet", "ruie"):
         model = build_model(name, b.n_items, cfg, seed)
-        model.load_state_dict(torch.load(ctx.deps[fit_stage(name, seed)].dir / "model.pt"))
+        path = ctx.deps[fit_stage(name, seed)].dir / "model.pt"
+        model.to(resolve_device(cfg.device)).load_state_dict(load_state(path, cfg.device))
         agents[LABELS[name]] = RUIEPolicy(model.eval())
     env_kwargs = {"max_steps": cfg.online_max_steps, "seq_len": cfg.seq_len}
     rows, tracking = [], {}

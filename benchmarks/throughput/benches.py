@@ -122,6 +122,9 @@ class Workspace:
     """Learned-simulator checkpoint: given (--checkpoint) or trained by `simulator`."""
     checkpoint_note: str = ""
     """Where the checkpoint came from, for the rows' notes."""
+    device: str = "auto"
+    """Torch device of the learned simulator and DQN in the model benches (`agents.device`);
+    the rows' notes name it."""
     logs: Path | None = None
     """The KuaiRand directory `generate_logs` wrote (None until it ran)."""
     log_rows: int = 0
@@ -278,7 +281,7 @@ def _recgym_loader() -> tuple[Callable[[Path], int], str]:
 def bench_sim_inference(work: Workspace) -> list[dict]:
     from recgym.simulators.learned import LearnedSimulator
 
-    sim = LearnedSimulator.load(work.simulator())
+    sim = LearnedSimulator.load(work.simulator(), device=work.device)
     n_users = sim.n_users
     if n_users < max(STEP_BATCHES):
         sim = sim.for_sessions(np.arange(max(STEP_BATCHES)) % n_users)
@@ -288,7 +291,7 @@ def bench_sim_inference(work: Workspace) -> list[dict]:
         for batch in STEP_BATCHES
     }
     repeats, block = (3, 0.05) if work.quick else (7, 0.3)
-    where = f"{work.checkpoint_note}; {n_users} users, {sim.catalogue.n_items} items"
+    where = f"{work.checkpoint_note}; {n_users} users, {sim.catalogue.n_items} items; {sim.device}"
     variants = {  # variant: (metric, what is timed, call)
         "step": ("step_ms", "LearnedSimulator.step on fixed slates", sim.step),
         "forward": (
@@ -324,7 +327,8 @@ def bench_env_step(work: Workspace) -> list[dict]:
         where = "default WorldConfig"
         if backend == "learned":
             kwargs["checkpoint"] = str(work.simulator())
-            where = work.checkpoint_note
+            kwargs["device"] = work.device
+            where = f"{work.checkpoint_note}; device {work.device}"
         env = make_env("recgym/Session-v0", **kwargs)
         env.reset(seed=0)
         env.action_space.seed(0)
@@ -388,7 +392,7 @@ import json, sys
 from recgym.simulators.learned import SimulatorConfig
 from recgym.simulators.train import train_simulator
 config = SimulatorConfig.from_dict(json.loads(sys.argv[3]))
-result = train_simulator(sys.argv[1], sys.argv[2], config, progress=False)
+result = train_simulator(sys.argv[1], sys.argv[2], config, progress=False, device=sys.argv[4])
 print(json.dumps({k: result[k] for k in ("rows", "train_rows", "seconds")}))
 """
 
@@ -406,7 +410,7 @@ def bench_sim_train(work: Workspace) -> list[dict]:
     out = work.root / "sim_train"
     env = dict(os.environ, **{v: str(THREADS) for v in _THREAD_VARS})
     command = [sys.executable, "-c", _TRAIN_JOB, str(work.logs), str(out)]
-    command.append(json.dumps(config.to_dict()))
+    command += [json.dumps(config.to_dict()), work.device]
     stdout, stderr = work.root / "sim_train.out", work.root / "sim_train.err"
     with open(stdout, "w") as so, open(stderr, "w") as se:
         t0 = time.perf_counter()

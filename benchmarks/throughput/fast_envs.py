@@ -64,7 +64,8 @@ def bench_vector_env(work: Workspace) -> list[dict]:
         where = "default WorldConfig"
         if backend == "learned":
             kwargs["checkpoint"] = str(work.simulator())
-            where = work.checkpoint_note
+            kwargs["device"] = work.device
+            where = f"{work.checkpoint_note}; device {work.device}"
         venv = _make_vec(VECTOR_N, **kwargs)
         venv.reset(seed=0)
         actions = np.random.default_rng(0).uniform(-1, 1, (64, VECTOR_N, 50)).astype(np.float32)
@@ -115,8 +116,9 @@ def bench_dqn_train(work: Workspace) -> list[dict]:
 
     steps = 400 if work.quick else DQN_STEPS
     warm = DQNConfig(env_steps=64, epochs=1, warmup_steps=64, test_episodes=1, eps_decay_steps=64)
+    warm = replace(warm, device=work.device)
     train_dqn({}, warm, progress=False)  # imports, compiled kernels
-    config = replace(DQNConfig(), env_steps=steps, epochs=2)
+    config = replace(DQNConfig(), env_steps=steps, epochs=2, device=work.device)
     cpu_start = time.process_time()
     _, stats = train_dqn({}, config, progress=False)
     cpu = time.process_time() - cpu_start
@@ -125,7 +127,7 @@ def bench_dqn_train(work: Workspace) -> list[dict]:
         f"epochs=2 ({config.n_envs} native slots, {config.updates_per_step} gradient steps per "
         f"env step, {config.test_episodes} test episodes per epoch); {stats.env_steps} env "
         f"steps, {stats.gradient_steps} gradient steps in {stats.seconds:.1f} s, of which "
-        f"updates {stats.update_seconds:.1f} s"
+        f"updates {stats.update_seconds:.1f} s; device {work.device}"
     )
     return _rate_rows(
         work, "dqn_train", stats.env_steps, stats.seconds, cpu, config.n_envs, note, None

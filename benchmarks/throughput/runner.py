@@ -49,6 +49,11 @@ class ThroughputConfig:
     """torch intra-op threads for sim_inference and env_step (1, as recgym trains and runs; 2 is
     faster on an idle machine but stalls when cores are shared); numpy/BLAS always get 2"""
 
+    device: str = "auto"
+    """torch device of the learned simulator and DQN in sim_inference, env_step, sim_train,
+    vector_env and dqn_train ('auto': CUDA when available, else CPU; the targets are for 2 CPU
+    cores, so pass cpu on a GPU machine to check them; `recgym bench gpu` compares devices)"""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "only", tuple(self.only))
         unknown = sorted(set(self.only) - set(BENCHES))
@@ -74,7 +79,12 @@ def run(config: ThroughputConfig | None = None, *, verbose: bool = False) -> lis
         tempfile.TemporaryDirectory(prefix="recgym-bench-") as tmp,
         thread_limit(config.torch_threads),
     ):
-        work = Workspace(root=Path(tmp), quick=config.quick, torch_threads=config.torch_threads)
+        work = Workspace(
+            root=Path(tmp),
+            quick=config.quick,
+            torch_threads=config.torch_threads,
+            device=config.device,
+        )
         if config.checkpoint is not None:
             work.checkpoint = Path(config.checkpoint)
             work.checkpoint_note = f"checkpoint {config.checkpoint}"
