@@ -169,6 +169,40 @@ class SequenceSet:
             return items, np.full_like(items, -1)
         return items, np.where(valid, self.interest[flat], -1)
 
+    def first_clicks(self, min_length: int = MIN_LENGTH) -> SequenceSet:
+        """Each user's first click on each item only (later repeats dropped, order kept); users
+        left with fewer than `min_length` clicks are dropped. `steps` records both."""
+        owner = np.repeat(np.arange(self.n_users), self.lengths)
+        key = owner * self.n_items + self.items
+        _, first = np.unique(key, return_index=True)
+        keep = np.zeros(len(self.items), dtype=bool)
+        keep[first] = True
+        lengths = np.bincount(owner[keep], minlength=self.n_users)
+        ok = lengths >= min_length
+        keep &= ok[owner]
+        new_lengths = lengths[ok]
+        steps = [
+            *self.steps,
+            {
+                "step": "first_clicks",
+                "reason": "kept each user's first click on an item; users left with fewer "
+                f"than {min_length} clicks dropped",
+                "rows_before": len(self.items),
+                "rows_after": int(keep.sum()),
+                "removed": int(len(self.items) - keep.sum()),
+                "users_dropped": int((~ok).sum()),
+            },
+        ]
+        return SequenceSet(
+            name=self.name,
+            items=self.items[keep],
+            offsets=np.r_[0, np.cumsum(new_lengths)],
+            user_ids=self.user_ids[ok],
+            item_ids=self.item_ids,
+            interest=None if self.interest is None else self.interest[keep],
+            steps=steps,
+        )
+
     def popularity(self, upto: np.ndarray | None = None) -> np.ndarray:
         """(n_items,) click counts, over each user's first `upto[u]` clicks when given."""
         if upto is None:
@@ -229,12 +263,18 @@ def from_dataset(
 
 
 def paper_sequences(
-    ds: Dataset, *, core: int | None = None, min_length: int = MIN_LENGTH
+    ds: Dataset,
+    *,
+    core: int | None = None,
+    min_length: int = MIN_LENGTH,
+    repeats: bool = True,
 ) -> SequenceSet:
     """The RDRSR paper's preprocessing of `ds` (module doc), then `from_dataset`.
 
-    `core` overrides the paper's k (`PAPER_CORE`, by `ds.format`). Raises `DataError` naming the
-    dataset when nothing survives the core.
+    `core` overrides the paper's k (`PAPER_CORE`, by `ds.format`). ``repeats=False`` keeps only
+    each user's first click on an item (a reported `dedup` on (user_id, item_id) after the time
+    sort, before the core), so no held-out item is one the user has seen. Raises `DataError`
+    naming the dataset when nothing survives the core.
     """
     if core is None:
         if ds.format not in PAPER_CORE:
@@ -247,6 +287,8 @@ def paper_sequences(
     out = implicit_feedback(ds, **kwargs)
     out = dedup(out)
     out = sort_by_time(out)
+    if not repeats:
+        out = dedup(out, keys=("user_id", "item_id"))
     out = k_core(out, core)
     if out.interactions.empty:
         raise DataError(

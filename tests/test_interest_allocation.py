@@ -274,3 +274,20 @@ def test_next_item_intermediate_rewards_score_each_click_against_the_interests_b
     assert r1 == pytest.approx(float(expected["reward"][0])) and r1 != 0.0
     assert expected["r_c"][0] == pytest.approx(1 / 100)
     assert [sparse.step(0)[1] for _ in range(5)] == [0.0] * 5
+
+
+def test_first_clicks_drop_repeats_and_short_users() -> None:
+    s = SequenceSet.from_lists(
+        [[0, 1, 0, 2, 1, 3], [4, 4, 4, 5], [1, 2, 3]],
+        n_items=6,
+        interest=[[0, 1, 0, 2, 1, 3], [4, 4, 4, 5], [1, 2, 3]],
+    )
+    f = s.first_clicks()
+    assert [x.tolist() for x in f.user_sequences()] == [[0, 1, 2, 3], [1, 2, 3]]
+    assert f.interest.tolist() == [0, 1, 2, 3, 1, 2, 3] and f.user_ids.tolist() == [0, 2]
+    assert f.steps[-1]["removed"] == 6 and f.steps[-1]["users_dropped"] == 1
+    rows = [(u, i, t) for u in range(10, 16) for t, i in enumerate([1, 2, 1, 3, 4, 5, 2, 6])]
+    kept = paper_sequences(_toy_dataset(rows), core=3)
+    once = paper_sequences(_toy_dataset(rows), core=3, repeats=False)
+    assert kept.lengths.tolist() == [8] * 6 and once.lengths.tolist() == [6] * 6
+    assert [st["step"] for st in once.steps][-2:] == ["dedup", "k_core"]

@@ -71,12 +71,14 @@ def sequences_stage(ctx: StageContext) -> dict[str, Any]:
             "n_authors": max(10, cfg["world_items"] // 15),
         }
         seqs = world_sequences(cfg["world_clicks"], world_config=world, seed=0)
-        steps: list[dict] = []
+        if not cfg["repeats"]:
+            seqs = seqs.first_clicks()
+        steps = seqs.steps
     else:
         from recgym.data.loaders import load
         from recgym.data.sequences import paper_sequences
 
-        seqs = paper_sequences(load(cfg["path"], cache=False))
+        seqs = paper_sequences(load(cfg["path"], cache=False), repeats=cfg["repeats"])
         steps = seqs.steps
     save_sequences(seqs, ctx.dir / SEQUENCES)
     labelled = None if seqs.interest is None else float((seqs.interest >= 0).mean())
