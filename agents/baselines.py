@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from recgym.agents.checkpoint import json_path
-from recgym.agents.device import load_state, resolve_device
+from recgym.agents.device import load_state, module_device, resolve_device
 from recgym.agents.seeding import seeded_global_rngs
 from recgym.envs.contract import (
     Obs,
@@ -472,10 +472,10 @@ class QSlatePolicy:
         was_training = self.net.training
         self.net.eval()
         with torch.no_grad():
-            out = self.net(torch.from_numpy(batch))
+            out = self.net(torch.from_numpy(batch).to(module_device(self.net)))
         self.net.train(was_training)
         q = out[0] if isinstance(out, tuple) else out
-        q = q.numpy().astype(np.float64)
+        q = q.cpu().numpy().astype(np.float64)
         return q[0] if obs.ndim == 1 else q
 
     def act(self, obs: Obs) -> np.ndarray | int:
