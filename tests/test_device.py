@@ -347,3 +347,23 @@ def test_gpu_check_quick_sim_fit_on_cpu(tmp_path: Path) -> None:
     rows = run(GPUCheckConfig(out=str(tmp_path), quick=True, only=("sim_fit",), device="cpu"))
     fit = [r for r in rows if r["variant"] == "sim_fit/cpu"]
     assert len(fit) == 1 and fit[0]["value"] > 0 and "rows" in fit[0]["note"]
+
+
+def test_envs_pass_the_device_to_the_learned_backend(tiny_checkpoint: Path, no_cuda: None) -> None:
+    import gymnasium as gym
+
+    from recgym.envs import make_env, register_all
+
+    env = make_env("recgym/Session-v0", backend="learned", checkpoint=str(tiny_checkpoint),
+                   device="cpu")  # fmt: skip
+    assert env.unwrapped.driver.model.device == torch.device("cpu")
+    register_all()
+    kwargs = {"backend": "learned", "checkpoint": str(tiny_checkpoint), "device": "cpu"}
+    venv = gym.make_vec(
+        "recgym/Session-v0", num_envs=2, vectorization_mode="vector_entry_point", **kwargs
+    )
+    venv.reset(seed=0)
+    venv.step(np.zeros((2, 50), np.float32))
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        make_env("recgym/Session-v0", backend="learned", checkpoint=str(tiny_checkpoint),
+                 device="cuda")  # fmt: skip
