@@ -22,14 +22,15 @@ from tianshou.algorithm import DQN
 from tianshou.algorithm.modelfree.dqn import DiscreteQLearningPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
-from tianshou.trainer import OffPolicyTrainerParams
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
 from recgym.agents.checkpoint import json_path, jsonable
+from recgym.agents.device import load_state, resolve_device
 from recgym.agents.progress import BarLogger, stage_bar
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
 from recgym.agents.tb import attach
+from recgym.agents.training import OnlineRunConfig, epoch_plan, off_policy_params
 from recgym.envs import register_all
 from recgym.envs.contract import RowLayout, row_features, row_layout
 from recgym.envs.session import SESSION_FEATURES
@@ -78,8 +79,9 @@ class CandidateQNet(nn.Module):
 
 
 @dataclass(kw_only=True)
-class DQNConfig:
-    """Online DQN on Session-v0 in `action_mode="discrete"`; defaults fit a small world in ~20 s."""
+class DQNConfig(OnlineRunConfig):
+    """Online DQN on Session-v0 in `action_mode="discrete"`; defaults fit a small world in ~20 s.
+    The run's budget and collection settings are `agents.training.OnlineRunConfig`'s."""
 
     lr: float = 1e-3
     """Adam learning rate."""
@@ -93,18 +95,6 @@ class DQNConfig:
     """ε after `eps_decay_steps` env steps (then constant)."""
     eps_decay_steps: int = 4_000
     """Env steps over which ε falls linearly from eps_start to eps_end."""
-    buffer_size: int = 20_000
-    """Replay buffer capacity (transitions, over all envs)."""
-    n_envs: int = 4
-    """Training envs (DummyVectorEnv); each has its own copy of the world."""
-    env_steps: int = 6_000
-    """Training env steps in total (rounded up to whole epochs of `env_steps // epochs`)."""
-    epochs: int = 6
-    """Number of epochs; each ends with a test step that adds a point to the learning curve."""
-    collect_steps: int = 8
-    """Env steps collected per training step (a multiple of n_envs)."""
-    updates_per_step: float = 0.25
-    """Gradient steps per collected env step."""
     batch_size: int = 64
     """Transitions per gradient step."""
     target_update_freq: int = 100
@@ -115,12 +105,6 @@ class DQNConfig:
     """Huber loss threshold on the TD error; None for MSE."""
     double: bool = True
     """Double DQN targets."""
-    warmup_steps: int = 512
-    """Uniform-random transitions collected before training starts."""
-    test_episodes: int = 10
-    """Greedy episodes per test step (one test env)."""
-    seed: int = 0
-    """Seeds numpy's global RNG (ε-greedy), torch, the envs and the replay buffer's sampler."""
 
 
 @dataclass(kw_only=True)
@@ -173,6 +157,7 @@ def build_dqn(*, layout: RowLayout, config: DQNConfig) -> DQN[DiscreteQLearningP
     """A fresh Tianshou DQN (policy + CandidateQNet) for flat observations of `layout`
     (`envs.contract.row_layout(env.observation_space)`: Session-v0, UserAuthor-v0)."""
     net = CandidateQNet(layout=layout, hidden_sizes=tuple(config.hidden_sizes))
+    net.to(resolve_device(config.device))  # initialised on the CPU: same weights on any device
     policy = DiscreteQLearningPolicy(
         model=net,
         action_space=spaces.Discrete(layout.n_rows),
@@ -208,8 +193,7 @@ def train_dqn(
     """
     cfg = config or DQNConfig()
     kwargs = _env_kwargs(env_kwargs)
-    if cfg.collect_steps % cfg.n_envs:
-        raise ValueError(f"collect_steps ({cfg.collect_steps}) must be a multiple of n_envs")
+    cfg.check()
     start = time.perf_counter()
     torch.set_num_threads(1)
     # Tianshou's ε-greedy draws from the global numpy RNG: seeded here, the caller's restored
@@ -234,25 +218,11 @@ def train_dqn(
             frac = min(env_step / max(cfg.eps_decay_steps, 1), 1.0)
             policy.set_eps_training(cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start))
 
-        epochs = max(cfg.epochs, 1)
-        epoch_steps = -(-cfg.env_steps // epochs)
+        epochs, epoch_steps = epoch_plan(cfg.env_steps, cfg.epochs)
         bar = stage_bar(epochs * epoch_steps, "DQN", progress, unit="env step")
         logger = attach(CurveLogger(bar), "DQN", cfg.seed)  # + TensorBoard inside a stage
         result = algo.run_training(
-            OffPolicyTrainerParams(
-                training_collector=train_collector,
-                test_collector=test_collector,
-                max_epochs=epochs,
-                epoch_num_steps=epoch_steps,
-                collection_step_num_env_steps=cfg.collect_steps,
-                update_step_num_gradient_steps_per_sample=cfg.updates_per_step,
-                batch_size=cfg.batch_size,
-                test_step_num_episodes=cfg.test_episodes,
-                training_fn=set_eps,
-                logger=logger,
-                verbose=False,
-                show_progress=False,  # Tianshou's is a bar per epoch; the logger moves one bar
-            )
+            off_policy_params(cfg, train_collector, test_collector, logger, training_fn=set_eps)
         )
     logger.close()
     train_envs.close()
@@ -293,15 +263,20 @@ def save_dqn(
     return path
 
 
-def load_dqn(path: str | Path) -> tuple[DQN[DiscreteQLearningPolicy], DQNConfig]:
-    """Rebuild the DQN saved by `save_dqn` (no env needed) and its config."""
+def load_dqn(
+    path: str | Path, device: str | None = None
+) -> tuple[DQN[DiscreteQLearningPolicy], DQNConfig]:
+    """Rebuild the DQN saved by `save_dqn` (no env needed, saved on any device) and its config,
+    on `device` (None: the saved config's, 'auto' for files from before the option)."""
     path = Path(path)
     meta = json.loads(path.with_name(path.name + ".json").read_text())
     cfg_dict = meta["config"]
     cfg_dict["hidden_sizes"] = tuple(cfg_dict["hidden_sizes"])
+    if device is not None:
+        cfg_dict["device"] = device
     cfg = DQNConfig(**cfg_dict)
     algo = build_dqn(layout=_saved_layout(meta), config=cfg)
-    algo.load_state_dict(torch.load(path, weights_only=True))
+    algo.load_state_dict(load_state(path, cfg.device))
     return algo, cfg
 
 
