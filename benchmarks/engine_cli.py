@@ -190,11 +190,90 @@ def parse_config(
     return config_from_args(cls, ns), ns
 
 
+def preset_parser(
+    cls: type,
+    presets: Mapping[str, Any],
+    *,
+    prog: str,
+    description: str,
+    sizes: Mapping[str, str],
+    out_help: str,
+    work_help: str,
+    choices: Mapping[str, Sequence[Any]] | None = None,
+) -> argparse.ArgumentParser:
+    """A preset bench's parser: one flag per preset in `sizes` ({"quick": help, ...}; the
+    first preset of `presets` is the default, taken without a flag), ``--out``, ``--work``,
+    ``--fresh``, ``--quiet`` and every field of `cls` but ``mode`` (a preset's value unless
+    given; `config_parser`)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    size = p.add_mutually_exclusive_group()
+    for name, text in sizes.items():
+        size.add_argument(f"--{name}", action="store_true", help=text)
+    p.add_argument("--out", metavar="DIR", help=out_help)
+    p.add_argument("--work", metavar="DIR", help=work_help)
+    config_parser(cls, parser=p, presets=presets, exclude=("mode",), choices=choices)
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard every earlier stage output first (never needed for correctness)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def preset_config(
+    cls: type[C],
+    presets: Mapping[str, C],
+    args: argparse.Namespace,
+    choices: Mapping[str, Sequence[Any]] | None = None,
+) -> C:
+    """The preset whose flag is set in `args` (else the first of `presets`) with every given
+    option applied; a field in `choices` keeps its values in the choices' order (table order)."""
+    mode = next((n for n in presets if getattr(args, n, False)), next(iter(presets)))
+    cfg = config_from_args(cls, args, base=presets[mode])
+    ordered = {
+        f: tuple(c for c in allowed if c in getattr(cfg, f))
+        for f, allowed in (choices or {}).items()
+    }
+    return dataclasses.replace(cfg, **ordered) if ordered else cfg  # type: ignore[type-var]
+
+
+def preset_main(
+    parser: argparse.ArgumentParser,
+    config: Any,
+    run: Any,
+    argv: Sequence[str] | None,
+    *,
+    results: str,
+    work: str,
+) -> int:
+    """Parse `argv`, build the config (``config(args)``) and ``run(cfg, out, work, fresh=,
+    progress=)``, which returns {"markdown": ...}; ``--out``/``--work`` default to
+    ``<results>/<name>`` and ``<work>/<name>``, name = the config's ``mode`` (``-data`` added
+    when it has ``data``); prints the markdown unless ``--quiet``."""
+    args = parser.parse_args(argv)
+    cfg = config(args)
+    name = cfg.mode + ("-data" if getattr(cfg, "data", None) else "")
+    result = run(
+        cfg,
+        args.out or f"{results}/{name}",
+        args.work or f"{work}/{name}",
+        fresh=args.fresh,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(result["markdown"])
+    return 0
+
+
 __all__ = [
     "config_from_args",
     "config_parser",
     "field_docs",
     "parse_config",
+    "preset_config",
+    "preset_main",
+    "preset_parser",
     "split_sweep_args",
     "sweep_parser",
 ]

@@ -111,46 +111,40 @@ def run(
 
 
 def parser() -> argparse.ArgumentParser:
-    from recgym.benchmarks.engine_cli import config_parser
+    from recgym.benchmarks.engine_cli import preset_parser
 
-    p = argparse.ArgumentParser(prog="recgym bench ruie", description=__doc__.split("\n")[0])
-    size = p.add_mutually_exclusive_group()
-    size.add_argument(
-        "--quick", action="store_true", help="the quick preset (<= 20 min alone on 2 cores)"
+    return preset_parser(
+        BenchConfig,
+        PRESETS,
+        prog="recgym bench ruie",
+        description=(__doc__ or "").split("\n")[0],
+        sizes={
+            "quick": "the quick preset (<= 20 min alone on 2 cores)",
+            "tiny": "a smoke test (the numbers mean nothing)",
+        },
+        out_help="report directory (default benchmarks/results/ruie/MODE)",
+        work_help="stage outputs (default recgym-out/bench-ruie/MODE)",
+        choices={"models": TABLE1_MODELS},
     )
-    size.add_argument("--tiny", action="store_true", help="a smoke test (the numbers mean nothing)")
-    p.add_argument(
-        "--out", metavar="DIR", help="report directory (default benchmarks/results/ruie/MODE)"
-    )
-    p.add_argument(
-        "--work", metavar="DIR", help="stage outputs (default recgym-out/bench-ruie/MODE)"
-    )
-    p.add_argument("--fresh", action="store_true", help="discard earlier stage outputs first")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    config_parser(
-        BenchConfig, parser=p, presets=PRESETS, exclude=("mode",), choices={"models": TABLE1_MODELS}
-    )
-    return p
 
 
 def config_from_args(args: Any) -> BenchConfig:
-    from recgym.benchmarks import engine_cli
+    from recgym.benchmarks.engine_cli import preset_config
 
-    mode = "quick" if args.quick else "tiny" if args.tiny else "full"
-    cfg = engine_cli.config_from_args(BenchConfig, args, base=PRESETS[mode])
-    return replace(cfg, models=tuple(m for m in TABLE1_MODELS if m in cfg.models))
+    return preset_config(BenchConfig, PRESETS, args, choices={"models": tuple(TABLE1_MODELS)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    cfg = config_from_args(args)
-    name = cfg.mode + ("-data" if cfg.data else "")
-    out = args.out or f"benchmarks/results/ruie/{name}"
-    work = args.work or f"recgym-out/bench-ruie/{name}"
-    result = run(cfg, out, work, fresh=args.fresh, progress=not args.quiet)
-    if not args.quiet:
-        print(result["markdown"])
-    return 0
+    from recgym.benchmarks.engine_cli import preset_main
+
+    return preset_main(
+        parser(),
+        config_from_args,
+        run,
+        argv,
+        results="benchmarks/results/ruie",
+        work="recgym-out/bench-ruie",
+    )
 
 
 __all__ = ["BenchConfig", "PRESETS", "all_stages", "config_from_args", "main", "parser", "run"]
