@@ -13,6 +13,8 @@ from recgym.benchmarks import rliv_ua
 from recgym.benchmarks.engine import ROW_FIELDS, stage_log
 from recgym.benchmarks.rliv_ua.stages import eval_stage, stages, train_stage
 
+PRESETS_FULL = rliv_ua.PRESETS["full"]
+
 
 def _rows(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines() if line]
@@ -157,3 +159,59 @@ def test_help_explains_every_option(capsys: pytest.CaptureFixture[str]) -> None:
         assert action.help, action.option_strings
         for option in action.option_strings:
             assert option in text
+
+
+def test_several_worlds_each_get_their_own_stages_and_pool_by_world_and_seed() -> None:
+    """Two worlds: every stage once per world under its prefix, deps inside the same world,
+    seeds of the logs/simulators per world; the report pairs rows only within (world, seed)."""
+    from dataclasses import replace
+
+    from recgym.benchmarks.rliv_ua.report import pooled_rows
+
+    one = rliv_ua.PRESETS["tiny"]
+    two = replace(one, world_seeds=(3, 7))
+    single = stages(one)
+    multi = {s.name: s for s in stages(two)}
+    assert len(multi) == 2 * len(single)
+    for world in (3, 7):
+        for stage in single:
+            got = multi[f"w{world}-{stage.name}"]
+            assert got.deps == tuple(f"w{world}-{d}" for d in stage.deps)
+        assert multi[f"w{world}-logs"].config["world"].seed == world
+        assert multi[f"w{world}-logs"].config["logs"].seed == world
+        assert multi[f"w{world}-simulator"].config["simulator"].seed == world
+        assert multi[f"w{world}-{eval_stage('random', 0)}"].config["world"] == world
+    assert {s.name for s in single} == {s.name for s in stages(replace(one, world_seeds=(0,)))}
+    assert PRESETS_FULL.world_seeds == (0, 1) and len(PRESETS_FULL.seeds) >= 5
+
+    rows = [
+        dict(agent=a, backend="world", seed=s, world=w, metric="watch_time_s", value=v)
+        for w in (3, 7)
+        for s in (0, 1)
+        for a, v in (("rliv_ua", 10.0 + w + s), ("random", 1.0))
+    ]
+    pooled = pooled_rows(two, rows)
+    assert sorted({r["seed"] for r in pooled}) == [3000, 3001, 7000, 7001]
+    assert pooled_rows(one, rows[:4]) == rows[:4]
+    with pytest.raises(ValueError, match="world_seeds"):
+        replace(one, world_seeds=(1, 1))
+    with pytest.raises(ValueError, match="--data"):
+        replace(one, world_seeds=(0, 1), data="/nowhere")
+
+
+@pytest.mark.slow  # two worlds x two seeds of the tiny preset (about 1.5 minutes)
+def test_two_worlds_run_as_one_command_and_merge_into_one_table(tmp_path: Path) -> None:
+    out, work = tmp_path / "out", tmp_path / "work"
+    agents = ("random", "myopic_watch_ranker", "rliv_ua", "oracle")
+    actions = _run(out, work, "--world-seeds", "0", "1", "--agents", *agents)
+    assert set(actions.values()) == {"ran"}
+    assert {n.split("-")[0] for n in actions} == {"w0", "w1"}
+    rows = _rows(out)
+    assert {(r["world"], r["seed"]) for r in rows} == {(w, s) for w in (0, 1) for s in (0, 1)}
+    results = json.loads((out / "results.json").read_text())
+    cell = results["results"]["world"]["rliv_ua"]["watch_time_s"]
+    assert len(cell["per_seed"]) == 4  # one pooled cell over the 2 x 2 (world, seed) pairs
+    claims = json.loads((out / "claims.json").read_text())["verdicts"]
+    assert claims and all(len(c["seeds"]) == 4 for c in claims)
+    assert set(results["facts"]["worlds"]) == {"0", "1"}
+    assert "Pooling over worlds" in (out / "results.md").read_text()

@@ -76,7 +76,6 @@ produces (counted here from the step infos; the learned simulator models no gift
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +109,13 @@ def run(
 
     from recgym.benchmarks.engine import Engine
     from recgym.benchmarks.rliv_ua import report
-    from recgym.benchmarks.rliv_ua.stages import stages
+    from recgym.benchmarks.rliv_ua.stages import is_evaluation, stages
     from recgym.outdir import ensure_writable_dir
 
     torch.set_num_threads(1)
     ensure_writable_dir(Path(out))  # an unwritable --out fails here, before any stage
     done = Engine(work, progress=progress, fresh=fresh).run(stages(cfg))
-    rows = [r for name, s in done.items() if name.startswith("evaluate-") for r in s.rows()]
+    rows = [r for name, s in done.items() if is_evaluation(name) for r in s.rows()]
     md = report.write(cfg, rows, done, Path(out))
     return {"markdown": md, "rows": rows, "stages": done}
 
@@ -124,78 +123,51 @@ def run(
 def parser() -> Any:
     """--quick / --tiny pick a preset; every BenchConfig field is an option (generated from the
     dataclass, help = the field's docstring) that overrides the preset's value."""
-    import argparse
+    from recgym.benchmarks.engine_cli import preset_parser
 
-    from recgym.benchmarks.engine_cli import config_parser
-
-    p = argparse.ArgumentParser(
+    return preset_parser(
+        BenchConfig,
+        PRESETS,
         prog="recgym bench rliv-ua",
         description="Reproduce the RLIV-UA paper's Tables 2 and 3 on recgym/UserAuthor-v0: "
         "world -> logs -> learned simulator; RankingModel (DeepFM), CQL, DQN, TD3, RLUR, RLIV-UA "
         "and its ablations trained from the same logs (offline methods) or on the learned "
-        "simulator (online methods); each evaluated on the learned simulator and on the "
-        "ground-truth world; tables, plots and the paper's claims checked. Stages on the bench "
-        "engine, resumable. Options not given take the preset's value (full unless --quick or "
-        "--tiny).",
+        "simulator (online methods); each evaluated on the learned simulators and on the "
+        "ground-truth world, in every world of --world-seeds; tables pooled over (world, seed) "
+        "pairs, plots and the paper's claims checked. Stages on the bench engine, resumable. "
+        "Options not given take the preset's value (full unless --quick or --tiny).",
+        sizes={
+            "quick": "a 500-user world, 7 days of logs, 3 seeds, small budgets (about an hour "
+            "on 2 shared cores)",
+            "tiny": "a smoke test: a 60-user world, 2 seeds, a few steps per agent, tiny "
+            "networks (the numbers mean nothing)",
+        },
+        out_help="report directory: results.md, results.json, claims.md, claims.json, "
+        "rows.jsonl, config.json, plots (default: benchmarks/results/rliv_ua/MODE)",
+        work_help="stage outputs <work>/<stage>/<key>/: logs, simulator, ASA samples, "
+        "checkpoints, evaluation rows (default: recgym-out/bench-rliv-ua/MODE)",
+        choices={"agents": AGENTS},
     )
-    size = p.add_mutually_exclusive_group()
-    size.add_argument(
-        "--quick",
-        action="store_true",
-        help="a 500-user world, 7 days of logs, "
-        "3 seeds, small budgets (about 15 minutes on 2 cores)",
-    )
-    size.add_argument(
-        "--tiny",
-        action="store_true",
-        help="a smoke test: a 60-user world, 2 "
-        "seeds, a few steps per agent, tiny networks (the numbers mean nothing)",
-    )
-    p.add_argument(
-        "--out",
-        metavar="DIR",
-        help="report directory: results.md, results.json, "
-        "claims.md, claims.json, rows.jsonl, config.json, plots (default: "
-        "benchmarks/results/rliv_ua/MODE)",
-    )
-    p.add_argument(
-        "--work",
-        metavar="DIR",
-        help="stage outputs <work>/<stage>/<key>/: logs, "
-        "simulator, ASA samples, checkpoints, evaluation rows (default: "
-        "recgym-out/bench-rliv-ua/MODE)",
-    )
-    config_parser(
-        BenchConfig, parser=p, presets=PRESETS, exclude=("mode",), choices={"agents": AGENTS}
-    )
-    p.add_argument(
-        "--fresh",
-        action="store_true",
-        help="discard every earlier stage output first (never needed for correctness)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    return p
 
 
 def config_from_args(args: Any) -> BenchConfig:
     """The preset of --quick / --tiny (else full) with every given option applied."""
-    from recgym.benchmarks import engine_cli
+    from recgym.benchmarks.engine_cli import preset_config
 
-    mode = "quick" if args.quick else "tiny" if args.tiny else "full"
-    cfg = engine_cli.config_from_args(BenchConfig, args, base=PRESETS[mode])
-    return replace(cfg, agents=tuple(a for a in AGENTS if a in cfg.agents))  # table order
+    return preset_config(BenchConfig, PRESETS, args, choices={"agents": tuple(AGENTS)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    cfg = config_from_args(args)
-    name = cfg.mode + ("-data" if cfg.data else "")
-    out = args.out or f"benchmarks/results/rliv_ua/{name}"
-    work = args.work or f"recgym-out/bench-rliv-ua/{name}"
-    result = run(cfg, out, work, fresh=args.fresh, progress=not args.quiet)
-    if not args.quiet:
-        print(result["markdown"])
-    return 0
+    from recgym.benchmarks.engine_cli import preset_main
+
+    return preset_main(
+        parser(),
+        config_from_args,
+        run,
+        argv,
+        results="benchmarks/results/rliv_ua",
+        work="recgym-out/bench-rliv-ua",
+    )
 
 
 __all__ = [

@@ -144,6 +144,7 @@ def evaluate_stage(ctx: StageContext) -> dict[str, Any]:
                 metric=name,
                 value=value,
                 episodes=cfg["episodes"],
+                world=cfg["world"],
             )
             for name, value in metrics.items()
         )

@@ -21,6 +21,7 @@ from recgym.benchmarks.rliv_ua.spec import (
     BACKEND_LABELS,
     ENV_ID,
     METRIC_LABELS,
+    PAIR_BASE,
     PAPER_METRICS,
     PAPER_TABLE2,
     PAPER_TABLE3,
@@ -33,6 +34,7 @@ from recgym.benchmarks.rliv_ua.spec import (
     paper_value,
     paper_verdict,
 )
+from recgym.benchmarks.rliv_ua.stages import world_prefix
 
 LABELS = {**METRIC_LABELS, **BACKEND_LABELS, **{a: info.label for a, info in AGENTS.items()}}
 
@@ -48,8 +50,9 @@ def write(
     """Write results.md, results.json, claims.json, rows.jsonl, config.json and one PNG per paper
     metric into `out`; returns the markdown."""
     out.mkdir(parents=True, exist_ok=True)
-    table = summaries(rows)
-    verdicts = paired.judge_rows(all_claims(), rows)
+    pooled = pooled_rows(cfg, rows)
+    table = summaries(pooled)
+    verdicts = paired.judge_rows(all_claims(), pooled)
     (out / "rows.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     (out / "config.json").write_text(json.dumps(jsonable(cfg), indent=2))
     payload = {"results": table_json(table), "claims": verdicts, "facts": facts(cfg, done)}
@@ -62,35 +65,56 @@ def write(
     return md
 
 
+def pooled_rows(cfg: BenchConfig, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows the tables and claims read: with several worlds each row's ``seed`` becomes its
+    (world, seed) pairing unit (`BenchConfig.pair_seed`), so two agents are paired only on the
+    same world and seed and the intervals run over every pair; one world: the rows unchanged."""
+    if not cfg.multi_world:
+        return [dict(r) for r in rows]
+    return [{**r, "seed": cfg.pair_seed(int(r["world"]), int(r["seed"]))} for r in rows]
+
+
 def facts(cfg: BenchConfig, done: Mapping[str, StageResult]) -> dict[str, Any]:
-    """What the setup section states, read from the stages' results and files."""
-    sim = done["simulator"].dir / "fidelity.json"
-    asa = done.get(f"asa-{cfg.backends[0]}")
+    """What the setup section states, read from the stages' results and files; per world where
+    each world has its own (logs, simulator fit, ASA samples), pooled over worlds otherwise."""
+    prefixes = {world_prefix(cfg, w): w for w in cfg.world_seeds}
+
+    def split(name: str) -> tuple[int, str]:
+        prefix = next((p for p in prefixes if p and name.startswith(p)), "")
+        return prefixes[prefix], name.removeprefix(prefix)
+
     seconds: dict[str, float] = {}
-    for name, stage in done.items():
+    served: dict[str, list[float]] = {}
+    trained: dict[str, list[float]] = {}
+    for full, stage in done.items():
+        _, name = split(full)
         group = name.split("-seed")[0].removeprefix("evaluate-")
         group = "evaluation" if name.startswith("evaluate-") else group
         record = json.loads((stage.dir / "stage.json").read_text())
         seconds[group] = round(seconds.get(group, 0.0) + float(record["seconds"]), 1)
-    served: dict[str, list[float]] = {}
-    for name, stage in done.items():
         if name.startswith("evaluate-rliv_ua-seed"):
             for backend, share in stage.result.get("nonzero_counter_share", {}).items():
                 served.setdefault(backend, []).append(share)
-    trained = {
-        name.removeprefix("asa-"): stage.result.get("nonzero_counter_share")
-        for name, stage in done.items()
-        if name.startswith("asa-")
-    }
+        if name.startswith("asa-") and stage.result.get("nonzero_counter_share") is not None:
+            trained.setdefault(name.removeprefix("asa-"), []).append(
+                stage.result["nonzero_counter_share"]
+            )
+    worlds: dict[int, dict[str, Any]] = {}
+    for prefix, w in prefixes.items():
+        asa = done.get(f"{prefix}asa-{cfg.backends[0]}")
+        sim = done[f"{prefix}simulator"].dir / "fidelity.json"
+        worlds[w] = {
+            "logged_exposures": done[f"{prefix}logs"].result.get("rows"),
+            "simulator_targets": json.loads(sim.read_text()).get("targets", {}),
+            "asa_samples": asa.result["samples"] if asa else None,
+            "asa_tasks": asa.result["tasks"] if asa else None,
+        }
     return {
         "counter_shift": {
-            "training": trained,
+            "training": {b: float(np.mean(v)) for b, v in trained.items()},
             "served": {b: float(np.mean(v)) for b, v in served.items()},
         },
-        "logged_exposures": done["logs"].result.get("rows"),
-        "simulator_targets": json.loads(sim.read_text()).get("targets", {}),
-        "asa_samples": asa.result["samples"] if asa else None,
-        "asa_tasks": asa.result["tasks"] if asa else None,
+        "worlds": worlds,
         "stage_seconds": seconds,
         "ran": [n for n, s in done.items() if not s.reused],
     }
@@ -214,24 +238,41 @@ def observations(cfg: BenchConfig, table: Mapping[str, Mapping[str, Mapping[str,
 
 
 def setup_lines(cfg: BenchConfig, facts: Mapping[str, Any]) -> list[str]:
+    worlds = facts["worlds"]
     if cfg.data:
         lines = [f"- Logs: real KuaiRand logs from `{cfg.data}`; no ground-truth world."]
     else:
+        exposures = ", ".join(f"world {w}: {f['logged_exposures']}" for w, f in worlds.items())
         lines = [
-            f"- World: {cfg.users} users, {cfg.items} items, {cfg.authors} authors (WorldConfig "
-            f"seed {cfg.world_seed}); {cfg.days} days of logs by the click-biased behaviour "
-            f"policy ({facts['logged_exposures']} logged exposures)."
+            f"- World: {cfg.users} users, {cfg.items} items, {cfg.authors} authors; "
+            f"{len(worlds)} independently drawn world(s) (WorldConfig seeds "
+            f"{list(cfg.world_seeds)}), each with {cfg.days} days of logs by the click-biased "
+            f"behaviour policy ({exposures} logged exposures)."
         ]
-    targets = facts.get("simulator_targets") or {}
-    if targets:
-        parts = [
-            f"{n} {t['value']:.3f} ({t['rule']}: {'met' if t['met'] else 'NOT met'})"
-            for n, t in targets.items()
-        ]
-        lines.append("- Learned simulator (held-out users and days): " + "; ".join(parts) + ".")
-    if facts.get("asa_samples") is not None:
+    for w, f in worlds.items():
+        targets = f.get("simulator_targets") or {}
+        where = f" of world {w}" if cfg.multi_world else ""
+        if targets:
+            parts = [
+                f"{n} {t['value']:.3f} ({t['rule']}: {'met' if t['met'] else 'NOT met'})"
+                for n, t in targets.items()
+            ]
+            lines.append(
+                f"- Learned simulator{where} (held-out users and days): " + "; ".join(parts) + "."
+            )
+        if f.get("asa_samples") is not None:
+            lines.append(
+                f"- ASA samples{where}: {f['asa_samples']} SCRI samples, towers {f['asa_tasks']}."
+            )
+    if cfg.multi_world:
         lines.append(
-            f"- ASA samples: {facts['asa_samples']} SCRI samples, towers {facts['asa_tasks']}."
+            f"- Pooling over worlds: every agent is trained and evaluated in each world; a "
+            f"table cell and a claim's paired difference run over the {len(cfg.world_seeds)} x "
+            f"{len(cfg.seeds)} (world, seed) pairs, shown as seed world * {PAIR_BASE} + seed "
+            "(1003 = world 1, seed 3). Two agents are paired only within one world and seed "
+            "(same world, logs, simulators and evaluation users); the t-interval treats the "
+            "pairs as independent, while pairs of one world share its draw, so with two worlds "
+            "the interval understates the between-world spread."
         )
     if len(cfg.seeds) < 5:
         lines.append(
@@ -256,8 +297,8 @@ def setup_lines(cfg: BenchConfig, facts: Mapping[str, Any]) -> list[str]:
         f"- Seeds {list(cfg.seeds)}: each is a training seed of every trained agent and the "
         f"evaluation seed of its envs; {cfg.episodes} sessions per agent, backend and seed; "
         f"sessions truncated at {cfg.max_steps} requests; {cfg.n_candidates} candidates, slates "
-        f"of {cfg.slate_size}. The world, logs, simulator and CQL buffer are one draw (seed "
-        f"{cfg.world_seed}).",
+        f"of {cfg.slate_size}. The world, logs, simulators and CQL buffer are one draw per "
+        f"world (seeds {list(cfg.world_seeds)}).",
         f"- Budgets: DQN / TD3 / RLUR {cfg.online_steps:,} env steps each on the learned "
         f"simulator; CQL {cfg.cql_steps:,} gradient steps ({cfg.cql_repeat} sampled actions) on "
         f"{cfg.cql_data_steps:,} transitions logged in the learned simulator by the noisy "
@@ -279,4 +320,4 @@ def setup_lines(cfg: BenchConfig, facts: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["claim_text", "facts", "markdown", "write"]
+__all__ = ["claim_text", "facts", "markdown", "pooled_rows", "write"]

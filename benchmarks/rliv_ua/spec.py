@@ -196,6 +196,10 @@ def paper_verdict(claim: Claim) -> str:
 
 
 # --------------------------------------------------------------------------- configuration
+PAIR_BASE = 1000
+"""With several worlds, (world w, seed s) is the pairing unit ``w * PAIR_BASE + s``."""
+
+
 @dataclass(kw_only=True)
 class BenchConfig:
     """Sizes and budgets of one benchmark run (`PRESETS` holds full, quick and tiny)."""
@@ -212,10 +216,13 @@ class BenchConfig:
     """World authors."""
     days: int = 14
     """Days of logs."""
-    world_seed: int = 0
-    """Seed of the world, its logs, the simulator fit and the CQL buffer (one of each)."""
+    world_seeds: tuple[int, ...] = (0, 1)
+    """Seeds of the independently drawn worlds: each has its own world, logs, simulators, ASA
+    samples and CQL buffer, and every agent is trained and evaluated in each; the tables and
+    claims pool the (world, seed) pairs (`pair_seed`)."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    """Training-and-evaluation seeds; the 95% intervals are over these."""
+    """Training-and-evaluation seeds, in every world; the 95% intervals are over the (world,
+    seed) pairs."""
     episodes: int = 100
     """Evaluation sessions per agent, backend and seed."""
     max_steps: int = 100
@@ -259,12 +266,33 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         self.seeds = tuple(int(s) for s in self.seeds)
+        self.world_seeds = tuple(int(w) for w in self.world_seeds)
+        worlds = self.world_seeds
+        if not worlds or len(set(worlds)) != len(worlds) or min(worlds) < 0:
+            raise ValueError(f"world_seeds must be distinct, >= 0 and non-empty, got {worlds}")
+        if self.data is not None and len(self.world_seeds) > 1:
+            raise ValueError(
+                f"--data {self.data}: real logs are one draw, so give one --world-seeds (it "
+                f"seeds the simulator fit and the CQL buffer), got {list(self.world_seeds)}"
+            )
+        if self.multi_world and not all(0 <= s < PAIR_BASE for s in self.seeds):
+            raise ValueError(f"with several worlds the seeds must lie in [0, {PAIR_BASE})")
         self.agents = tuple(self.agents)
         unknown = set(self.agents) - set(AGENTS)
         if unknown:
             raise ValueError(f"unknown agents {sorted(unknown)}; expected some of {list(AGENTS)}")
         if not self.seeds:
             raise ValueError("at least one seed is needed")
+
+    @property
+    def multi_world(self) -> bool:
+        return len(self.world_seeds) > 1
+
+    def pair_seed(self, world: int, seed: int) -> int:
+        """The unit the tables and claims pair on: the training seed itself with one world,
+        else ``world * PAIR_BASE + seed`` (1003 = world 1, seed 3): agents are paired only
+        within one world and seed (same world, logs, simulators, evaluation users)."""
+        return world * PAIR_BASE + seed if self.multi_world else seed
 
     @property
     def has_world(self) -> bool:
@@ -278,12 +306,12 @@ class BenchConfig:
             if (b != "world" or self.has_world) and (b != "learned_b" or self.second_simulator)
         )
 
-    def world_config(self) -> dict[str, Any]:
+    def world_config(self, world: int) -> dict[str, Any]:
         return {
             "n_users": self.users,
             "n_items": self.items,
             "n_authors": self.authors,
-            "seed": self.world_seed,
+            "seed": world,
         }
 
 
@@ -295,6 +323,7 @@ PRESETS: dict[str, BenchConfig] = {
         items=1500,
         authors=150,
         days=7,
+        world_seeds=(0,),
         seeds=(0, 1, 2),
         episodes=100,
         deepfm_epochs=4,
@@ -312,6 +341,7 @@ PRESETS: dict[str, BenchConfig] = {
         items=200,
         authors=20,
         days=2,
+        world_seeds=(0,),
         seeds=(0, 1),
         episodes=3,
         max_steps=6,

@@ -10,6 +10,7 @@ agent, safe rather than minimal).
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -237,12 +238,12 @@ def agent_configs(cfg: BenchConfig, seed: int) -> dict[str, Any]:
     }
 
 
-def simulator_config(cfg: BenchConfig) -> Any:
+def simulator_config(cfg: BenchConfig, world: int) -> Any:
     from recgym.simulators.learned import SimulatorConfig
 
     small = _small(cfg, hidden=(32,), embedding_dim=8, author_dim=4, heldout_days=1)
     return SimulatorConfig(
-        epochs=cfg.sim_epochs, leave_steps=cfg.sim_leave_steps, seed=cfg.world_seed, **small
+        epochs=cfg.sim_epochs, leave_steps=cfg.sim_leave_steps, seed=world, **small
     )
 
 
@@ -258,8 +259,51 @@ def eval_stage(agent: str, seed: int) -> str:
     return f"evaluate-{agent}-seed{seed}"
 
 
+def world_prefix(cfg: BenchConfig, world: int) -> str:
+    """Prefix of one world's stage names: none with a single world, else ``w<seed>-``."""
+    return f"w{world}-" if cfg.multi_world else ""
+
+
+def is_evaluation(name: str) -> bool:
+    """Whether stage `name` is an evaluation stage (of any world)."""
+    return re.fullmatch(r"(w\d+-)?evaluate-.+", name) is not None
+
+
+class InWorld:
+    """A stage function run under a world's prefix: it sees its deps by their unprefixed names
+    (``logs``, ``simulator``, ...), so the stage functions are the same in every world.
+    Picklable (a module-level function and a string) for the sweep's workers."""
+
+    def __init__(self, fn: Any, prefix: str) -> None:
+        self.fn, self.prefix = fn, prefix
+
+    def __call__(self, ctx: StageContext) -> Any:
+        deps = {n.removeprefix(self.prefix): r for n, r in ctx.deps.items()}
+        return self.fn(replace(ctx, deps=deps))
+
+
 def stages(cfg: BenchConfig) -> list[Stage]:
-    """Every stage of `cfg`, in running order (each after the stages it depends on)."""
+    """Every stage of `cfg`, in running order (each after the stages it depends on): one world's
+    stages per world seed, under the world's name prefix when there are several."""
+    out: list[Stage] = []
+    for world in cfg.world_seeds:
+        prefix = world_prefix(cfg, world)
+        for st in world_stages(cfg, world):
+            if prefix:
+                st = Stage(
+                    prefix + st.name,
+                    st.config,
+                    InWorld(st.fn, prefix),
+                    deps=tuple(prefix + d for d in st.deps),
+                    code=(st.fn.__module__, *st.code),
+                )
+            out.append(st)
+    return out
+
+
+def world_stages(cfg: BenchConfig, world: int) -> list[Stage]:
+    """The stages of one world (seed `world`: the world, its logs, both simulator fits and the
+    CQL buffer), unprefixed."""
     from recgym.benchmarks.rliv_ua.evaluate import evaluate_stage
     from recgym.simulators.logs import LogConfig
     from recgym.simulators.world import WorldConfig
@@ -274,11 +318,12 @@ def stages(cfg: BenchConfig) -> list[Stage]:
     if cfg.data:
         logs = Stage("logs", {"data": str(Path(cfg.data).resolve())}, _logs)
     else:
-        world = WorldConfig(**cfg.world_config())
-        logs = Stage(
-            "logs", {"world": world, "logs": LogConfig(days=cfg.days, seed=cfg.world_seed)}, _logs
-        )
-    sim = simulator_config(cfg)
+        logs_config = {
+            "world": WorldConfig(**cfg.world_config(world)),
+            "logs": LogConfig(days=cfg.days, seed=world),
+        }
+        logs = Stage("logs", logs_config, _logs)
+    sim = simulator_config(cfg, world)
     sim_a = {"simulator": sim, "device": cfg.device}
     sim_b = {"simulator": replace(sim, seed=sim.seed + 1), "device": cfg.device}
     out = [logs, Stage("simulator", sim_a, _simulator, deps=("logs",))]
@@ -309,7 +354,7 @@ def stages(cfg: BenchConfig) -> list[Stage]:
         from recgym.agents.continuous import OfflineDataConfig
 
         first = train_stage("ranking_model", cfg.seeds[0])
-        data = OfflineDataConfig(n_steps=cfg.cql_data_steps, seed=cfg.world_seed)
+        data = OfflineDataConfig(n_steps=cfg.cql_data_steps, seed=world)
         out.append(
             Stage(
                 "cql-buffer",
@@ -359,6 +404,7 @@ def stages(cfg: BenchConfig) -> list[Stage]:
                 "episodes": cfg.episodes,
                 "backends": on,
                 "env": env,
+                "world": None if cfg.data else world,
             }
             out.append(
                 Stage(
@@ -371,4 +417,15 @@ def stages(cfg: BenchConfig) -> list[Stage]:
     return out
 
 
-__all__ = ["agent_configs", "env_kwargs", "eval_stage", "logs_dir", "stages", "train_stage"]
+__all__ = [
+    "InWorld",
+    "agent_configs",
+    "env_kwargs",
+    "eval_stage",
+    "is_evaluation",
+    "logs_dir",
+    "stages",
+    "train_stage",
+    "world_prefix",
+    "world_stages",
+]
