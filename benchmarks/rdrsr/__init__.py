@@ -4,9 +4,10 @@ Data: ML-100k, Last.fm (hetrec 2k tag assignments: the timed "clicks") and Fours
 ``../shared/data`` (user subsets) or ``--data DIR --dataset NAME`` (a directory in the dataset's
 original format), with the paper's preprocessing (`data.sequences.paper_sequences`: every step
 reported); and the ground-truth world's click sequences, each click labelled with its true
-interest (`envs.interest_allocation.world_sequences`). By default a user's repeated clicks on an
-item are dropped (`RDRSRBenchConfig.repeats`): ranking among unseen items makes a repeated target
-trivial, and 94% of the Foursquare subset's test targets are repeats.
+interest (`envs.interest_allocation.world_sequences`). A user's repeated clicks on an item are kept
+by default (`RDRSRBenchConfig.repeats`); ranking among unseen items then makes a repeated target
+easy, and 94% of the Foursquare subset's test targets are repeats (`--no-repeats` drops them, but
+the Foursquare subset does not survive its 10-core without them).
 
 Protocol: leave-one-out (last click test, second-to-last validation, the rest trains; the
 `agents.sequence` split), sequences of the paper's t = 10, d = 64, Adam 0.001, early stopping on
