@@ -266,7 +266,46 @@ def preset_main(
     return 0
 
 
+@dataclasses.dataclass(frozen=True)
+class PresetCLI:
+    """A preset bench's whole command line in one value: ``parser()``, ``config(args)`` and
+    ``main(run, argv)`` (`preset_parser`, `preset_config`, `preset_main` with these settings);
+    `results`/`work` are the roots of the default ``--out``/``--work`` (``<root>/<mode>``)."""
+
+    cls: type
+    presets: Mapping[str, Any]
+    prog: str
+    description: str
+    sizes: Mapping[str, str]
+    results: str
+    work: str
+    out_help: str
+    work_help: str
+    choices: Mapping[str, Sequence[Any]] | None = None
+
+    def parser(self) -> argparse.ArgumentParser:
+        return preset_parser(
+            self.cls,
+            self.presets,
+            prog=self.prog,
+            description=self.description,
+            sizes=self.sizes,
+            out_help=self.out_help,
+            work_help=self.work_help,
+            choices=self.choices,
+        )
+
+    def config(self, args: argparse.Namespace) -> Any:
+        return preset_config(self.cls, self.presets, args, self.choices)
+
+    def main(self, run: Any, argv: Sequence[str] | None = None) -> int:
+        return preset_main(
+            self.parser(), self.config, run, argv, results=self.results, work=self.work
+        )
+
+
 __all__ = [
+    "PresetCLI",
     "config_from_args",
     "config_parser",
     "field_docs",

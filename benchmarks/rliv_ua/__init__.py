@@ -120,12 +120,10 @@ def run(
     return {"markdown": md, "rows": rows, "stages": done}
 
 
-def parser() -> Any:
-    """--quick / --tiny pick a preset; every BenchConfig field is an option (generated from the
-    dataclass, help = the field's docstring) that overrides the preset's value."""
-    from recgym.benchmarks.engine_cli import preset_parser
+def _cli() -> Any:
+    from recgym.benchmarks.engine_cli import PresetCLI
 
-    return preset_parser(
+    return PresetCLI(
         BenchConfig,
         PRESETS,
         prog="recgym bench rliv-ua",
@@ -137,37 +135,34 @@ def parser() -> Any:
         "pairs, plots and the paper's claims checked. Stages on the bench engine, resumable. "
         "Options not given take the preset's value (full unless --quick or --tiny).",
         sizes={
-            "quick": "a 500-user world, 7 days of logs, 3 seeds, small budgets (about an hour "
-            "on 2 shared cores)",
+            "quick": "a 500-user world, 7 days of logs, 3 seeds, small budgets (54 min on 2 "
+            "shared cores)",
             "tiny": "a smoke test: a 60-user world, 2 seeds, a few steps per agent, tiny "
             "networks (the numbers mean nothing)",
         },
+        results="benchmarks/results/rliv_ua",
+        work="recgym-out/bench-rliv-ua",
         out_help="report directory: results.md, results.json, claims.md, claims.json, "
         "rows.jsonl, config.json, plots (default: benchmarks/results/rliv_ua/MODE)",
         work_help="stage outputs <work>/<stage>/<key>/: logs, simulator, ASA samples, "
         "checkpoints, evaluation rows (default: recgym-out/bench-rliv-ua/MODE)",
-        choices={"agents": AGENTS},
+        choices={"agents": tuple(AGENTS)},
     )
+
+
+def parser() -> Any:
+    """--quick / --tiny pick a preset; every BenchConfig field is an option (generated from the
+    dataclass, help = the field's docstring) that overrides the preset's value."""
+    return _cli().parser()
 
 
 def config_from_args(args: Any) -> BenchConfig:
     """The preset of --quick / --tiny (else full) with every given option applied."""
-    from recgym.benchmarks.engine_cli import preset_config
-
-    return preset_config(BenchConfig, PRESETS, args, choices={"agents": tuple(AGENTS)})
+    return _cli().config(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from recgym.benchmarks.engine_cli import preset_main
-
-    return preset_main(
-        parser(),
-        config_from_args,
-        run,
-        argv,
-        results="benchmarks/results/rliv_ua",
-        work="recgym-out/bench-rliv-ua",
-    )
+    return _cli().main(run, argv)
 
 
 __all__ = [

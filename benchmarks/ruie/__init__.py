@@ -110,10 +110,10 @@ def run(
     return result
 
 
-def parser() -> argparse.ArgumentParser:
-    from recgym.benchmarks.engine_cli import preset_parser
+def _cli() -> Any:
+    from recgym.benchmarks.engine_cli import PresetCLI
 
-    return preset_parser(
+    return PresetCLI(
         BenchConfig,
         PRESETS,
         prog="recgym bench ruie",
@@ -122,29 +122,24 @@ def parser() -> argparse.ArgumentParser:
             "quick": "the quick preset (<= 20 min alone on 2 cores)",
             "tiny": "a smoke test (the numbers mean nothing)",
         },
+        results="benchmarks/results/ruie",
+        work="recgym-out/bench-ruie",
         out_help="report directory (default benchmarks/results/ruie/MODE)",
         work_help="stage outputs (default recgym-out/bench-ruie/MODE)",
-        choices={"models": TABLE1_MODELS},
+        choices={"models": tuple(TABLE1_MODELS)},
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    return _cli().parser()
 
 
 def config_from_args(args: Any) -> BenchConfig:
-    from recgym.benchmarks.engine_cli import preset_config
-
-    return preset_config(BenchConfig, PRESETS, args, choices={"models": tuple(TABLE1_MODELS)})
+    return _cli().config(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from recgym.benchmarks.engine_cli import preset_main
-
-    return preset_main(
-        parser(),
-        config_from_args,
-        run,
-        argv,
-        results="benchmarks/results/ruie",
-        work="recgym-out/bench-ruie",
-    )
+    return _cli().main(run, argv)
 
 
 __all__ = ["BenchConfig", "PRESETS", "all_stages", "config_from_args", "main", "parser", "run"]
