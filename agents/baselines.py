@@ -23,8 +23,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from recgym.agents.checkpoint import json_path
-from recgym.agents.device import load_state, module_device, resolve_device
 from recgym.agents.seeding import seeded_global_rngs
+from recgym.device import load_state, module_device, resolve_device
 from recgym.envs.contract import (
     Obs,
     action_from_values,
@@ -110,7 +110,7 @@ class RankerConfig:
     seed: int = 0
     """Seed of weight initialisation and minibatch order."""
     device: str = "auto"
-    """Torch device of the network (`agents.device.resolve_device`); the weights are initialised
+    """Torch device of the network (`recgym.device.resolve_device`); the weights are initialised
     and the minibatch order drawn on the CPU, so a seed gives the same run on any device."""
 
 

@@ -46,7 +46,6 @@ from tianshou.utils.net.continuous import (
 from tianshou.utils.torch_utils import policy_within_training_step
 
 from recgym.agents.checkpoint import config_from_dict, json_path, jsonable
-from recgym.agents.device import load_state, resolve_device
 from recgym.agents.dqn import CurveLogger, RunStats
 from recgym.agents.linear import (
     AgentView,
@@ -63,6 +62,7 @@ from recgym.agents.progress import stage_bar
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
 from recgym.agents.tb import attach
 from recgym.agents.training import OnlineRunConfig, epoch_plan, off_policy_params, offline_params
+from recgym.device import load_state, resolve_device
 from recgym.envs.contract import (
     Obs,
     RowLayout,
@@ -148,7 +148,7 @@ class CQLConfig:
     seed: int = 0
     """Seeds torch and the buffer's sampler."""
     device: str = "auto"
-    """Torch device of the networks (`agents.device.resolve_device`; initialised on the CPU)."""
+    """Torch device of the networks (`recgym.device.resolve_device`; initialised on the CPU)."""
 
 
 @dataclass(kw_only=True)

@@ -39,9 +39,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from recgym.agents.baselines import RANKER_FEATURES, RankerConfig, log_features
-from recgym.agents.device import load_state, module_device, resolve_device
 from recgym.agents.seeding import seeded_global_rngs
 from recgym.agents.tb import scalar_writer
+from recgym.device import load_state, module_device, resolve_device
 from recgym.envs.contract import Obs, action_from_values, candidate_columns, user_id
 from recgym.simulators.features import USER_FEATURE_DIM
 
@@ -154,7 +154,7 @@ class DeepFMConfig:
     seed: int = 0
     """Seed of weight initialisation and minibatch order."""
     device: str = "auto"
-    """Torch device of the network (`agents.device.resolve_device`); the weights are initialised
+    """Torch device of the network (`recgym.device.resolve_device`); the weights are initialised
     and the minibatch order drawn on the CPU, so a seed gives the same run on any device."""
 
     def ranker_config(self) -> RankerConfig:

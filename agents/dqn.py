@@ -26,11 +26,11 @@ from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
 from recgym.agents.checkpoint import json_path, jsonable
-from recgym.agents.device import load_state, resolve_device
 from recgym.agents.progress import BarLogger, stage_bar
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
 from recgym.agents.tb import attach
 from recgym.agents.training import OnlineRunConfig, epoch_plan, off_policy_params
+from recgym.device import load_state, resolve_device
 from recgym.envs import register_all
 from recgym.envs.contract import RowLayout, row_features, row_layout
 from recgym.envs.session import SESSION_FEATURES

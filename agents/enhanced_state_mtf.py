@@ -44,9 +44,9 @@ from tianshou.data import Batch
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
-from recgym.agents.device import resolve_device
 from recgym.agents.mtf_data import state_of, to_buffer
 from recgym.agents.seeding import seeded_global_rngs
+from recgym.device import resolve_device
 from recgym.envs.mtf import ACTION_DIM
 
 
@@ -85,7 +85,7 @@ class MTFRLConfig:
     seed: int = 0
     """Seeds initialisation and the buffer's sampler."""
     device: str = "auto"
-    """Torch device of the networks (`agents.device.resolve_device`; initialised on the CPU)."""
+    """Torch device of the networks (`recgym.device.resolve_device`; initialised on the CPU)."""
 
 
 def bound_penalty(

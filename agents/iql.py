@@ -30,8 +30,8 @@ from tianshou.data import Batch, ReplayBuffer
 from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
-from recgym.agents.device import resolve_device
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
+from recgym.device import resolve_device
 
 
 @dataclass(kw_only=True)
@@ -59,7 +59,7 @@ class IQLConfig:
     seed: int = 0
     """Seeds initialisation and the buffer's sampler."""
     device: str = "auto"
-    """Torch device of the networks (`agents.device.resolve_device`; initialised on the CPU)."""
+    """Torch device of the networks (`recgym.device.resolve_device`; initialised on the CPU)."""
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:

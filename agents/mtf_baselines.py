@@ -35,9 +35,9 @@ from tianshou.utils.net.continuous import (
 )
 from tianshou.utils.torch_utils import policy_within_training_step
 
-from recgym.agents.device import resolve_device
 from recgym.agents.mtf_data import StateFusion, flat_buffer
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
+from recgym.device import resolve_device
 from recgym.envs.mtf import ACTION_DIM
 
 BASELINES: tuple[str, ...] = ("ddpg", "cql_sac", "bcq")
@@ -65,7 +65,7 @@ class BaselineConfig:
     seed: int = 0
     """Seeds initialisation and the buffer's sampler."""
     device: str = "auto"
-    """Torch device of the networks (`agents.device.resolve_device`; initialised on the CPU)."""
+    """Torch device of the networks (`recgym.device.resolve_device`; initialised on the CPU)."""
 
 
 def _critic(obs_dim: int, hidden: tuple[int, ...]) -> ContinuousCritic:

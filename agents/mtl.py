@@ -37,8 +37,8 @@ from torch.nn import functional as F
 
 from recgym.agents.baselines import RANKER_FEATURES, log_features
 from recgym.agents.deepfm import DeepFMConfig, Vocabulary, backend_id_maps
-from recgym.agents.device import load_state, resolve_device
 from recgym.agents.seeding import seeded_global_rngs
+from recgym.device import load_state, resolve_device
 
 MTL_TASKS: tuple[str, ...] = ("click", "valid", "watch", "like", "forward", "follow")
 """Heads, in output order; ``watch`` regresses the clipped watch ratio, the rest are binary."""
@@ -130,7 +130,7 @@ class MTLConfig:
     seed: int = 0
     """Seed of weight initialisation and minibatch order."""
     device: str = "auto"
-    """Torch device of the network (`agents.device.resolve_device`); the weights are initialised
+    """Torch device of the network (`recgym.device.resolve_device`); the weights are initialised
     and the minibatch order drawn on the CPU, so a seed gives the same run on any device."""
 
 

@@ -70,7 +70,6 @@ from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 from torch.nn import functional as F
 
-from recgym.agents.device import resolve_device
 from recgym.agents.progress import BarLogger, stage_bar
 from recgym.agents.rliv_ua_policy import (
     CandidateStates,
@@ -89,6 +88,7 @@ from recgym.agents.rliv_ua_policy import (
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
 from recgym.agents.tb import attach
 from recgym.agents.training import offline_params
+from recgym.device import resolve_device
 from recgym.simulators.scri import (
     AUTHOR_FEATURES,
     TASKS,
@@ -156,7 +156,7 @@ class RLIVUAConfig:
     seed: int = 0
     """Seeds torch (initialisation, id dropout) and the buffer's sampler."""
     device: str = "auto"
-    """Torch device of the networks (`agents.device.resolve_device`); they are initialised and
+    """Torch device of the networks (`recgym.device.resolve_device`); they are initialised and
     fitted to the buffer's statistics on the CPU, then moved."""
 
     def __post_init__(self) -> None:

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from recgym.agents.checkpoint import config_from_dict, json_path
-from recgym.agents.device import load_state
 from recgym.agents.rliv_ua import (
     _STRUCTURE_FIELDS,
     KIND,
@@ -24,6 +23,7 @@ from recgym.agents.rliv_ua import (
 from recgym.agents.rliv_ua_policy import (
     StatesFn,
 )
+from recgym.device import load_state
 
 
 def save_rliv_ua(algo: RLIVUA, path: str | Path) -> Path:

@@ -59,7 +59,7 @@ from recgym.agents.continuous import (
     train_online,
 )
 from recgym.agents.deepfm import DeepFMRanker
-from recgym.agents.device import load_state
+from recgym.device import load_state
 from recgym.envs import make_env
 from recgym.envs.contract import Obs, flatten_observation, row_layout
 

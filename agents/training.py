@@ -41,7 +41,7 @@ class OnlineRunConfig:
     seed: int = 0
     """Seeds numpy's global RNG (exploration), torch, the envs and the buffer's sampler."""
     device: str = "auto"
-    """Torch device of the networks (`agents.device.resolve_device`: 'auto' = CUDA when
+    """Torch device of the networks (`recgym.device.resolve_device`: 'auto' = CUDA when
     available, else CPU); weights are initialised on the CPU and moved, so a seed gives the same
     initial weights on every device."""
 

@@ -111,7 +111,7 @@ class DemoConfig:
     """Root seed of world, logs, simulator and ranker."""
     device: str = "auto"
     """Torch device of the simulator, the ranker and DQN, in training and evaluation: 'auto'
-    (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N' (`agents.device`). Part of
+    (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N' (`recgym.device`). Part of
     every model stage's key."""
     fresh: bool = False
     """Discard every earlier stage output first (not needed for correctness: stages are keyed by
@@ -122,7 +122,7 @@ class DemoConfig:
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError(f"--train-seeds must be distinct and non-empty, got {seeds}")
         self.train_seeds = seeds
-        from recgym.agents.device import resolve_device
+        from recgym.device import resolve_device
 
         resolve_device(self.device)  # 'cuda' without CUDA fails here, before any stage
 

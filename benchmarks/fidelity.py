@@ -134,7 +134,7 @@ class FidelityConfig:
     """Root seed of world, logs and training."""
     device: str = "auto"
     """Torch device of the simulator, the ranker and DQN ('auto': CUDA when available, else CPU;
-    `agents.device`); part of the model stages' keys."""
+    `recgym.device`); part of the model stages' keys."""
 
 
 PRESETS: dict[str, FidelityConfig] = {

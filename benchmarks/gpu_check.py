@@ -40,10 +40,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recgym.agents.device import device_name, resolve_device
 from recgym.benchmarks.engine import append_rows
 from recgym.benchmarks.throughput.benches import QUICK_TRAIN, Workspace, thread_limit
 from recgym.benchmarks.throughput.rows import JSONL, MARKDOWN, fmt, markdown, passes, read_rows
+from recgym.device import device_name, resolve_device
 from recgym.outdir import ensure_writable_dir
 
 BENCH = "gpu_check"

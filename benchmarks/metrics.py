@@ -25,7 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recgym.envs.evaluation import METRIC_RANGES, seed_metrics, session_totals
+from recgym.envs.evaluation import (
+    METRIC_RANGES,
+    hit_rate_at,
+    leave_one_out_ranks,
+    ndcg_at,
+    seed_metrics,
+    session_totals,
+)
 from recgym.envs.evaluation import METRICS as SESSION_METRICS
 
 
@@ -117,55 +124,6 @@ def metric(name: str) -> Metric:
 def session_metrics(sessions: Iterable[Iterable[Mapping]]) -> dict[str, float]:
     """SESSION_METRICS of one seed from each session's step infos (envs/evaluation's definition)."""
     return seed_metrics([session_totals(infos) for infos in sessions])
-
-
-# --------------------------------------------------------------------------- leave-one-out ranking
-def leave_one_out_ranks(
-    scores: np.ndarray, target: np.ndarray, interacted: np.ndarray | None = None
-) -> np.ndarray:
-    """0-based rank of each user's held-out item among the items they have not interacted with.
-
-    scores: (U, I) float, higher = recommended first; target: (U,) held-out item ids;
-    interacted: (U, I) bool, True for items in the user's history (the target's own entry is
-    ignored, so it may be True or False). Ties count against the target (see the module doc).
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    target = np.asarray(target)
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be (users, items), got shape {scores.shape}")
-    n_users, n_items = scores.shape
-    if target.shape != (n_users,):
-        raise ValueError(f"target must be ({n_users},), got shape {target.shape}")
-    if not np.issubdtype(target.dtype, np.integer):
-        raise ValueError(f"target must hold integer item ids, got {target.dtype}")
-    if n_users and (target.min() < 0 or target.max() >= n_items):
-        raise ValueError(f"target item ids must lie in [0, {n_items}), got {target.min()}..")
-    if np.isnan(scores).any():
-        raise ValueError("scores contain NaN")
-    rows = np.arange(n_users)
-    candidate = np.ones_like(scores, dtype=bool)
-    if interacted is not None:
-        interacted = np.asarray(interacted, dtype=bool)
-        if interacted.shape != scores.shape:
-            raise ValueError(f"interacted must be {scores.shape}, got {interacted.shape}")
-        candidate = ~interacted
-    candidate[rows, target] = False  # the target itself is not a competitor
-    own = scores[rows, target][:, None]
-    return ((scores >= own) & candidate).sum(axis=1)
-
-
-def hit_rate_at(ranks: np.ndarray, k: int) -> float:
-    """HR@K: share of users whose held-out item ranks within the top `k`."""
-    ranks = np.asarray(ranks)
-    return float((ranks < k).mean()) if ranks.size else math.nan
-
-
-def ndcg_at(ranks: np.ndarray, k: int) -> float:
-    """NDCG@K with one relevant item: mean of 1/log2(rank + 2) for ranks < k, else 0."""
-    ranks = np.asarray(ranks, dtype=np.float64)
-    if not ranks.size:
-        return math.nan
-    return float(np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
 
 
 def ranking_metrics(

@@ -20,7 +20,7 @@ def make_backend(
     the user state a simulator learned from the same logs starts from, so world and simulator
     are compared on the same users; otherwise a fresh `World` from `world_config` (a dict of
     WorldConfig fields), at its pre-log state. ``backend="learned"`` loads the checkpoint onto
-    `device` (`agents.device.resolve_device`; 'auto' = CUDA when available); the world is numpy
+    `device` (`recgym.device.resolve_device`; 'auto' = CUDA when available); the world is numpy
     and ignores it. `world_dir` with `world_config`, or with another
     backend, is a ValueError: the directory already fixes the world.
     """

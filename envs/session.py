@@ -351,7 +351,7 @@ class SessionEnv(MDPEnv):
     of WorldConfig fields), slate_size (6), n_candidates (50), action_mode ("scores" |
     "discrete"), reward_weights ({behaviour: weight}), max_steps (100), users (ids to sample),
     world_dir (a saved world to load, for backend "world"), device (where a learned backend's
-    models run: "auto" = CUDA when available, "cpu", "cuda:N"; `agents.device`).
+    models run: "auto" = CUDA when available, "cpu", "cuda:N"; `recgym.device`).
 
     ## Vector env
     ``gym.make_vec("recgym/Session-v0", num_envs=N, vectorization_mode="vector_entry_point")``

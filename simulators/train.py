@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from recgym.agents.device import resolve_device
+from recgym.device import resolve_device
 from recgym.outdir import ensure_writable_dir
 from recgym.simulators.fidelity import fidelity_report, read_truth, read_world, render_markdown
 from recgym.simulators.learned import LearnedSimulator, SimulatorConfig, build_log_table
@@ -73,7 +73,7 @@ def train_simulator(
     """Load `data_dir` (`recgym.data.load`), fit on its training sessions, score, save to `out`.
 
     The models are fitted and scored on `device` ('auto': CUDA when available; see
-    `agents.device`); the summary records it.
+    `recgym.device`); the summary records it.
 
     `out` receives model.pt, config.json and fidelity.json (`LearnedSimulator.save`) plus
     fidelity.md (`render_markdown`). The fidelity report is computed on held-out users and days

@@ -12,7 +12,7 @@ import pytest
 import torch
 from tianshou.data import Batch, ReplayBuffer
 
-from recgym.agents.device import device_name, load_state, module_device, resolve_device
+from recgym.device import device_name, load_state, module_device, resolve_device
 
 META = torch.device("meta")
 SMALL_WORLD = {"n_users": 40, "n_items": 200, "n_authors": 20, "seed": 3}

@@ -21,7 +21,10 @@ RANK = {"data": 0, "simulators": 1, "envs": 2, "agents": 3, "benchmarks": 4, "cl
 # Upward edges that are allowed, each with its reason. data.asa turns logs into SCRI samples for
 # a user model, so it reads the simulator-side protocol, user features and SCRI contract; it is
 # not imported by `recgym.data` itself, so loading data never pulls in simulators.
-ALLOWED_UPWARD = {("recgym.data.asa", "simulators")}
+# envs.mtf: MTFSession-v0's ranking system contains the multi-task ranking model (MTL) learned from
+# the logs, as the paper's production system does; the MTL is an agents-room model (it shares the
+# DeepFM/ranker log features), and the env fits a default one when none is given.
+ALLOWED_UPWARD = {("recgym.data.asa", "simulators"), ("recgym.envs.mtf", "agents")}
 
 
 def _module_name(path: Path) -> str:

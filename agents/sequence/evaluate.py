@@ -1,8 +1,9 @@
 """Ranking evaluation of the sequence models: full-catalogue and sampled-negative leave-one-out.
 
-Full ranking uses `benchmarks.metrics.leave_one_out_ranks` (ties count against the target; items
-the user has seen are excluded when ``exclude_seen``; padding is never a candidate, since scores
-cover item ids 0..n_items-1 only). The sampled mode is RDRSR's protocol (after NCF): the target
+Full ranking uses `envs.evaluation.leave_one_out_ranks` (registered as hr@K / ndcg@K in
+`benchmarks.metrics`): ties count against the target; items the user has seen are excluded when
+``exclude_seen``; padding is never a candidate, since scores cover item ids 0..n_items-1 only.
+The sampled mode is RDRSR's protocol (after NCF): the target
 is ranked among ``n`` (99) negatives that are neither the target nor a seen item, sampled
 uniformly without replacement by `sample_negatives`; ties again count against the target.
 """
@@ -16,7 +17,7 @@ import torch
 
 from recgym.agents.sequence.base import SequenceRecommender
 from recgym.agents.sequence.data import SequenceData
-from recgym.benchmarks.metrics import hit_rate_at, leave_one_out_ranks, ndcg_at
+from recgym.envs.evaluation import hit_rate_at, leave_one_out_ranks, ndcg_at
 
 
 def seen_matrix(seen: Sequence[np.ndarray], n_items: int) -> np.ndarray:

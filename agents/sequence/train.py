@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from recgym.agents.device import resolve_device
 from recgym.agents.progress import stage_bar
 from recgym.agents.seeding import seeded_global_rngs
 from recgym.agents.sequence.base import SequenceRecommender
 from recgym.agents.sequence.data import SequenceData
 from recgym.agents.sequence.evaluate import evaluate
+from recgym.device import resolve_device
 
 
 @dataclass(kw_only=True)
@@ -41,7 +41,7 @@ class TrainConfig:
     eval_every: int = 1
     """Epochs between validations."""
     device: str = "auto"
-    """Torch device of the model and batches (`agents.device.resolve_device`: 'auto' = CUDA when
+    """Torch device of the model and batches (`recgym.device.resolve_device`: 'auto' = CUDA when
     available, else CPU). The row order comes from a numpy generator, so a seed gives the same
     batches on any device."""
     grad_clip: float | None = 5.0

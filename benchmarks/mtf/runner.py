@@ -84,7 +84,7 @@ class MTFBenchConfig:
     """Root seed of world, logs, simulator and MTL."""
     device: str = "auto"
     """Torch device of the simulator, the MTL and every learner ('auto': CUDA when available,
-    else CPU; `agents.device`); part of the model stages' keys."""
+    else CPU; `recgym.device`); part of the model stages' keys."""
     fresh: bool = False
     """Discard every earlier stage output first."""
 

@@ -164,7 +164,7 @@ class RDRSRBenchConfig:
     world_clicks: int = 40
     """Clicks collected per world user (the last two are validation and test)."""
     device: str = "auto"
-    """Torch device of every model ('auto': CUDA when available, else CPU; `agents.device`)."""
+    """Torch device of every model ('auto': CUDA when available, else CPU; `recgym.device`)."""
 
     def __post_init__(self) -> None:
         if self.dataset is not None and self.dataset not in DATASETS:

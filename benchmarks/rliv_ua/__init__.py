@@ -46,13 +46,18 @@ everything first). Stage outputs live under ``--work``, the report under ``--out
    inconclusive verdict per claim (``claims.md``/``claims.json``), all regenerated from the
    evaluation rows (``rows.jsonl``: the engine's rows, with provenance) on every run.
 
-Seeds: seed s is a *training* seed and an *evaluation* seed at once (the quick preset has 3,
-the full one 5; claims are judged on the paired per-seed differences, `benchmarks.claims`).
-Every trained agent is trained once per seed (initialisation, minibatch order, exploration, id
-dropout) on the same logs, simulator and offline buffer, and evaluated on fresh envs reset with
-seed s; the interval over seeds therefore covers training and evaluation noise, not the
-randomness of the world, the logs or the simulator fit (one of each per run, from
-``--world-seed``).
+Seeds and worlds: seed s is a *training* seed and an *evaluation* seed at once (quick 3, full
+5). Every trained agent is trained once per seed (initialisation, minibatch order, exploration,
+id dropout) on the same logs, simulator and offline buffer, and evaluated on fresh envs reset
+with seed s. ``--world-seeds`` draws independent worlds (full: 2, quick and tiny: 1): each has
+its own world, logs, both simulator fits, ASA samples and CQL buffer (stages ``w<world>-...``),
+and every agent and seed is trained and evaluated in each. The tables and the claims pool the
+(world, seed) pairs: two agents are paired only on the same world and seed (same logs,
+simulators and evaluation users), and the paired differences of all pairs give the interval
+(`benchmarks.claims`; a pair shows as seed ``world * 1000 + seed``). With one world the interval
+covers training and evaluation noise only; with several it also sees the world draw, though the
+t-interval treats the pairs of one world as independent (two worlds are too few to estimate the
+between-world variance separately).
 
 RLIV-UA's target-network rate: the paper's Table 1 says tau = 0.005 with 250 x 1e4 steps of
 1024 samples; a CPU budget of a few hundred steps leaves the values mostly unpropagated at that
@@ -61,11 +66,10 @@ rate (`agents.rliv_ua.train_rliv_ua`). This benchmark therefore uses tau = 0.05 
 ~5 % of the truth at this budget) and tau = 0.02 for 2000 steps of 1024 samples in the full
 run (40 moves). ``--rliv-tau 0.005`` restores Table 1's value.
 
-Cost on 2 CPU cores: ``--quick`` took 14.5 min before the second simulator and the
-author-only variant (872 s, cores shared with another bench); the committed quick results
-(`benchmarks/results/rliv_ua/quick`, see its results.md for the code they ran) record every
-stage's seconds. The full preset (a 1000-user world, 14 days, 5 seeds, 5x the online and 6x the
-CQL budgets) is estimated at 2-3 hours and has not been run. ``--tiny`` is the smoke test.
+Cost: ``--quick`` (one world, 3 seeds) took 54 min on 2 cores shared with about six other jobs
+(`benchmarks/results/rliv_ua/quick/command.txt`). The full preset is sized for about 1-1.5 hours
+on an idle 2-core machine; see `spec.PRESETS` for the per-stage CPU measurement behind it.
+``--tiny`` is the smoke test.
 
 Metrics (`envs.evaluation.METRICS` plus gifts): per session, requests (session length), watch
 seconds, CTR (pooled over shown items), distinct categories shown (our "diversity": the paper's

@@ -262,7 +262,7 @@ class BenchConfig:
     (other initialisation, other held-out users), in which no agent was trained."""
     device: str = "auto"
     """Torch device of the simulators and every agent, in training and evaluation ('auto': CUDA
-    when available, else CPU; `agents.device`)."""
+    when available, else CPU; `recgym.device`)."""
 
     def __post_init__(self) -> None:
         self.seeds = tuple(int(s) for s in self.seeds)

@@ -141,7 +141,7 @@ class BenchConfig:
     """Root seed of the world, its logs and the user sample."""
     device: str = "auto"
     """Torch device of every model, in training and online ('auto': CUDA when available, else
-    CPU; `agents.device`)."""
+    CPU; `recgym.device`)."""
 
 
 PRESETS: dict[str, BenchConfig] = {

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from recgym.agents.device import load_state, resolve_device
 from recgym.benchmarks.engine import StageContext
 from recgym.benchmarks.ruie.spec import KS, LABELS, BenchConfig
+from recgym.device import load_state, resolve_device
 
 OFFLINE_ENV = "KuaiSAR logs (offline)"
 ONLINE_ENV = "recgym/MultiScenario-v0"

@@ -123,7 +123,7 @@ class Workspace:
     checkpoint_note: str = ""
     """Where the checkpoint came from, for the rows' notes."""
     device: str = "auto"
-    """Torch device of the learned simulator and DQN in the model benches (`agents.device`);
+    """Torch device of the learned simulator and DQN in the model benches (`recgym.device`);
     the rows' notes name it."""
     logs: Path | None = None
     """The KuaiRand directory `generate_logs` wrote (None until it ran)."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from recgym.agents.device import resolve_device
+from recgym.device import resolve_device
 from recgym.simulators.protocol import Catalogue
 
 from .config import SimulatorConfig
@@ -94,7 +94,7 @@ def load_checkpoint(
     """Read a checkpoint directory written by `save`; any problem raises `CheckpointError`.
 
     The weights are read onto the CPU (`map_location`, whatever device saved them) and the
-    simulator is built on `device` (`agents.device.resolve_device`)."""
+    simulator is built on `device` (`recgym.device.resolve_device`)."""
     device = resolve_device(device)  # a bad device fails before the files are read
     path = Path(path)
     if not path.is_dir():

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from recgym.agents.device import resolve_device
+from recgym.device import resolve_device
 
 from .config import CONDITIONAL
 from .leave import LEAVE_CLIP, LeaveModel, leave_dim, logged_leave_features
@@ -30,7 +30,7 @@ def fit_simulator(
 
     Uses `config.torch_threads` threads and seeds torch's weight initialisation and batch
     order from `config.seed` (a local generator; the global torch seed is left alone, and the
-    previous thread count is restored). The models train on `device` (`agents.device`); the
+    previous thread count is restored). The models train on `device` (`recgym.device`); the
     weights are initialised on the CPU and the batch order and dropout masks come from a CPU
     generator, so one seed gives the same initial weights and the same batches on any device.
     The labels and the leave model's features are copied to the device once; each batch's

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from recgym.agents.device import resolve_device
 from recgym.data.writers import REC_TAB, SEARCH_TAB
+from recgym.device import resolve_device
 from recgym.simulators.protocol import BEHAVIOURS, SEARCH, Catalogue, StepResult
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -53,7 +53,7 @@ class LearnedSimulator:
     a tab never seen in training uses the 'unknown' tab row. Users in one call must be distinct.
     The initial state of every user is their state at the end of the log it was fitted on.
 
-    `device` (`agents.device.resolve_device`; default 'auto' = CUDA when available) holds the two
+    `device` (`recgym.device.resolve_device`; default 'auto' = CUDA when available) holds the two
     models and every lookup table (catalogue id -> embedding row, item and user features): a
     step's inputs are gathered on the device and the models run there; the predicted
     probabilities and hazards come back to the host once per call (three arrays and one), where
