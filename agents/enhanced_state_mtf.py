@@ -46,6 +46,7 @@ from torch import nn
 
 from recgym.agents.mtf_data import state_of, to_buffer
 from recgym.agents.seeding import seeded_global_rngs
+from recgym.agents.tb import update_curve
 from recgym.device import resolve_device
 from recgym.envs.mtf import ACTION_DIM
 
@@ -304,9 +305,11 @@ def train(
         algo = algo or build(tr, cfg)
         buf = to_buffer(tr, seed=cfg.seed)
         stats: Any = None
-        with policy_within_training_step(algo.policy):
-            for _ in range(cfg.gradient_steps):
+        name = "Enhanced-State" if cfg.per_item else "IntegratedRL-MTF"
+        with policy_within_training_step(algo.policy), update_curve(name, cfg.seed) as log:
+            for step in range(cfg.gradient_steps):
                 stats = algo.update(buffer=buf, sample_size=min(cfg.batch_size, len(buf)))
+                log(step + 1, stats)  # TensorBoard inside a stage
     out = {
         k: float(getattr(stats, k))
         for k in ("critic_loss", "actor_loss", "q_mean", "q_std", "penalty")

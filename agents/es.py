@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recgym.agents.mtf_data import BASELINE_ACTION, StateFusion, state_of
+from recgym.agents.tb import update_curve
 from recgym.envs.mtf import ACTION_DIM, MTFCore
 
 
@@ -71,15 +72,17 @@ def train_es(core: MTFCore, config: ESConfig | None = None) -> tuple[StateFusion
         return float(rew.mean())
 
     best = 0.0
-    for _ in range(cfg.generations):
-        seed = int(rng.integers(2**31))
-        eps = rng.standard_normal((cfg.population, len(theta)))
-        f_pos = np.array([fitness(theta + cfg.sigma * e, seed) for e in eps])
-        f_neg = np.array([fitness(theta - cfg.sigma * e, seed) for e in eps])
-        ranks = np.argsort(np.argsort(np.r_[f_pos, f_neg])) / (2 * cfg.population - 1) - 0.5
-        r_pos, r_neg = ranks[: cfg.population], ranks[cfg.population :]
-        theta = theta + cfg.lr / (cfg.population * cfg.sigma) * ((r_pos - r_neg) @ eps)
-        best = float(max(f_pos.max(), f_neg.max()))
+    with update_curve("ES", cfg.seed, every=1) as log:  # TensorBoard inside a stage
+        for generation in range(cfg.generations):
+            seed = int(rng.integers(2**31))
+            eps = rng.standard_normal((cfg.population, len(theta)))
+            f_pos = np.array([fitness(theta + cfg.sigma * e, seed) for e in eps])
+            f_neg = np.array([fitness(theta - cfg.sigma * e, seed) for e in eps])
+            ranks = np.argsort(np.argsort(np.r_[f_pos, f_neg])) / (2 * cfg.population - 1) - 0.5
+            r_pos, r_neg = ranks[: cfg.population], ranks[cfg.population :]
+            theta = theta + cfg.lr / (cfg.population * cfg.sigma) * ((r_pos - r_neg) @ eps)
+            best = float(max(f_pos.max(), f_neg.max()))
+            log(generation + 1, {"best_fitness": best, "mean_fitness": float(np.mean(f_pos))})
     policy = StateFusion(LinearFusion(mean, std, theta))
     return policy, {"last_best_fitness": best, "seconds": time.perf_counter() - start}
 

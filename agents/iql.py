@@ -31,6 +31,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 from torch import nn
 
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
+from recgym.agents.tb import update_curve
 from recgym.device import resolve_device
 
 
@@ -202,9 +203,10 @@ def train_iql(
         algo = IQL(policy=policy, config=cfg).to(resolve_device(cfg.device))
         seed_buffer_sampler(buffer, cfg.seed)
         stats: Any = None
-        with policy_within_training_step(policy):
-            for _ in range(cfg.gradient_steps):
+        with policy_within_training_step(policy), update_curve("IQL", cfg.seed) as log:
+            for step in range(cfg.gradient_steps):
                 stats = algo.update(buffer=buffer, sample_size=min(cfg.batch_size, len(buffer)))
+                log(step + 1, stats)  # TensorBoard inside a stage
     policy.eval()
     out = {
         k: float(getattr(stats, k))

@@ -37,6 +37,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 
 from recgym.agents.mtf_data import StateFusion, flat_buffer
 from recgym.agents.seeding import seed_buffer_sampler, seeded_global_rngs
+from recgym.agents.tb import update_curve
 from recgym.device import resolve_device
 from recgym.envs.mtf import ACTION_DIM
 
@@ -195,9 +196,10 @@ def train_baseline(
         algo = build(name, tr["state"].shape[1], cfg)
         buf = seed_buffer_sampler(flat_buffer(norm), cfg.seed)
         stats: Any = None
-        with policy_within_training_step(algo.policy):
-            for _ in range(cfg.gradient_steps):
+        with policy_within_training_step(algo.policy), update_curve(name, cfg.seed) as log:
+            for step in range(cfg.gradient_steps):
                 stats = algo.update(buffer=buf, sample_size=min(cfg.batch_size, len(buf)))
+                log(step + 1, stats)  # TensorBoard inside a stage
     algo.policy.eval()
     out = {"seconds": time.perf_counter() - start}
     for key, value in vars(stats).items():

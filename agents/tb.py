@@ -11,7 +11,9 @@ needs one line and no new argument, and a stage's curves sit beside its outputs:
 Scalars (Tianshou's names): ``test/returns_stat/mean`` per test step (online trainers, CQL),
 ``train/...`` every `TRAIN_INTERVAL` env steps, ``update/loss...`` every `UPDATE_INTERVAL`
 gradient steps, ``info/...`` per epoch; trainers without a Tianshou trainer (DeepFM) write
-their own scalars through `scalar_writer`. Needs the ``tensorboard`` package (a dependency of
+their own scalars through `scalar_writer`, or ``update/<name>`` through `update_curve` (the MTF
+learners, IQL, the offline baselines, ES, and every `agents.sequence` model - RUIE and RDRSR
+included - through `agents.sequence.fit`). Needs the ``tensorboard`` package (a dependency of
 Tianshou 2.0.1; extra ``recgym[tensorboard]``).
 """
 
@@ -154,6 +156,43 @@ def scalar_writer(agent: str, seed: int | None = None) -> Any:
     return SummaryWriter(str(run_dir))
 
 
+def _scalars(stats: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
+    """(name, value) of the numbers in a stats object or dict: floats and ints, a nested stats
+    object's fields, and the ``mean`` of Tianshou's sequence summaries."""
+    items = stats.items() if isinstance(stats, dict) else vars(stats).items()
+    for key, value in items:
+        if isinstance(value, bool) or key.startswith("_"):
+            continue
+        if isinstance(value, int | float):
+            yield prefix + key, float(value)
+        elif hasattr(value, "mean") and isinstance(value.mean, int | float):
+            yield prefix + key, float(value.mean)
+        elif hasattr(value, "__dict__") and not callable(value):
+            yield from _scalars(value, f"{prefix}{key}/")
+
+
+@contextmanager
+def update_curve(
+    agent: str, seed: int | None = None, every: int = UPDATE_INTERVAL
+) -> Iterator[Any]:
+    """For trainers with their own update loop: yields ``log(step, stats)``, which writes
+    ``update/<name>`` for every number in `stats` (a Tianshou ``TrainingStats``, or a dict)
+    every `every` steps to (`agent`, `seed`)'s run directory; a no-op outside `logging_to`."""
+    writer = scalar_writer(agent, seed)
+
+    def log(step: int, stats: Any) -> None:
+        if writer is None or stats is None or step % every:
+            return
+        for name, value in _scalars(stats):
+            writer.add_scalar(f"update/{name}", value, step)
+
+    try:
+        yield log
+    finally:
+        if writer is not None:
+            writer.close()
+
+
 __all__ = [
     "TRAIN_INTERVAL",
     "UPDATE_INTERVAL",
@@ -163,4 +202,5 @@ __all__ = [
     "logging_to",
     "make_logger",
     "scalar_writer",
+    "update_curve",
 ]

@@ -119,3 +119,32 @@ def test_engine_stages_log_under_out_and_the_option_turns_it_off(tmp_path: Path)
     # a stage that runs again replaces its curves instead of adding a second run beside them
     Engine(tmp_path / "on", progress=False, fresh=True).run(stages)
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+
+
+def test_own_loop_trainers_write_update_curves(tmp_path: Path) -> None:
+    """Trainers without a Tianshou trainer (IQL here; the MTF learners, the offline baselines and
+    ES use the same `update_curve`) and every `agents.sequence` model through `fit` (so RUIE and
+    RDRSR too) write ``update/...`` scalars."""
+    from tianshou.data import Batch, ReplayBuffer
+
+    from recgym.agents.iql import IQLConfig, train_iql
+    from recgym.agents.sequence import SequenceData, TrainConfig, fit, make_model
+
+    rng = np.random.default_rng(0)
+    n = 64
+    buf = ReplayBuffer(n, random_seed=0)
+    obs = rng.normal(size=(n, 3)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(n, 2)).astype(np.float32)
+    for i in range(n):
+        buf.add(Batch(obs=obs[i], act=act[i], rew=float(-abs(act[i, 0])), terminated=True,
+                      truncated=False, obs_next=obs[i], info={}))  # fmt: skip
+    sequences = [np.arange(i, i + 6) % 20 for i in range(30)]
+    data = SequenceData.from_user_sequences(sequences, max_len=5)
+    with logging_to(tmp_path):
+        train_iql(buf, IQLConfig(gradient_steps=20, batch_size=16, seed=2))
+        fit(make_model("gru4rec", 20, dim=8, max_len=5), data, data, TrainConfig(epochs=2), seed=1)
+    iql = scalars(tmp_path / "IQL" / "seed2")
+    assert {"update/value_loss", "update/critic_loss", "update/actor_loss"} <= set(iql)
+    assert len(iql["update/value_loss"]) == 2  # every UPDATE_INTERVAL (10) of 20 steps
+    gru = scalars(tmp_path / "GRU4Rec" / "seed1")
+    assert len(gru["update/loss"]) == 2 and len(gru["update/valid_ndcg@10"]) == 2

@@ -21,6 +21,7 @@ from recgym.agents.seeding import seeded_global_rngs
 from recgym.agents.sequence.base import SequenceRecommender
 from recgym.agents.sequence.data import SequenceData
 from recgym.agents.sequence.evaluate import evaluate
+from recgym.agents.tb import update_curve
 from recgym.device import resolve_device
 
 
@@ -94,7 +95,8 @@ def fit(
     best, best_state, best_epoch, waited = -math.inf, None, config.epochs, 0
     bar = stage_bar(config.epochs, f"fit {type(model).__name__}", config.progress, unit="epoch")
     stopped = False
-    with seeded_global_rngs(seed):
+    curve = update_curve(type(model).__name__, seed, every=1)  # TensorBoard inside a stage
+    with seeded_global_rngs(seed), curve as log:
         for epoch in range(1, config.epochs + 1):
             model.train()
             order = rng.permutation(len(train))
@@ -116,12 +118,14 @@ def fit(
                 total += loss.item() * len(rows)
                 count += len(rows)
             history["loss"].append(total / count)
+            log(epoch, {"loss": total / count})
             if bar is not None:
                 bar.update(1)
             if valid is not None and (epoch % config.eval_every == 0 or epoch == config.epochs):
                 ndcg = evaluate(model, valid, ks=(10,))["ndcg@10"]
                 history["valid_ndcg@10"].append(ndcg)
                 history["valid_epoch"].append(epoch)
+                log(epoch, {"valid_ndcg@10": ndcg})
                 if ndcg > best:
                     best, best_epoch, waited = ndcg, epoch, 0
                     best_state = copy.deepcopy(model.state_dict())
