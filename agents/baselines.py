@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from recgym.agents.checkpoint import json_path
 from recgym.agents.seeding import seeded_global_rngs
+from recgym.agents.tb import update_curve
 from recgym.device import load_state, module_device, resolve_device
 from recgym.envs.contract import (
     Obs,
@@ -351,15 +352,20 @@ class RankingModel:
 
             epochs = tqdm(epochs, desc="ranker epochs")
         self.net.train()
-        for _ in epochs:
-            for idx in tr[torch.randperm(len(tr), generator=gen)].split(cfg.batch_size):
-                idx = idx.to(self.device)
-                logit, ratio = self.net(x[idx])
-                loss = F.binary_cross_entropy_with_logits(logit, y_click[idx])
-                loss = loss + cfg.watch_weight * F.mse_loss(ratio, y_ratio[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        n_batches = max(-(-len(tr) // cfg.batch_size), 1)
+        with update_curve("RankingModel", cfg.seed, every=1) as log:  # TensorBoard in a stage
+            for epoch in epochs:
+                total = torch.zeros((), device=self.device)
+                for idx in tr[torch.randperm(len(tr), generator=gen)].split(cfg.batch_size):
+                    idx = idx.to(self.device)
+                    logit, ratio = self.net(x[idx])
+                    loss = F.binary_cross_entropy_with_logits(logit, y_click[idx])
+                    loss = loss + cfg.watch_weight * F.mse_loss(ratio, y_ratio[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += loss.detach()
+                log(epoch + 1, {"loss": float(total) / n_batches})
         self.net.eval()
         with torch.no_grad():
             logit, ratio = self.net(x)

@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from recgym.agents.baselines import RANKER_FEATURES, log_features
 from recgym.agents.deepfm import DeepFMConfig, Vocabulary, backend_id_maps
 from recgym.agents.seeding import seeded_global_rngs
+from recgym.agents.tb import update_curve
 from recgym.device import load_state, resolve_device
 
 MTL_TASKS: tuple[str, ...] = ("click", "valid", "watch", "like", "forward", "follow")
@@ -257,15 +258,20 @@ class MTLModel:
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.net.train()
         n_batches = max(-(-len(tr) // cfg.batch_size), 1)
-        for _ in range(max(cfg.epochs, -(-cfg.min_steps // n_batches))):
-            for idx in tr[torch.randperm(len(tr), generator=gen)].split(cfg.batch_size):
-                idx = idx.to(dev)
-                out = self.net(s[idx], d[idx])
-                bce = F.binary_cross_entropy_with_logits(out, y[idx], reduction="none")
-                loss = torch.where(binary, bce, (out - y[idx]).pow(2)).mean(0).sum()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        n_epochs = max(cfg.epochs, -(-cfg.min_steps // n_batches))
+        with update_curve("MTL", cfg.seed, every=1) as log:  # TensorBoard inside a stage
+            for epoch in range(n_epochs):
+                total = torch.zeros((), device=dev)
+                for idx in tr[torch.randperm(len(tr), generator=gen)].split(cfg.batch_size):
+                    idx = idx.to(dev)
+                    out = self.net(s[idx], d[idx])
+                    bce = F.binary_cross_entropy_with_logits(out, y[idx], reduction="none")
+                    loss = torch.where(binary, bce, (out - y[idx]).pow(2)).mean(0).sum()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += loss.detach()
+                log(epoch + 1, {"loss": float(total) / n_batches})
         self.net.eval()
         stats = MTLFitStats(n_train=len(tr), n_test=len(te))
         if len(te):
