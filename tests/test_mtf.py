@@ -213,3 +213,30 @@ def test_bound_penalty_is_zero_inside_and_grows_outside() -> None:
     np.testing.assert_allclose(above, below, rtol=1e-5)  # the mirror form below the bound
     # exp((mu - (mu_bp + upper)) / (beta (upper - lower))) per dimension, summed
     assert above[1] == pytest.approx(ACTION_DIM * np.exp(0.1 / (0.5 * 0.4)), rel=1e-5)
+
+
+def test_exploration_dataset_round_trips_through_minari(envs: dict, tmp_path: Path) -> None:
+    """Issue 15: the MTF exploration data (a Tianshou HDF5 buffer) exports to Minari with
+    `recgym data export --buffer` and loads back into a Tianshou buffer unchanged."""
+    pytest.importorskip("minari")
+    from recgym.cli import main
+    from recgym.data.minari import minari_to_buffer
+
+    mtl = envs["per_item"].unwrapped.core.mtl
+    core = MTFCore(world_config=SMALL_WORLD, n_slots=4, mtl=mtl)
+    bounds = UserBounds.make(core.model.n_users, width=0.2, seed=1)
+    tr = collect_transitions(core, Exploration(FixedFusion(), bounds, seed=3), 1, seed=4)
+    path = save_dataset(tr, tmp_path / "explore.h5")
+    argv = ["data", "export", "--format", "minari", "--root", str(tmp_path / "minari")]
+    assert main([*argv, "--buffer", str(path), "--dataset-id", "recgym/mtf_explore-v0"]) == 0
+    back = minari_to_buffer("recgym/mtf_explore-v0", tmp_path / "minari")
+    rows = back[np.arange(len(back))]
+    assert len(back) == len(tr["rew"])
+    np.testing.assert_array_equal(rows.obs.state, tr["state"])
+    np.testing.assert_array_equal(rows.obs.rows, tr["rows"])
+    np.testing.assert_array_equal(rows.act, tr["act"])
+    np.testing.assert_array_equal(rows.rew, tr["rew"])
+    np.testing.assert_array_equal(rows.obs_next.mu_bp, tr["mu_bp_next"])
+    np.testing.assert_array_equal(rows.terminated, tr["terminated"])
+    np.testing.assert_array_equal(rows.truncated, tr["truncated"])
+    np.testing.assert_array_equal(rows.info.item_reward, tr["item_reward"])
