@@ -63,8 +63,9 @@ RLIV-UA's target-network rate: the paper's Table 1 says tau = 0.005 with 250 x 1
 1024 samples; a CPU budget of a few hundred steps leaves the values mostly unpropagated at that
 rate (`agents.rliv_ua.train_rliv_ua`). This benchmark therefore uses tau = 0.05 for 600 steps of
 256 samples in ``--quick`` (30 full target moves; the SCRI learning test's LIVs come within
-~5 % of the truth at this budget) and tau = 0.02 for 2000 steps of 1024 samples in the full
-run (40 moves). ``--rliv-tau 0.005`` restores Table 1's value.
+~5 % of the truth at this budget) and tau = 0.04 for 800 steps of 256 samples in the full
+run (32 moves: 1000 steps of 512 samples cost ~170 CPU-s per item-aware model, and the full
+run trains 100 models). ``--rliv-tau 0.005`` restores Table 1's value.
 
 Cost: ``--quick`` (one world, 3 seeds) took 54 min on 2 cores shared with about six other jobs
 (`benchmarks/results/rliv_ua/quick/command.txt`). The full preset is sized for about 1-1.5 hours

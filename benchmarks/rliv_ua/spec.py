@@ -208,13 +208,13 @@ class BenchConfig:
     """Preset name, recorded in every row and in the default output path."""
     data: str | None = None
     """Directory of real KuaiRand logs; None: build the world and log it (ground truth)."""
-    users: int = 1000
+    users: int = 600
     """World users."""
-    items: int = 3000
+    items: int = 1800
     """World items."""
-    authors: int = 300
+    authors: int = 180
     """World authors."""
-    days: int = 14
+    days: int = 7
     """Days of logs."""
     world_seeds: tuple[int, ...] = (0, 1)
     """Seeds of the independently drawn worlds: each has its own world, logs, simulators, ASA
@@ -235,23 +235,23 @@ class BenchConfig:
     """Learned-simulator response-model epochs."""
     sim_leave_steps: int = 1000
     """Learned-simulator leave-model gradient steps."""
-    deepfm_epochs: int = 8
+    deepfm_epochs: int = 4
     """DeepFM passes over the training days."""
-    online_steps: int = 20_000
+    online_steps: int = 5_000
     """Env steps of DQN, TD3 and RLUR on the learned simulator."""
     online_test_episodes: int = 5
     """Test sessions after each online epoch (the learning curve kept beside the checkpoint)."""
-    cql_data_steps: int = 20_000
+    cql_data_steps: int = 5_000
     """Transitions in CQL's offline buffer (logged once in the learned simulator)."""
-    cql_steps: int = 3_000
+    cql_steps: int = 800
     """CQL gradient steps."""
-    cql_repeat: int = 10
+    cql_repeat: int = 4
     """Sampled actions per state in CQL's conservative penalty."""
-    rliv_steps: int = 2_000
+    rliv_steps: int = 800
     """RLIV-UA gradient steps (two epochs)."""
-    rliv_batch: int = 1024
+    rliv_batch: int = 256
     """RLIV-UA samples per gradient step."""
-    rliv_tau: float = 0.02
+    rliv_tau: float = 0.04
     """RLIV-UA Polyak rate (Table 1: 0.005, see the module docstring)."""
     small_nets: bool = False
     """Shrink every network to one hidden layer of 16 (smoke tests only)."""
@@ -316,6 +316,14 @@ class BenchConfig:
 
 
 PRESETS: dict[str, BenchConfig] = {
+    # full = the BenchConfig defaults: 2 worlds x 5 seeds in one run. Sized from one world x one
+    # seed at these sizes on a nearly idle 2-core machine (load ~1.5; `recgym bench rliv-ua
+    # --world-seeds 0 --seeds 0`, 2026-11-26): 398 CPU-s (404 s wall). Per world 39 CPU-s
+    # (logs 2, simulators 14 + 12, ASA 0.5, CQL buffer 10); per (world, seed) 353 CPU-s: DeepFM
+    # 3, rankers 1, CQL 21, DQN 14, TD3 21, RLUR 25, RLIV-UA models 242 (item-aware 63 per id
+    # space, w/o MT 13, w/o SL 30, w/o MT & SL 10, author-only 5; x 2 id spaces) and the
+    # evaluation of every agent on three backends 26. Estimate: 2 x (39 + 5 x 353) ~ 3,600
+    # CPU-s, about 1 hour serially (--workers 2: the seeds' stages in parallel, ~35-40 min).
     "full": BenchConfig(),
     "quick": BenchConfig(
         mode="quick",
