@@ -16,7 +16,7 @@ from gymnasium import spaces
 from recgym.data.writers import KEYWORD_TOKEN_BASE
 from recgym.envs.contract import CANDIDATE_FEATURES, slate_observation_space
 from recgym.envs.driver import EpisodeDriver
-from recgym.envs.session import EXPOSURE_DECAY, observe
+from recgym.envs.session import EXPOSURE_DECAY, observe, slates_from_actions
 from recgym.envs.vector import BatchedMDP, Info, MDPEnv, MDPVectorEnv, Obs
 from recgym.simulators.candidates import CandidateGenerator
 from recgym.simulators.protocol import REC, SEARCH, Catalogue, UserModel
@@ -263,43 +263,11 @@ class MultiScenarioMDP(BatchedMDP):
 
     def slates_from_actions(self, actions: Any, slots: np.ndarray) -> np.ndarray:
         """(len(slots), slate_size) item ids shown: the top-`slate_size` candidates by score,
-        best first, or the chosen candidate; ValueError naming the env for an invalid action."""
-        cand, n, m = self.candidates[slots], self.n_candidates, len(slots)
-        if self.action_mode == "discrete":
-            a = np.asarray(actions)
-            if a.shape not in ((m,), (m, 1)):
-                raise ValueError(
-                    f"{self.name}: a Discrete({n}) action is one candidate index, got shape "
-                    f"{a.shape[1:] if a.ndim and a.shape[0] == m else a.shape}"
-                )
-            values = a.reshape(m)
-            integral = np.issubdtype(a.dtype, np.integer) or (
-                np.issubdtype(a.dtype, np.floating)
-                and bool(np.all(np.isfinite(values) & (values == np.round(values))))
-            )
-            if not integral:
-                raise ValueError(f"{self.name}: a Discrete({n}) action must be an integer")
-            index = values.astype(np.int64)
-            if ((index < 0) | (index >= n)).any():
-                bad = int(index[(index < 0) | (index >= n)][0])
-                raise ValueError(
-                    f"{self.name}: action {bad} is outside Discrete({n}) (valid: 0..{n - 1})"
-                )
-            return np.take_along_axis(cand, index[:, None], axis=1)
-        try:
-            scores = np.asarray(actions, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"{self.name}: action must be {n} numeric scores") from None
-        if scores.shape != (m, n):
-            shape = scores.shape[1:] if scores.ndim and scores.shape[0] == m else scores.shape
-            raise ValueError(
-                f"{self.name}: action must be scores of shape ({n},) (one per candidate), "
-                f"got shape {shape}"
-            )
-        if not np.isfinite(scores).all():
-            raise ValueError(f"{self.name}: action scores must be finite (no NaN or inf)")
-        order = np.argsort(-scores, axis=1, kind="stable")[:, : self.slate_size]
-        return np.take_along_axis(cand, order, axis=1)
+        best first, or the chosen candidate; ValueError naming the env for an invalid action
+        (`envs.session.slates_from_actions`, shared with Session-v0)."""
+        return slates_from_actions(
+            self.name, actions, self.candidates[slots], self.action_mode, self.slate_size
+        )
 
     def _observe(self, slots: np.ndarray) -> Obs:
         users = self.driver.user[slots]

@@ -216,61 +216,9 @@ class SessionMDP(BatchedMDP):
         """(len(slots), slate_size) item ids the slots' actions show: the top-`slate_size`
         candidates by score, best first, or the chosen candidate. ValueError for an invalid
         action (see `SessionEnv`)."""
-        cand = self.candidates[slots]
-        n, m = self.n_candidates, len(slots)
-        if self.action_mode == "discrete":
-            index = self._indices_from_actions(actions, m)
-            return cand[np.arange(m), index][:, None]
-        try:
-            scores = np.asarray(actions, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{self.name}: action must be {n} numeric scores, got {actions!r}"
-            ) from None
-        if scores.shape != (m, n):
-            shape = scores.shape[1:] if scores.ndim and scores.shape[0] == m else scores.shape
-            raise ValueError(
-                f"{self.name}: action must be scores of shape ({n},) (one per candidate), "
-                f"got shape {shape}"
-            )
-        finite = np.isfinite(scores)
-        if not finite.all():
-            row = int(np.flatnonzero(~finite.all(axis=1))[0])
-            raise ValueError(
-                f"{self.name}: action scores must be finite; candidates "
-                f"{np.flatnonzero(~finite[row])[:10].tolist()} are NaN or infinite"
-            )
-        order = np.argsort(-scores, axis=1, kind="stable")[:, : self.slate_size]
-        return cand[np.arange(m)[:, None], order]
-
-    def _indices_from_actions(self, actions: Any, m: int) -> np.ndarray:
-        """Discrete actions as (m,) candidate indices: one integer per slot (any int dtype,
-        shape () or (1,))."""
-        n = self.n_candidates
-        a = np.asarray(actions)
-        if a.shape not in ((m,), (m, 1)):
-            raise ValueError(
-                f"{self.name}: a Discrete({n}) action is one candidate index, "
-                f"got shape {a.shape[1:] if a.ndim and a.shape[0] == m else a.shape}"
-            )
-        values = a.reshape(m)
-        if not np.issubdtype(a.dtype, np.integer):
-            ok = np.issubdtype(a.dtype, np.floating) and bool(
-                np.all(np.isfinite(values) & (values == np.round(values)))
-            )
-            if not ok:
-                raise ValueError(
-                    f"{self.name}: a Discrete({n}) action must be an integer, got "
-                    f"{values.tolist()[0] if m == 1 else values.tolist()}"
-                )
-        index = values.astype(np.int64)
-        outside = (index < 0) | (index >= n)
-        if outside.any():
-            raise ValueError(
-                f"{self.name}: action {int(index[outside][0])} is outside Discrete({n}) "
-                f"(valid: 0..{n - 1})"
-            )
-        return index
+        return slates_from_actions(
+            self.name, actions, self.candidates[slots], self.action_mode, self.slate_size
+        )
 
     def _observe(self, slots: np.ndarray) -> Obs:
         """The slots' observations (fresh arrays with a leading len(slots) axis)."""
@@ -435,6 +383,65 @@ class SessionEnv(MDPEnv):
         return self.mdp.slates_from_actions(np.asarray(action)[None], np.zeros(1, np.int64))[0]
 
 
+def slates_from_actions(
+    name: str, actions: Any, candidates: np.ndarray, action_mode: str, slate_size: int
+) -> np.ndarray:
+    """(M, slate_size) item ids that M slots' actions show from their (M, N) `candidates`: the
+    top-`slate_size` by score, best first (``action_mode="scores"``; (M, N) finite numbers), or
+    the chosen candidate (``"discrete"``; one integer in [0, N) per slot, any int dtype, or a
+    float that is an integer). Invalid actions raise ValueError naming the env `name`. Shared
+    by every candidate-ranking MDP (Session-v0, UserAuthor-v0, MultiScenario-v0)."""
+    m, n = candidates.shape
+    if action_mode == "discrete":
+        index = _indices_from_actions(name, actions, m, n)
+        return candidates[np.arange(m), index][:, None]
+    try:
+        scores = np.asarray(actions, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: action must be {n} numeric scores, got {actions!r}") from None
+    if scores.shape != (m, n):
+        shape = scores.shape[1:] if scores.ndim and scores.shape[0] == m else scores.shape
+        raise ValueError(
+            f"{name}: action must be scores of shape ({n},) (one per candidate), got shape {shape}"
+        )
+    finite = np.isfinite(scores)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite.all(axis=1))[0])
+        raise ValueError(
+            f"{name}: action scores must be finite; candidates "
+            f"{np.flatnonzero(~finite[row])[:10].tolist()} are NaN or infinite"
+        )
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :slate_size]
+    return candidates[np.arange(m)[:, None], order]
+
+
+def _indices_from_actions(name: str, actions: Any, m: int, n: int) -> np.ndarray:
+    """Discrete actions as (m,) candidate indices: one integer per slot (shape (m,) or (m, 1))."""
+    a = np.asarray(actions)
+    if a.shape not in ((m,), (m, 1)):
+        raise ValueError(
+            f"{name}: a Discrete({n}) action is one candidate index, "
+            f"got shape {a.shape[1:] if a.ndim and a.shape[0] == m else a.shape}"
+        )
+    values = a.reshape(m)
+    if not np.issubdtype(a.dtype, np.integer):
+        ok = np.issubdtype(a.dtype, np.floating) and bool(
+            np.all(np.isfinite(values) & (values == np.round(values)))
+        )
+        if not ok:
+            raise ValueError(
+                f"{name}: a Discrete({n}) action must be an integer, got "
+                f"{values.tolist()[0] if m == 1 else values.tolist()}"
+            )
+    index = values.astype(np.int64)
+    outside = (index < 0) | (index >= n)
+    if outside.any():
+        raise ValueError(
+            f"{name}: action {int(index[outside][0])} is outside Discrete({n}) (valid: 0..{n - 1})"
+        )
+    return index
+
+
 def session_vector_env(num_envs: int = 1, **kwargs: Any) -> MDPVectorEnv:
     """`recgym/Session-v0`'s native vector env: `num_envs` concurrent sessions (`SessionMDP`)."""
     return MDPVectorEnv(SessionMDP(n_slots=num_envs, **kwargs))
@@ -517,4 +524,5 @@ __all__ = [
     "SessionMDP",
     "observe",
     "session_vector_env",
+    "slates_from_actions",
 ]
