@@ -177,6 +177,15 @@ class Workspace:
             )
         return self.checkpoint
 
+    def backend(self, backend: str) -> tuple[dict[str, object], str]:
+        """Env kwargs for `backend` ("world" | "learned": this workspace's checkpoint on its
+        device) and the note a row gets about it."""
+        if backend == "learned":
+            checkpoint = str(self.simulator())
+            kwargs = {"backend": backend, "checkpoint": checkpoint, "device": self.device}
+            return kwargs, f"{self.checkpoint_note}; device {self.device}"
+        return {"backend": backend}, "default WorldConfig"
+
 
 # --------------------------------------------------------------------------- benches
 def bench_world_step(work: Workspace) -> list[dict]:
@@ -323,12 +332,7 @@ def bench_env_step(work: Workspace) -> list[dict]:
     repeats, block = (3, 0.1) if work.quick else (5, 1.0)
     rows = []
     for backend in ("world", "learned"):
-        kwargs: dict[str, object] = {"backend": backend}
-        where = "default WorldConfig"
-        if backend == "learned":
-            kwargs["checkpoint"] = str(work.simulator())
-            kwargs["device"] = work.device
-            where = f"{work.checkpoint_note}; device {work.device}"
+        kwargs, where = work.backend(backend)
         env = make_env("recgym/Session-v0", **kwargs)
         env.reset(seed=0)
         env.action_space.seed(0)

@@ -60,12 +60,7 @@ def bench_vector_env(work: Workspace) -> list[dict]:
     repeats, block = (3, 0.2) if work.quick else (5, 1.0)
     rows = []
     for backend in ("world", "learned"):
-        kwargs: dict[str, object] = {"backend": backend}
-        where = "default WorldConfig"
-        if backend == "learned":
-            kwargs["checkpoint"] = str(work.simulator())
-            kwargs["device"] = work.device
-            where = f"{work.checkpoint_note}; device {work.device}"
+        kwargs, where = work.backend(backend)
         venv = _make_vec(VECTOR_N, **kwargs)
         venv.reset(seed=0)
         actions = np.random.default_rng(0).uniform(-1, 1, (64, VECTOR_N, 50)).astype(np.float32)
