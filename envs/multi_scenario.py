@@ -16,7 +16,7 @@ from gymnasium import spaces
 from recgym.data.writers import KEYWORD_TOKEN_BASE
 from recgym.envs.contract import CANDIDATE_FEATURES, slate_observation_space
 from recgym.envs.driver import EpisodeDriver
-from recgym.envs.session import EXPOSURE_DECAY, observe, slates_from_actions
+from recgym.envs.session import observe, record_request, slates_from_actions
 from recgym.envs.vector import BatchedMDP, Info, MDPEnv, MDPVectorEnv, Obs
 from recgym.simulators.candidates import CandidateGenerator
 from recgym.simulators.protocol import REC, SEARCH, Catalogue, UserModel
@@ -187,15 +187,7 @@ class MultiScenarioMDP(BatchedMDP):
         reward = np.zeros(len(slots))
         for behaviour, weight in self.reward_weights.items():
             reward += weight * np.asarray(r[behaviour], dtype=np.float64).sum(axis=1)
-        cats = self.catalogue.category[slate]
-        rows = np.broadcast_to(slots[:, None], slate.shape)
-        self.session_exposure[slots] *= EXPOSURE_DECAY
-        np.add.at(self.session_exposure, (rows, cats), 1.0)
-        self.shown[rows, slate] = True
-        ratio = r["watch_ms"] / np.maximum(self.catalogue.duration_ms[slate], 1)
-        self.last[slots, 0] = r["click"].mean(axis=1)
-        self.last[slots, 1] = ratio.mean(axis=1)
-        self.steps[slots] += 1
+        cats = record_request(self, slots, slate, r)
         self._record(self.driver.user[slots], slate, scenario, r)
         terminated = np.asarray(res.left, dtype=bool).copy()
         truncated = (self.steps[slots] >= self.max_steps) & ~terminated

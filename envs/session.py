@@ -183,16 +183,7 @@ class SessionMDP(BatchedMDP):
         for behaviour, weight in self.reward_weights.items():
             if behaviour in r:
                 reward += weight * np.asarray(r[behaviour]).sum(axis=1)
-        cats = self.catalogue.category[slate]
-        rows = np.broadcast_to(slots[:, None], slate.shape)
-        self.session_exposure[slots] *= EXPOSURE_DECAY
-        np.add.at(self.session_exposure, (rows, cats), 1.0)  # +1 per shown item, in order
-        self.shown[rows, slate] = True
-        ratio = r["watch_ms"] / np.maximum(self.catalogue.duration_ms[slate], 1)
-        k = slate.shape[1]
-        self.last[slots, 0] = r["click"].sum(axis=1) / k  # = mean, without np.mean's overhead
-        self.last[slots, 1] = ratio.sum(axis=1) / k
-        self.steps[slots] += 1
+        cats = record_request(self, slots, slate, r)
         terminated = np.asarray(res.left, dtype=bool).copy()
         truncated = (self.steps[slots] >= self.max_steps) & ~terminated
         info: Info = {
@@ -383,6 +374,25 @@ class SessionEnv(MDPEnv):
         return self.mdp.slates_from_actions(np.asarray(action)[None], np.zeros(1, np.int64))[0]
 
 
+def record_request(mdp: Any, slots: np.ndarray, slate: np.ndarray, responses: dict) -> np.ndarray:
+    """The session bookkeeping every slate MDP does after the slots' users answered `slate`
+    (len(slots), K): decayed category exposure, items shown this session, the request's click
+    rate and mean watch ratio (``last``) and the step count, on `mdp`'s per-slot arrays
+    ``session_exposure``, ``shown``, ``last``, ``steps``. Returns the shown items' categories.
+    Shared by Session-v0 (and UserAuthor-v0) and MultiScenario-v0."""
+    cats = mdp.catalogue.category[slate]
+    rows = np.broadcast_to(slots[:, None], slate.shape)
+    mdp.session_exposure[slots] *= EXPOSURE_DECAY
+    np.add.at(mdp.session_exposure, (rows, cats), 1.0)  # +1 per shown item, in order
+    mdp.shown[rows, slate] = True
+    ratio = responses["watch_ms"] / np.maximum(mdp.catalogue.duration_ms[slate], 1)
+    k = slate.shape[1]
+    mdp.last[slots, 0] = responses["click"].sum(axis=1) / k  # = mean, without np.mean's overhead
+    mdp.last[slots, 1] = ratio.sum(axis=1) / k
+    mdp.steps[slots] += 1
+    return cats
+
+
 def slates_from_actions(
     name: str, actions: Any, candidates: np.ndarray, action_mode: str, slate_size: int
 ) -> np.ndarray:
@@ -524,5 +534,6 @@ __all__ = [
     "SessionMDP",
     "observe",
     "session_vector_env",
+    "record_request",
     "slates_from_actions",
 ]
