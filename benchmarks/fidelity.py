@@ -37,14 +37,14 @@ smoke test. Measured on the 2 shared development
 cores: full about 5 minutes (simulator 36 s, DQN 50 s, evaluation of 34 policy-backend pairs x
 1,000 sessions 165 s), quick about 2 minutes.
 
-What moved tau: `benchmarks/results/fidelity/results.md` compares, on one world, the default
-simulator with the runs beside it (``before/``: the simulator before this bench's changes;
-``ablation-no-random-input/``: geometric watch-ratio bins without the is_rand input; ``quick/``).
-Geometric watch-ratio bins raised tau on watch time and on views > 10 s on both worlds measured;
-the is_rand input brings the simulator's absolute levels close to the world's (random slates'
-CTR 0.38 vs 0.41, was 0.49) but on the current world (patience restored with the seconds
-watched) it lowers tau (watch time 0.53 vs 0.67 without it, session length 0.75 vs 1.00).
-The world against its own replica (the noise ceiling) scores about 0.82-0.89 on watch time.
+What moved tau (`benchmarks/results/fidelity/`, NOTE.md there): geometric watch-ratio bins raised
+tau on watch time and on views > 10 s on both worlds measured (``pre-switch/before/``); the
+is_rand input brings the simulator's absolute CTR on random slates close to the world's, but
+lowered tau in both worlds measured (``pre-switch/``: watch time 0.53 vs 0.67 without it,
+session length 0.75 vs 1.00; the current world at 8 epochs, ``ablation-random-input/``: 0.45 vs
+0.45, 0.67 vs 0.89), so it is off by default; 4 response-model epochs under-fit watch time
+(``ablation-epochs4/``: watch-time tau 0.24). The world against its own replica (the noise
+ceiling) scores about 0.82-0.89 on watch time.
 """
 
 from __future__ import annotations
@@ -111,13 +111,14 @@ class FidelityConfig:
     """Days of logs the simulator and the rankers learn from."""
     random_share: float = 0.3
     """Share of logged recommendation requests with one uniformly random exposure."""
-    sim_epochs: int = 4
+    sim_epochs: int = 8
     """Response-model epochs of the learned simulator."""
     sim_leave_steps: int = 1000
     """Gradient steps of the simulator's leave model."""
-    sim_random_exposure_input: bool = True
-    """The simulator's response model reads is_rand and simulates every exposure as random
-    (`SimulatorConfig.random_exposure_input`; --no-sim-random-exposure-input for the ablation)."""
+    sim_random_exposure_input: bool = False
+    """Whether the simulator reads the random-exposure flag
+    (`SimulatorConfig.random_exposure_input`, off by default; --sim-random-exposure-input for the
+    ablation)."""
     heldout_days: int = 2
     """Last logged days held out of simulator training (its fidelity report uses them)."""
     ranker_epochs: int = 4
