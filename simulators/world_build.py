@@ -19,7 +19,7 @@ from recgym.simulators.features import ACTIVITY_LEVELS, ONEHOT_CARDINALITY
 from recgym.simulators.protocol import Catalogue
 
 if TYPE_CHECKING:
-    from recgym.simulators.world import WorldConfig
+    from recgym.simulators.world import World, WorldConfig
 
 
 @dataclass(kw_only=True)
@@ -324,3 +324,59 @@ def bucket(values: np.ndarray, column: str) -> np.ndarray:
     """KuaiRand's label for `values` of `column` (e.g. follow_user_num 12 -> "(10,50]")."""
     lows, labels = RANGE_BUCKETS[column]
     return np.asarray(labels, dtype=object)[np.searchsorted(lows, values, side="right")]
+
+
+# --------------------------------------------------------------------------- log tables
+def user_table(world: World) -> pd.DataFrame:
+    """Users in KuaiRand's user_features schema (column for column)."""
+    t = world.truth
+    df = pd.DataFrame(
+        {
+            "user_id": np.arange(world.n_users),
+            "user_active_degree": np.asarray(ACTIVITY_LEVELS)[t.user_activity],
+            "is_lowactive_period": np.zeros(world.n_users, dtype=np.int64),
+            "is_live_streamer": np.where(t.user_is_author & (t.user_activity == 0), 1, -124),
+            "is_video_author": t.user_is_author.astype(np.int64),
+            "follow_user_num": t.user_follow_num,
+            "follow_user_num_range": bucket(t.user_follow_num, "follow_user_num"),
+            "fans_user_num": t.user_fans_num,
+            "fans_user_num_range": bucket(t.user_fans_num, "fans_user_num"),
+            "friend_user_num": t.user_friend_num,
+            "friend_user_num_range": bucket(t.user_friend_num, "friend_user_num"),
+            "register_days": t.user_register_days,
+            "register_days_range": bucket(t.user_register_days, "register_days"),
+        }
+    )
+    for j in range(len(ONEHOT_CARDINALITY)):
+        codes = t.user_onehot[:, j]  # -1: missing, as real KuaiRand rows may have it
+        df[f"onehot_feat{j}"] = np.where(codes < 0, np.nan, codes) if (codes < 0).any() else codes
+    return df
+
+
+def item_table(world: World, start_date: str = "2022-04-08") -> pd.DataFrame:
+    """Items in KuaiRand's video_features_basic schema; `tag` is "top,leaf" category ids.
+
+    Leaf category ids are offset by the number of top categories so the two never collide.
+    """
+    c, t = world.catalogue, world.truth
+    rng = np.random.default_rng(np.random.SeedSequence(world.config.seed).spawn(3)[2])
+    n = c.n_items
+    upload = pd.Timestamp(start_date) - pd.to_timedelta(rng.integers(1, 30, n), unit="D")
+    wide = rng.random(n) < 0.25
+    n_top = world.config.n_top_categories
+    return pd.DataFrame(
+        {
+            "video_id": np.arange(n),
+            "author_id": c.author,
+            "video_type": np.where(t.item_clickbait > 0.9, "AD", "NORMAL"),
+            "upload_dt": upload.strftime("%Y-%m-%d"),
+            "upload_type": rng.choice(["LongImport", "Web", "ShortImport", "Kmovie"], n),
+            "visible_status": np.zeros(n),
+            "video_duration": c.duration_ms.astype(np.float64),
+            "server_width": np.where(wide, 1280.0, 720.0),
+            "server_height": np.where(wide, 720.0, 1280.0),
+            "music_id": rng.integers(10**9, 10**10, n),
+            "music_type": np.full(n, 9.0),
+            "tag": [f"{a},{b}" for a, b in zip(c.top_category, c.category + n_top, strict=True)],
+        }
+    )
