@@ -22,6 +22,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import BROWSE_MS, CONDITIONAL, LONG_VIEW_MS, SimulatorConfig
 from .fit import fit_simulator
 from .leave import LeaveModel, leave_features, session_signals
+from .resident import ResidentState, ResidentStep
 from .response import ResponseModel, Vocab, ratio_values, sample_watch
 from .state import SessionState, UserState, push_history
 from .table import LogTable, affinity_features, context_features, slate_recency
@@ -57,8 +58,14 @@ class LearnedSimulator:
     models and every lookup table (catalogue id -> embedding row, item and user features): a
     step's inputs are gathered on the device and the models run there; the predicted
     probabilities and hazards come back to the host once per call (three arrays and one), where
-    the user state lives and the caller's numpy generator samples the responses, so a seed gives
-    the same users and draws on any device.
+    the user state lives and the caller's numpy generator samples the responses.
+
+    `resident` (default: True on an accelerator, i.e. any device but the CPU and `meta`) keeps
+    the user state on the device as well and samples there (`resident.py`): a step then uploads
+    the users and the slate and downloads only what `StepResult` carries. It draws with a
+    `torch.Generator` seeded from the caller's generator, so a seed gives the same users on one
+    device, but not the same draws as the host path. CPU runs therefore keep the host path (and
+    its results) unless asked.
     """
 
     behaviours: tuple[str, ...] = tuple(b for b in BEHAVIOURS if b != "gift")
@@ -77,8 +84,10 @@ class LearnedSimulator:
         leave: LeaveModel,
         fidelity: dict | None = None,
         device: str | torch.device = "auto",
+        resident: bool | None = None,
     ) -> None:
         self.device = resolve_device(device)
+        self.resident_option = resident
         self.config = config
         self.catalogue = catalogue
         self.user_ids = user_ids
@@ -111,6 +120,10 @@ class LearnedSimulator:
         self._t_item_x = on(self._item_x)
         self._t_user_x = on(self._user_x)
         self._t_user_row = on(self._user_row)
+        option = getattr(self, "resident_option", None)
+        accelerator = self.device.type not in ("cpu", "meta")  # meta: shapes only, no state
+        self.resident = accelerator if option is None else bool(option)
+        self._resident_step = ResidentStep(self) if self.resident else None
 
     def _on_device(self, a: np.ndarray | torch.Tensor) -> torch.Tensor:
         """`a` as a tensor on the simulator's device (shares memory on the CPU)."""
@@ -118,22 +131,38 @@ class LearnedSimulator:
         return t.to(self.device)
 
     def to(self, device: str | torch.device) -> LearnedSimulator:
-        """Move the models and lookup tables to `device` (in place); returns self."""
+        """Move the models, lookup tables and user state to `device` (in place); returns self."""
+        self._host_state()
         self.device = resolve_device(device)
         self.response.to(self.device)
         self.leave.to(self.device)
         self._tensors()
+        self._place_state()
         return self
+
+    def _host_state(self) -> None:
+        """Bring a device-resident state back to the host path's arrays."""
+        if isinstance(self.state, ResidentState):
+            self.state, self._session = self.state.to_host()
+
+    def _place_state(self) -> None:
+        """Put the host state on the device when the resident path is on."""
+        if self.resident and not isinstance(self.state, ResidentState):
+            self.state = ResidentState.from_host(self.state, self._session, self.device)
+            self._session = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in [k for k in state if k.startswith("_t_")]:
-            del state[key]
+        for key in [k for k in state if k.startswith("_t_")] + ["_resident_step"]:
+            state.pop(key, None)
+        if isinstance(self.state, ResidentState):  # pickles hold host arrays only
+            state["state"], state["_session"] = self.state.to_host()
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._tensors()
+        self._place_state()
 
     # ----------------------------------------------------------------- state
     def reset_state(self) -> None:
@@ -141,6 +170,7 @@ class LearnedSimulator:
         self.state = self._initial.copy()
         window = max(self.config.recent_window, self.config.fatigue_window)
         self._session = SessionState.empty(self.n_users, window)
+        self._place_state()
 
     def for_sessions(self, users: np.ndarray, state: UserState | None = None) -> LearnedSimulator:
         """A simulator sharing this one's models whose user i is a copy of `users[i]`.
@@ -156,7 +186,10 @@ class LearnedSimulator:
         twin._t_user_row = self._on_device(twin._user_row)
         twin.n_users = len(users)
         twin.user_ids = self.user_ids[users]
-        twin._initial = self.state.take(users) if state is None else state
+        if state is None:
+            current = self.state.to_host()[0] if self.resident else self.state
+            state = current.take(users)
+        twin._initial = state
         twin.reset_state()
         return twin
 
@@ -165,12 +198,17 @@ class LearnedSimulator:
         return self._user_x[users]
 
     def history(self, users: np.ndarray) -> np.ndarray:
+        if self.resident:
+            index = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
+            return self.state.clicked[index].cpu().numpy()
         return self.state.clicked[users]
 
     def begin_session(self, users: np.ndarray, rng: np.random.Generator) -> None:
         """Reset the session state (position, running sums, recent categories); history stays."""
         users = np.asarray(users, dtype=np.int64)
-        s = self._session
+        s = self.state if self.resident else self._session
+        if self.resident:
+            users = torch.as_tensor(users, device=self.device)
         s.count[users] = 0
         s.sums[users] = 0.0
         s.recent[users] = -1
@@ -186,6 +224,8 @@ class LearnedSimulator:
     ) -> StepResult:
         users = np.asarray(users, dtype=np.int64)
         slate = np.asarray(slate, dtype=np.int64)
+        if self.resident:
+            return self._resident_step.step(users, slate, rng, scenario, is_random)
         b, k = slate.shape
         ctx = self._slate_context(users, slate)
         pred = self._predict_slate(users, slate, ctx, scenario, is_random)
@@ -240,6 +280,8 @@ class LearnedSimulator:
         """
         users = np.asarray(users, dtype=np.int64)
         slate = np.asarray(slate, dtype=np.int64)
+        if self.resident:
+            return self._resident_step.observe(users, slate, responses, scenario, is_random)
         ctx = self._slate_context(users, slate)
         pred = self._predict_slate(users, slate, ctx, scenario, is_random)
         out = self._unconditional(pred, slate)
@@ -307,6 +349,8 @@ class LearnedSimulator:
         """
         users = np.asarray(users, dtype=np.int64)
         slate = np.asarray(slate, dtype=np.int64)
+        if self.resident:
+            return self._resident_step.expected(users, slate, scenario)
         ctx = self._slate_context(users, slate)
         return self._unconditional(self._predict_slate(users, slate, ctx, scenario), slate)
 
@@ -384,6 +428,23 @@ class LearnedSimulator:
         is_random: np.ndarray | float = 1.0,
     ) -> dict[str, Any]:
         """Model inputs for N exposures; histories have one row per user group (N / G rows each)."""
+        inputs = self._id_inputs(user=user, clicked=clicked, skipped=skipped, item=item)
+        inputs["affinity"] = self._on_device(affinity_features(affinity))
+        inputs["tab_row"] = self._on_device(self.vocab.tab_rows(tab))
+        inputs["context"] = self._on_device(
+            context_features(position, recency, self.config, is_random)
+        )
+        return inputs
+
+    def _id_inputs(
+        self,
+        *,
+        user: np.ndarray | torch.Tensor,
+        clicked: np.ndarray | torch.Tensor,
+        skipped: np.ndarray | torch.Tensor,
+        item: np.ndarray | torch.Tensor,
+    ) -> dict[str, Any]:
+        """The inputs gathered from the device's lookup tables by user, history and item ids."""
 
         def long(a: np.ndarray | torch.Tensor) -> torch.Tensor:
             if isinstance(a, torch.Tensor):
@@ -408,9 +469,6 @@ class LearnedSimulator:
             "category_row": self._t_cat_row[t_item],
             "top_row": self._t_top_row[t_item],
             "item_x": self._t_item_x[t_item],
-            "affinity": self._on_device(affinity_features(affinity)),
-            "tab_row": self._on_device(self.vocab.tab_rows(tab)),
-            "context": self._on_device(context_features(position, recency, self.config, is_random)),
         }
 
     def _predict(self, **arrays: Any) -> dict[str, np.ndarray]:
@@ -472,7 +530,15 @@ class LearnedSimulator:
         return save_checkpoint(self, path)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "auto") -> LearnedSimulator:
+    def load(
+        cls, path: str | Path, device: str | torch.device = "auto", resident: bool | None = None
+    ) -> LearnedSimulator:
         """Read a checkpoint directory written by `save` (on any device) onto `device`; any
-        problem raises `CheckpointError`."""
-        return load_checkpoint(cls, path, device)
+        problem raises `CheckpointError`. `resident` as in the class docstring."""
+        sim = load_checkpoint(cls, path, device)
+        if resident is not None and resident != sim.resident:
+            sim._host_state()
+            sim.resident_option = resident
+            sim._tensors()
+            sim._place_state()
+        return sim
