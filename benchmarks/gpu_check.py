@@ -13,8 +13,12 @@ Three measurements (issue 16), each run once per device on this machine:
   with random scores (pre-drawn), next-step autoreset, N = 4,096 (``--quick``: 64). A slot
   holds a distinct user, so the checkpoint is fitted here on a log of N + 100 users x 1 day
   (one epoch; ``--checkpoint`` gives one with at least N users instead). The simulator object
-  is passed as the backend because the env ids take no device argument. Target on CUDA:
-  >= 500,000 env steps/s.
+  is passed as the backend because the env ids take no device argument. On CUDA it runs the
+  device-resident step (`simulators.learned.resident`: user state and sampling on the GPU), on
+  the CPU the host path. Target on CUDA: >= 500,000 env steps/s. Beside it, ``backend_step``:
+  the same simulator's `step` alone over N users and random slates, so the rows show how much
+  of an env step is the simulator and how much the env (candidates, observations, rewards,
+  which stay numpy on the host).
 - ``dqn_train``: env steps per second of `agents.dqn.train_dqn` on Session-v0 over the default
   world (DQNConfig defaults with ``env_steps`` 2,000 in 2 epochs, ``--quick`` 200), after a tiny
   warm-up run (imports, kernels).
@@ -36,6 +40,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +52,7 @@ from recgym.device import device_name, resolve_device
 from recgym.outdir import ensure_writable_dir
 
 BENCH = "gpu_check"
-MEASUREMENTS = ("sim_fit", "vector_env", "dqn_train")
+MEASUREMENTS = ("sim_fit", "vector_env", "dqn_train")  # vector_env also writes backend_step
 VECTOR_N, QUICK_VECTOR_N = 4096, 64
 DQN_STEPS, QUICK_DQN_STEPS = 2_000, 200
 # issue 16's targets on one H100-class GPU: (variant, metric) -> (op, value)
@@ -82,6 +87,9 @@ class GPUCheckConfig:
     """slots of the vector env (default 4,096; --quick 64)"""
     dqn_steps: int | None = None
     """DQN env steps (default 2,000; --quick 200)"""
+    sim_epochs: int | None = None
+    """sim_fit's training epochs on both devices (default: SimulatorConfig's; fewer keep the
+    CPU fit inside a short GPU lease, the ratio is then per fewer epochs, said in the note)"""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "only", tuple(self.only))
@@ -157,12 +165,16 @@ class Check:
         if work.logs is None:
             work.generate_logs()
         config = SimulatorConfig(**QUICK_TRAIN) if work.quick else SimulatorConfig()
+        if self.config.sim_epochs is not None:
+            config = dataclasses.replace(config, epochs=self.config.sim_epochs)
         table = build_log_table(load(work.logs), config)
         seconds = {}
         for dev in self.devices:
             seconds[str(dev)] = _timed(dev, lambda dev=dev: LearnedSimulator.fit(table, device=dev))
         n_users, days = work.log_size
         sizes = "SimulatorConfig(epochs=1, ...)" if work.quick else "default SimulatorConfig"
+        if self.config.sim_epochs is not None:
+            sizes += f" with epochs={config.epochs}"
         note = (
             f"LearnedSimulator.fit on {n_users} users x {days} days ({work.log_rows:,} rows, "
             f"{len(table.rows('train')):,} training rows), {sizes}; one run per device, the "
@@ -198,7 +210,7 @@ class Check:
         n = self.config.n_slots
         path = self._checkpoint()
         calls = 3 if self.work.quick else 20
-        rates = {}
+        rates, backend_rates, paths = {}, {}, {}
         for dev in self.devices:
             sim = LearnedSimulator.load(path, device=dev)
             if sim.n_users < n:
@@ -216,12 +228,21 @@ class Check:
             seconds = _timed(dev, lambda v=venv, a=actions: [v.step(x) for x in a[2:]])
             rates[str(dev)] = n * calls / seconds
             venv.close()
+            backend_rates[str(dev)] = _backend_rate(sim, n, calls)
+            paths[str(dev)] = "device-resident state" if sim.resident else "host state"
+        where = ", ".join(f"{dev}: {path}" for dev, path in paths.items())
         note = (
             f"gym.make_vec(Session-v0, vector_entry_point), {n} slots, backend = the learned "
-            f"simulator loaded on the device ({path.name}), random scores, next-step autoreset; "
-            f"{calls} timed steps after 2 warm-up steps"
+            f"simulator loaded on the device ({path.name}; {where}), random scores, next-step "
+            f"autoreset; {calls} timed steps after 2 warm-up steps"
         )
         self.compare("vector_env", rates, "1/s", note, batch=n)
+        note = (
+            f"LearnedSimulator.step alone (no env: no candidates, observations or rewards), "
+            f"{n} distinct users x random 6-item slates ({where}); {calls} timed calls after 2 "
+            "warm-up calls; the share of vector_env's time the env itself takes is the gap"
+        )
+        self.compare("backend_step", backend_rates, "1/s", note, batch=n)
 
     def dqn_train(self) -> None:
         from dataclasses import replace
@@ -252,6 +273,19 @@ class Check:
         self.row("cuda", "available", 0.0, "bool",
                  f"{why} (torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}); "
                  "only the CPU rows were measured")  # fmt: skip
+
+
+def _backend_rate(sim: Any, n: int, calls: int) -> float:
+    """User-responses per second of `sim.step` over `n` users (slates pre-drawn)."""
+    sim.reset_state()
+    users = np.arange(n)
+    draw = np.random.default_rng(1)
+    slates = draw.integers(0, sim.catalogue.n_items, (calls + 2, n, 6))
+    sim.begin_session(users, draw)
+    for slate in slates[:2]:
+        sim.step(users, slate, draw)
+    seconds = _timed(sim.device, lambda: [sim.step(users, x, draw) for x in slates[2:]])
+    return n * calls / seconds
 
 
 def _metric(unit: str) -> str:

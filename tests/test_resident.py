@@ -17,9 +17,9 @@ from recgym.simulators.learned import resident as resident_module
 from recgym.simulators.learned.config import LONG_VIEW_MS
 
 
-def _pair(path: Path) -> tuple[LearnedSimulator, LearnedSimulator]:
+def _pair(path: Path, device: str = "cpu") -> tuple[LearnedSimulator, LearnedSimulator]:
     host = LearnedSimulator.load(path, device="cpu")
-    dev = LearnedSimulator.load(path, device="cpu", resident=True)
+    dev = LearnedSimulator.load(path, device=device, resident=True)
     assert not host.resident and dev.resident
     return host, dev
 
@@ -36,7 +36,9 @@ def _assert_same_state(host: LearnedSimulator, dev: LearnedSimulator) -> None:
     np.testing.assert_allclose(host.state.pairs.values, state.pairs.values)
 
 
-def _replay(host: LearnedSimulator, dev: LearnedSimulator, steps: int = 4) -> None:
+def _replay(
+    host: LearnedSimulator, dev: LearnedSimulator, steps: int = 4, rtol: float = 1e-5
+) -> None:
     """Step `host`, feed its sampled responses to `dev.observe`: every prediction, hazard and
     state update must agree."""
     rng = np.random.default_rng(0)
@@ -49,17 +51,31 @@ def _replay(host: LearnedSimulator, dev: LearnedSimulator, steps: int = 4) -> No
         expected_h = host.expected_responses(users, slate, scenario)
         expected_d = dev.expected_responses(users, slate, scenario)
         for key in expected_h:
-            np.testing.assert_allclose(expected_h[key], expected_d[key], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(expected_h[key], expected_d[key], rtol=rtol, atol=1e-6)
         result = host.step(users, slate, np.random.default_rng(step), scenario)
         seen = dev.observe(users, slate, result.responses, scenario)
-        np.testing.assert_allclose(result.info["hazard"], seen["hazard"], rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(result.info["p_leave"], seen["p_leave"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(result.info["hazard"], seen["hazard"], rtol=rtol, atol=1e-7)
+        np.testing.assert_allclose(result.info["p_leave"], seen["p_leave"], rtol=rtol, atol=1e-7)
         np.testing.assert_array_equal(host.history(users), dev.history(users))
     _assert_same_state(host, dev)
 
 
 def test_resident_path_predicts_and_updates_like_the_host_path(tiny_checkpoint: Path) -> None:
     _replay(*_pair(tiny_checkpoint))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resident_path_on_cuda_predicts_and_updates_like_the_host_path(
+    tiny_checkpoint: Path,
+) -> None:
+    """Where there is a GPU (`recgym bench gpu`'s machine): the CUDA-resident simulator against
+    the CPU host path (float32 kernels differ slightly between devices, hence rtol 1e-4)."""
+    host, dev = _pair(tiny_checkpoint, device="cuda")
+    assert dev.state.clicked.is_cuda and dev.state.pairs.is_cuda
+    _replay(host, dev, rtol=1e-4)
+    a, _ = _first_step(dev, 1)
+    b, _ = _first_step(dev, 1)
+    np.testing.assert_array_equal(a.responses["watch_ms"], b.responses["watch_ms"])
 
 
 def test_resident_path_with_user_author_counts_on_the_host(
