@@ -14,7 +14,7 @@ from recgym.device import resolve_device
 from .config import CONDITIONAL
 from .leave import LEAVE_CLIP, LeaveModel, leave_dim, logged_leave_features
 from .response import ResponseModel, Vocab, ratio_class
-from .table import LogTable
+from .table import LogTable, affinity_features, context_features
 
 if TYPE_CHECKING:
     from .simulator import LearnedSimulator
@@ -33,8 +33,9 @@ def fit_simulator(
     previous thread count is restored). The models train on `device` (`recgym.device`); the
     weights are initialised on the CPU and the batch order and dropout masks come from a CPU
     generator, so one seed gives the same initial weights and the same batches on any device.
-    The labels and the leave model's features are copied to the device once; each batch's
-    inputs are gathered on the host from the log table and copied over.
+    The labels, the leave model's features and every row's response-model inputs
+    (`_RowInputs`) are copied to the device once; each batch is gathered there, so a GPU fit
+    does no per-batch host work beyond drawing the batch order.
     """
     device = resolve_device(device)
     cfg = table.config
@@ -95,6 +96,7 @@ def _fit_response(
         ).to(device),
         "ratio": torch.from_numpy(classes).to(device),
     }
+    row_inputs = _RowInputs(sim, table)
     n_batches = math.ceil(len(rows) / cfg.batch_size)
     bar = _bar(cfg.epochs * n_batches, "response model", progress)
     for epoch in range(cfg.epochs):
@@ -102,7 +104,7 @@ def _fit_response(
         for i in range(n_batches):
             r = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             t_r = torch.from_numpy(r).to(device)
-            inputs = sim._inputs(**table.exposure_inputs(r))
+            inputs = row_inputs(t_r)
             if cfg.unknown_dropout > 0:
                 drop = (torch.rand(len(r), generator=gen) < cfg.unknown_dropout).to(device)
                 inputs["item_row"] = inputs["item_row"].masked_fill(drop, 0)
@@ -123,6 +125,32 @@ def _fit_response(
                 bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", click=stats["click"])
     bar.close()
     model.eval()
+
+
+class _RowInputs:
+    """Every log row's response-model inputs on the simulator's device, gathered per batch.
+
+    The same values `LearnedSimulator._inputs(**table.exposure_inputs(rows))` computes (the
+    feature maps are elementwise per row), computed once for the whole table instead of per
+    batch; on the CPU the id arrays are shared with the table, not copied.
+    """
+
+    def __init__(self, sim: LearnedSimulator, table: LogTable) -> None:
+        on, cfg = sim._on_device, sim.config
+        self.sim = sim
+        self.ids = {
+            name: on(getattr(table, name)) for name in ("user", "clicked", "skipped", "item")
+        }
+        self.features = {
+            "affinity": on(affinity_features(table.affinity)),
+            "tab_row": on(sim.vocab.tab_rows(table.tab)),
+            "context": on(context_features(table.position, table.recency, cfg, table.is_random)),
+        }
+
+    def __call__(self, rows: torch.Tensor) -> dict[str, Any]:
+        inputs = self.sim._id_inputs(**{name: a[rows] for name, a in self.ids.items()})
+        inputs.update({name: a[rows] for name, a in self.features.items()})
+        return inputs
 
 
 def _fit_leave(
