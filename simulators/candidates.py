@@ -88,17 +88,25 @@ class CandidateGenerator:
 
 
 def _replace_duplicates(cand: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
-    """Redraw duplicate entries of each row uniformly until every row holds distinct items."""
+    """Redraw duplicate entries of each row uniformly until every row holds distinct items.
+
+    Each round redraws, in row-major order, every entry that repeats an earlier one of its row
+    (in sorted order); after the first round only the rows that had duplicates are checked
+    again (the others cannot gain any), which draws exactly what checking every row would.
+    """
     cand = cand.copy()
-    rows = np.arange(cand.shape[0])[:, None]
+    active = np.arange(cand.shape[0])
     for _ in range(100):
-        order = np.argsort(cand, axis=1, kind="stable")
-        s = cand[rows, order]
+        sub = cand[active]
+        order = np.argsort(sub, axis=1, kind="stable")
+        s = np.take_along_axis(sub, order, axis=1)
         dup_sorted = np.zeros(s.shape, dtype=bool)
         dup_sorted[:, 1:] = s[:, 1:] == s[:, :-1]
         if not dup_sorted.any():
             return cand
         dup = np.zeros_like(dup_sorted)
-        dup[rows, order] = dup_sorted
-        cand[dup] = rng.integers(0, n_items, int(dup.sum()))
+        np.put_along_axis(dup, order, dup_sorted, axis=1)
+        sub[dup] = rng.integers(0, n_items, int(dup.sum()))
+        cand[active] = sub
+        active = active[dup.any(axis=1)]
     raise RuntimeError("could not draw distinct candidates; is n_candidates close to n_items?")
