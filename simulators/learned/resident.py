@@ -160,6 +160,24 @@ class ResidentStep:
         arr = np.ascontiguousarray(a)
         return torch.from_numpy(arr).to(self.device, dtype=dtype, non_blocking=True)
 
+    def _request(
+        self,
+        users: np.ndarray,
+        slate: np.ndarray,
+        scenario: np.ndarray | None,
+        is_random: np.ndarray | None,
+    ) -> tuple[ResidentState, torch.Tensor, torch.Tensor, torch.Tensor | None, Any]:
+        """A request's uploads: users, slate, search flags (None: all feed) and is_random
+        flags (1.0: all random, as the host path's default)."""
+        t_users, t_slate = self._upload(users, torch.int64), self._upload(slate, torch.int64)
+        search = None
+        if scenario is not None:
+            search = self._upload(np.asarray(scenario) == SEARCH, torch.bool)
+        flag = 1.0
+        if is_random is not None:
+            flag = self._upload(np.asarray(is_random).reshape(-1), torch.float32)
+        return self.sim.state, t_users, t_slate, search, flag
+
     def _reseed(self, rng: np.random.Generator) -> None:
         self.generator.manual_seed(int(rng.integers(0, 2**63 - 1)))
 
@@ -247,18 +265,9 @@ class ResidentStep:
         scenario: np.ndarray | None,
         is_random: np.ndarray | None,
     ) -> StepResult:
-        st: ResidentState = self.sim.state
         self._reseed(rng)
         b, k = slate.shape
-        t_users, t_slate = self._upload(users, torch.int64), self._upload(slate, torch.int64)
-        search = (
-            None if scenario is None else self._upload(np.asarray(scenario) == SEARCH, torch.bool)
-        )
-        flag = (
-            1.0
-            if is_random is None
-            else self._upload(np.asarray(is_random).reshape(-1), torch.float32)
-        )
+        st, t_users, t_slate, search, flag = self._request(users, slate, scenario, is_random)
         ctx = self.context(st, t_users, t_slate)
         pred = self.predict(st, t_users, t_slate, ctx, search, flag)
         p_click = pred["p_click"].reshape(b, k)
@@ -441,17 +450,7 @@ class ResidentStep:
         is_random: np.ndarray | None,
     ) -> dict[str, np.ndarray]:
         """`LearnedSimulator.observe` on the device (nothing sampled)."""
-        st: ResidentState = self.sim.state
-        b, k = slate.shape
-        t_users, t_slate = self._upload(users, torch.int64), self._upload(slate, torch.int64)
-        search = (
-            None if scenario is None else self._upload(np.asarray(scenario) == SEARCH, torch.bool)
-        )
-        flag = (
-            1.0
-            if is_random is None
-            else self._upload(np.asarray(is_random).reshape(-1), torch.float32)
-        )
+        st, t_users, t_slate, search, flag = self._request(users, slate, scenario, is_random)
         ctx = self.context(st, t_users, t_slate)
         out = self.unconditional(self.predict(st, t_users, t_slate, ctx, search, flag), t_slate)
         given = {
@@ -463,13 +462,9 @@ class ResidentStep:
         return {key: value.cpu().numpy() for key, value in out.items()}
 
     def expected(self, users: np.ndarray, slate: np.ndarray, scenario: np.ndarray | None) -> dict:
-        st: ResidentState = self.sim.state
-        t_users, t_slate = self._upload(users, torch.int64), self._upload(slate, torch.int64)
-        search = (
-            None if scenario is None else self._upload(np.asarray(scenario) == SEARCH, torch.bool)
-        )
+        st, t_users, t_slate, search, flag = self._request(users, slate, scenario, None)
         ctx = self.context(st, t_users, t_slate)
-        out = self.unconditional(self.predict(st, t_users, t_slate, ctx, search, 1.0), t_slate)
+        out = self.unconditional(self.predict(st, t_users, t_slate, ctx, search, flag), t_slate)
         return {key: value.cpu().numpy() for key, value in out.items()}
 
     def unconditional(self, pred: dict[str, torch.Tensor], slate: torch.Tensor) -> dict:
