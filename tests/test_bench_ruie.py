@@ -56,6 +56,102 @@ def test_tiny_run_writes_tables_claims_online_and_tracking(tiny_run):
     assert all(stage.reused for stage in again["stages"].values())
 
 
+def test_online_rows_dqn_and_the_learned_backend_are_paired(tiny_run):
+    """DQN has a row on both backends, every online agent one on the learned backend (the
+    oracle on the world only), and on each backend and seed every agent met the same users."""
+    from recgym.benchmarks.ruie.online import ORACLE
+
+    out, _, result = tiny_run
+    rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    online = [r for r in rows if r["backend"] in ("world", "learned")]
+    cells = {(r["agent"], r["backend"], r["seed"], r["metric"]) for r in online}
+    agents = ("random", "popularity", "NextItNet", "RUIE", "DQN")
+    for agent in agents:
+        for backend in ("world", "learned"):
+            for seed in TINY.seeds:
+                for metric in ("reward", "session_length", "clicks_feed", "clicks_search"):
+                    assert (agent, backend, seed, metric) in cells
+    assert (ORACLE, "world", 0, "reward") in cells
+    assert not any(a == ORACLE and b == "learned" for a, b, _, _ in cells)
+    stages = result["stages"]
+    for backend, name in (("world", "online-seed{}"), ("learned", "online-learned-seed{}")):
+        for seed in TINY.seeds:
+            users = stages[name.format(seed)].result["users"]
+            assert set(agents) <= set(users)
+            assert len(users["random"]) == TINY.online_episodes
+            assert all(u == users["random"] for u in users.values()), (backend, seed, users)
+    # the learned backend responds to what is shown: the agents' rows are not all equal
+    learned = {
+        a: tuple(r["value"] for r in online if r["agent"] == a and r["backend"] == "learned")
+        for a in agents
+    }
+    assert len(set(learned.values())) > 1, learned
+    # DQN trained for the preset's budget on the world, and saved
+    dqn = stages["dqn-seed0"]
+    assert dqn.result["env_steps"] >= TINY.dqn_steps and (dqn.dir / "dqn.pt").is_file()
+    assert (stages["simulator"].dir / "scenario.json").is_file()
+
+
+def test_report_shows_backend_and_where_each_agent_trained(tiny_run):
+    out, _, _ = tiny_run
+    md = (out / "results.md").read_text()
+    assert "| agent | trained in | backend |" in md
+    assert "| DQN | MultiScenario-v0 on the world (64 env steps) | world |" in md
+    assert "| DQN | MultiScenario-v0 on the world (64 env steps) | learned simulator |" in md
+    assert "| RUIE | the world's logs (offline, KuaiSAR schema) | learned simulator |" in md
+    assert "- world: DQN - random:" in md and "- learned simulator: RUIE - NextItNet:" in md
+
+
+def _keys(cfg, root: Path) -> dict[str, str]:
+    """Every stage's engine key for `cfg`, computed without running anything."""
+    from recgym.benchmarks.engine import Engine
+    from recgym.benchmarks.ruie import all_stages
+
+    engine, keys = Engine(root, progress=False), {}
+    for stage in all_stages(cfg):
+        keys[stage.name] = engine.key(stage, {d: keys[d] for d in stage.deps})
+    return keys
+
+
+def _changed(a: dict[str, str], b: dict[str, str]) -> set[str]:
+    return {n for n in a.keys() | b.keys() if a.get(n) != b.get(n)}
+
+
+def test_online_stage_keys_follow_the_settings_they_read(tmp_path):
+    base = _keys(TINY, tmp_path)
+    online = {n for n in base if n.startswith("online-")}
+    dqn = {n for n in base if n.startswith("dqn-")}
+    learned = {n for n in online if n.startswith("online-learned-")}
+    assert dqn == {"dqn-seed0", "dqn-seed1"} and len(learned) == 2 and "simulator" in base
+    # the DQN budget re-keys DQN and, through it, the online evaluations, never a fit
+    assert _changed(base, _keys(replace(TINY, dqn_steps=32), tmp_path)) == dqn | online
+    # the simulator's epochs re-key the simulator and the learned-backend evaluations only
+    assert _changed(base, _keys(replace(TINY, sim_epochs=2), tmp_path)) == {"simulator"} | learned
+    # DQN trained on the learned backend: DQN and every online evaluation
+    assert _changed(base, _keys(replace(TINY, dqn_backend="learned"), tmp_path)) == dqn | online
+    # more sessions: the evaluations only
+    assert _changed(base, _keys(replace(TINY, online_episodes=3), tmp_path)) == online
+    # without the learned backend its stages go; the world's keep their keys
+    without = _keys(replace(TINY, learned_backend=False), tmp_path)
+    assert _changed(base, without) == {"simulator"} | learned
+    assert "simulator" not in without and not any(n in without for n in learned)
+    # without DQN its stages go, and the evaluations lose a dependency
+    assert _changed(base, _keys(replace(TINY, dqn_steps=0), tmp_path)) == dqn | online
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"dqn_backend": "sim"}, "dqn_backend"),
+        ({"dqn_backend": "learned", "learned_backend": False}, "learned_backend"),
+        ({"dqn_steps": -1}, "dqn_steps"),
+    ],
+)
+def test_bad_online_settings_are_value_errors_naming_them(change, match):
+    with pytest.raises(ValueError, match=match):
+        replace(TINY, **change)
+
+
 def test_data_dir_runs_tables_1_and_2_only(tiny_run, tmp_path):
     _, work, _ = tiny_run
     logs = next(p for p in (work / "logs").iterdir() if (p / "rec_inter.csv").exists())

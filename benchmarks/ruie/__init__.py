@@ -1,6 +1,12 @@
 """`recgym bench ruie`: the RUIE paper's Tables 1 and 2 on KuaiSAR-schema logs, plus online
 results in recgym/MultiScenario-v0 and how well each model's Q tracks the world's scenario switch.
 
+The online results (`benchmarks.ruie.online`) evaluate random, popularity, NextItNet, RUIE,
+Tianshou's DQN (trained on MultiScenario-v0 itself, one stage per training seed) and, on the
+world, the click oracle, on the world as it stood after its logs and (``learned_backend``, on
+by default) on a learned simulator fitted on the same logs, with its scenario switch and
+queries fitted on their KuaiSAR files.
+
 ``recgym bench ruie [--quick | --tiny] [--data DIR] [--out DIR] [--work DIR]``. Without
 ``--data`` the logs come from a world (`benchmarks.ruie.stages.logs`); with it, Tables 1 and 2 run
 on a real KuaiSAR directory (a missing file or column is one `DataError` naming both) and the
@@ -18,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from recgym.benchmarks.engine import Engine, Stage
-from recgym.benchmarks.ruie import report, stages
+from recgym.benchmarks.ruie import online, report, stages
 from recgym.benchmarks.ruie.spec import PRESETS, TABLE1_MODELS, BenchConfig
 
 
@@ -43,9 +49,7 @@ def all_stages(cfg: BenchConfig) -> list[Stage]:
         )
         deps = ("logs",)
     # what a fit reads of the config: online settings and the model list do not re-key it
-    fit_cfg = replace(
-        cfg, mode="", models=(), ablations=False, seeds=(), online_episodes=0, online_max_steps=0
-    )
+    fit_cfg = replace(cfg, mode="", models=(), ablations=False, seeds=(), **_ONLINE_BLANK)
     models = list(cfg.models) + ([v for v in VARIANTS if v != "ruie"] if cfg.ablations else [])
     if cfg.online_episodes and not cfg.data:
         models += [m for m in ("nextitnet", "ruie") if m not in models]
@@ -60,18 +64,75 @@ def all_stages(cfg: BenchConfig) -> list[Stage]:
                 )
             )
     if cfg.online_episodes and not cfg.data:
-        online_cfg = replace(cfg, mode="", models=(), ablations=False, seeds=())
+        out += online_stages(cfg)
+    return out
+
+
+_ONLINE_BLANK: dict[str, Any] = {
+    "online_episodes": 0,
+    "online_max_steps": 0,
+    "dqn_steps": 0,
+    "dqn_epochs": 0,
+    "dqn_test_episodes": 0,
+    "dqn_backend": "world",
+    "learned_backend": False,
+    "sim_epochs": 0,
+}
+"""The online settings, blanked in the offline fits' keys (a fit reads none of them)."""
+
+
+def online_stages(cfg: BenchConfig) -> list[Stage]:
+    """The learned backend (with `learned_backend`), one DQN per training seed (with
+    `dqn_steps`), one online evaluation per seed and backend (`benchmarks.ruie.online`).
+
+    Each stage's config holds what it reads: the online evaluation reads the split, the model
+    sizes and the env settings, not the DQN budget or the simulator's epochs (those re-key it
+    through its deps)."""
+    out: list[Stage] = []
+    backends = ["world"] + (["learned"] if cfg.learned_backend else [])
+    if cfg.learned_backend:
+        out.append(
+            Stage(
+                "simulator",
+                {"simulator": online.sim_config(cfg), "device": cfg.device},
+                online.simulator,
+                deps=("logs",),
+            )
+        )
+    sim_dep = ("simulator",) if cfg.learned_backend else ()
+    if cfg.dqn_steps:
         for seed in cfg.seeds:
             out.append(
                 Stage(
-                    stages.online_stage(seed),
-                    {"bench": online_cfg, "seed": seed},
-                    stages.online,
-                    deps=(
-                        "logs",
-                        stages.fit_stage("nextitnet", seed),
-                        stages.fit_stage("ruie", seed),
-                    ),
+                    online.dqn_stage(seed),
+                    {
+                        "dqn": online.dqn_config(cfg, seed),
+                        "env": online.env_kwargs(cfg),
+                        "backend": cfg.dqn_backend,
+                    },
+                    online.dqn,
+                    deps=("logs",) + (sim_dep if cfg.dqn_backend == "learned" else ()),
+                )
+            )
+    online_cfg = replace(
+        cfg,
+        mode="",
+        models=(),
+        ablations=False,
+        seeds=(),
+        **{k: v for k, v in _ONLINE_BLANK.items() if not k.startswith("online_")},
+    )
+    for backend in backends:
+        for seed in cfg.seeds:
+            deps = ("logs", stages.fit_stage("nextitnet", seed), stages.fit_stage("ruie", seed))
+            deps += sim_dep if backend == "learned" else ()
+            deps += (online.dqn_stage(seed),) if cfg.dqn_steps else ()
+            out.append(
+                Stage(
+                    online.online_stage(seed, backend),
+                    {"bench": online_cfg, "seed": seed, "backend": backend},
+                    online.online,
+                    deps=deps,
                 )
             )
     return out
@@ -96,13 +157,16 @@ def run(
     start = time.time()
     engine = Engine(work, progress=progress, fresh=fresh)
     done = engine.run(all_stages(cfg))
-    rows = [row for name, result in done.items() if name != "logs" for row in result.rows()]
+    rows = [row for result in done.values() for row in result.rows()]
     fits = sum(r.seconds for n, r in done.items() if n.startswith("fit-"))
-    online = sum(r.seconds for n, r in done.items() if n.startswith("online-"))
     timings = {
         "logs": done["logs"].seconds if "logs" in done else 0.0,
         "fits (all models and seeds)": fits,
-        "online": online,
+        "learned backend (replayed logs, simulator and scenario fits)": (
+            done["simulator"].seconds if "simulator" in done else 0.0
+        ),
+        "DQN (all seeds)": sum(r.seconds for n, r in done.items() if n.startswith("dqn-")),
+        "online": sum(r.seconds for n, r in done.items() if n.startswith("online-")),
         "this run, wall (reused stages cost ~0)": time.time() - start,
     }
     result = report.write(rows, Path(out), cfg, timings)
@@ -142,4 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _cli().main(run, argv)
 
 
-__all__ = ["BenchConfig", "PRESETS", "all_stages", "config_from_args", "main", "parser", "run"]
+__all__ = [
+    "BenchConfig",
+    "PRESETS",
+    "all_stages",
+    "config_from_args",
+    "main",
+    "online_stages",
+    "parser",
+    "run",
+]

@@ -126,7 +126,7 @@ def write(
     ]
     if any(r["backend"] == "world" for r in rows):
         lines += [
-            "Online, RUIE in MultiScenario-v0:",
+            "Online, RUIE in MultiScenario-v0 on the world:",
             "",
             _table(
                 values,
@@ -135,18 +135,7 @@ def write(
                 {k: TRACKING_METRICS[k] for k in ("switch_auc", "switch_corr")},
             ),
             "",
-            "## Online: MultiScenario-v0 on the world as it stood after its logs",
-            "",
-            f"{cfg.online_episodes} sessions per agent and seed (at most {cfg.online_max_steps} "
-            "requests, 6 items each); evaluation seed i for training seed i, so every agent "
-            "meets the same users in the same order. Reward: click 1, forward 2, follow 3, "
-            "like 3 per shown item.",
-            "",
-            _table(values, "world", list(ONLINE_AGENTS), ONLINE_METRICS),
-            "",
-            "RUIE - NextItNet, reward / session, paired: "
-            + _paired(values, "world", "RUIE", "NextItNet", "reward"),
-            "",
+            *_online_section(values, rows, cfg),
         ]
     lines += ["## Cost", "", *[f"- {k}: {v:.0f} s" for k, v in timings.items()], ""]
     markdown = "\n".join(lines)
@@ -159,6 +148,62 @@ def write(
     }
     (out / "results.json").write_text(json.dumps(jsonable(payload, nan_as_none=True), indent=2))
     return {"markdown": markdown, "verdicts": v1 + v2}
+
+
+def _online_section(values: Mapping, rows: Sequence[Mapping[str, Any]], cfg: Any) -> list[str]:
+    """The online table (one row per agent and backend, with where the agent was trained) and
+    the paired differences on each backend."""
+    from recgym.benchmarks.ruie.online import BACKENDS, trained_in
+
+    backends = [b for b in BACKENDS if any(r["backend"] == b for r in rows)]
+    names = {"world": "world", "learned": "learned simulator"}
+    head = ["agent", "trained in", "backend", *ONLINE_METRICS.values()]
+    table = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * len(ONLINE_METRICS)]
+    for backend in backends:
+        for agent in ONLINE_AGENTS:
+            cells = [_cell(values.get((backend, agent, m))) for m in ONLINE_METRICS]
+            if all(c == "-" for c in cells):
+                continue
+            where = trained_in(agent, cfg)
+            table.append(f"| {agent} | {where} | {names[backend]} | " + " | ".join(cells) + " |")
+    learned = (
+        " The learned simulator is fitted on the same logs: its response and leave models "
+        f"(`SimulatorConfig` defaults, {cfg.sim_epochs} epochs) on the logs written again in "
+        "KuaiRand's schema, its scenario switch and queries (`ScenarioModel`) on their KuaiSAR "
+        "files; it starts from the users' state after the logs, as the world does. The oracle "
+        "reads the world's click probabilities and has no learned-simulator row."
+        if "learned" in backends
+        else ""
+    )
+    dqn = (
+        f" DQN: Tianshou's DQN trained online on MultiScenario-v0 on the "
+        f"{names[cfg.dqn_backend]} for {cfg.dqn_steps} env steps per training seed (one item per "
+        "request; evaluated on slates of its top 6 by Q), training seed i evaluated with "
+        "evaluation seed i."
+        if any(r["agent"] == "DQN" for r in rows)
+        else ""
+    )
+    lines = [
+        "## Online: MultiScenario-v0 on the world and on a learned simulator",
+        "",
+        f"{cfg.online_episodes} sessions per agent, seed and backend (at most "
+        f"{cfg.online_max_steps} requests, 6 items each); evaluation seed i for training seed "
+        "i, so on each backend every agent meets the same users in the same order. The world "
+        "is the one that wrote the logs, as it stood after them. Reward: click 1, forward 2, "
+        "follow 3, like 3 per shown item." + learned + dqn,
+        "",
+        "\n".join(table),
+        "",
+        "Paired differences in reward / session (A - B, 95% interval over seeds):",
+        "",
+    ]
+    pairs = [("RUIE", "NextItNet"), ("DQN", "random"), ("DQN", "popularity"), ("DQN", "RUIE")]
+    for backend in backends:
+        for a, b in pairs:
+            diff = _paired(values, backend, a, b, "reward")
+            if diff != "-":
+                lines.append(f"- {names[backend]}: {a} - {b}: {diff}")
+    return [*lines, ""]
 
 
 def _intro(cfg: Any) -> str:

@@ -59,9 +59,11 @@ ONLINE_AGENTS: tuple[str, ...] = (
     "popularity",
     "NextItNet",
     "RUIE",
+    "DQN",
     "click oracle (reads hidden state)",
 )
-"""Rows of the online table (MultiScenario-v0 on the world as it stood after its logs)."""
+"""Rows of the online table (MultiScenario-v0 on the world as it stood after its logs, and on
+the learned backend; the oracle has a world row only)."""
 ONLINE_METRICS: dict[str, str] = {
     "reward": "reward / session",
     "session_length": "requests / session",
@@ -137,11 +139,39 @@ class BenchConfig:
     """MultiScenario-v0 sessions per agent and seed (0: no online section)."""
     online_max_steps: int = 30
     """Requests per online session at most."""
+    dqn_steps: int = 6000
+    """Env steps of Tianshou's DQN (`agents.dqn.train_dqn`) on MultiScenario-v0 per training
+    seed (0: no DQN row); 6,000 as in `recgym demo`."""
+    dqn_epochs: int = 6
+    """DQN training epochs (each ends with `dqn_test_episodes` greedy sessions)."""
+    dqn_test_episodes: int = 10
+    """Greedy test sessions after each DQN epoch (its learning curve)."""
+    dqn_backend: str = "world"
+    """Where DQN trains: "world" (MultiScenario-v0 on the world as it stood after its logs, as
+    the issue asks) or "learned" (on the learned backend; needs `learned_backend`)."""
+    learned_backend: bool = True
+    """Also evaluate every online agent (the oracle aside: it reads the world) on
+    MultiScenario-v0 over a learned simulator fitted on the bench's world logs
+    (`benchmarks.ruie.online.simulator`)."""
+    sim_epochs: int = 8
+    """Epochs of the learned backend's response model (`SimulatorConfig.epochs`'s default)."""
     seed: int = 0
     """Root seed of the world, its logs and the user sample."""
     device: str = "auto"
     """Torch device of every model, in training and online ('auto': CUDA when available, else
     CPU; `recgym.device`)."""
+
+    def __post_init__(self) -> None:
+        if self.dqn_backend not in ("world", "learned"):
+            raise ValueError(
+                f"bench ruie: dqn_backend must be 'world' or 'learned', got {self.dqn_backend!r}"
+            )
+        if self.dqn_backend == "learned" and self.dqn_steps and not self.learned_backend:
+            raise ValueError("bench ruie: dqn_backend='learned' needs learned_backend=True")
+        if self.dqn_steps < 0:
+            raise ValueError(f"bench ruie: dqn_steps must be >= 0, got {self.dqn_steps}")
+        if self.learned_backend and self.sim_epochs < 1:
+            raise ValueError(f"bench ruie: sim_epochs must be >= 1, got {self.sim_epochs}")
 
 
 PRESETS: dict[str, BenchConfig] = {
@@ -157,6 +187,7 @@ PRESETS: dict[str, BenchConfig] = {
         epochs=3,
         online_episodes=10,
         online_max_steps=20,
+        dqn_steps=3000,
     ),
     "tiny": BenchConfig(
         mode="tiny",
@@ -172,10 +203,15 @@ PRESETS: dict[str, BenchConfig] = {
         seeds=(0, 1),
         online_episodes=2,
         online_max_steps=5,
+        dqn_steps=64,
+        dqn_epochs=1,
+        dqn_test_episodes=1,
     ),
 }
 """full: the committed table; quick: <= 20 minutes alone on 2 cores; tiny: a smoke test (the
-numbers mean nothing)."""
+numbers mean nothing). The tiny preset keeps the learned backend's 8 epochs (~3.5 s): fitted
+for 1 epoch on the tiny logs its behaviour heads stay near 0.5 for every item, so every agent
+drew the same responses and the learned rows could not tell agents apart."""
 
 __all__ = [
     "KS",
