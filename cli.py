@@ -314,14 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim_sub = simulator.add_subparsers(dest="simulator_command", required=True, metavar="ACTION")
     train = sim_sub.add_parser(
         "train",
-        help="fit response + leave models on KuaiRand-format logs; save checkpoint and fidelity",
+        help="fit response + leave models on KuaiRand or KuaiSAR logs; save checkpoint + fidelity",
         description=(
             "Fit the multi-behaviour response model and the leave model on the KuaiRand-format "
             "logs in DATA (real, or written by `recgym world generate`), evaluate fidelity on "
-            "held-out users and days, and save checkpoint, config JSON and fidelity report to OUT."
+            "held-out users and days, and save checkpoint, config JSON and fidelity report to OUT. "
+            "A KuaiSAR directory (rec_inter.csv, src_inter.csv, item_features.csv) is read through "
+            "`simulators.learned.kuaisar` and also gets the scenario-switch model (scenario.json), "
+            "so recgym/MultiScenario-v0 runs on OUT with backend='learned'."
         ),
     )
-    train.add_argument("--data", required=True, help="directory of KuaiRand-format logs")
+    train.add_argument(
+        "--data", required=True, help="directory of KuaiRand-format logs or KuaiSAR files"
+    )
     train.add_argument("--out", required=True, help="checkpoint directory to write")
     train.add_argument(
         "--epochs", type=int, default=None, help="training epochs (default: SimulatorConfig)"

@@ -152,13 +152,52 @@ def test_bad_online_settings_are_value_errors_naming_them(change, match):
         replace(TINY, **change)
 
 
-def test_data_dir_runs_tables_1_and_2_only(tiny_run, tmp_path):
+def test_data_dir_runs_the_online_section_on_its_learned_backend_only(tiny_run, tmp_path):
+    """--data DIR: Tables 1 and 2 on DIR, and the online rows on a simulator trained on DIR's
+    KuaiSAR files alone (no world rows, no oracle, no tracking), paired per seed."""
+    from recgym.benchmarks.ruie.online import ORACLE
+
     _, work, _ = tiny_run
     logs = next(p for p in (work / "logs").iterdir() if (p / "rec_inter.csv").exists())
     cfg = replace(TINY, data=str(logs), models=("nextitnet",), ablations=False, seeds=(0,))
     result = run(cfg, tmp_path / "out", tmp_path / "work", progress=False)
     md = result["markdown"]
-    assert "Table 1" in md and "Online: MultiScenario-v0" not in md and str(logs) in md
+    assert "Table 1" in md and str(logs) in md
+    assert "## Online: MultiScenario-v0 on a learned simulator of the KuaiSAR files" in md
+    assert "| DQN | MultiScenario-v0 on the learned simulator (64 env steps) | learned" in md
+    assert "| RUIE | the KuaiSAR files (offline) | learned simulator |" in md
+    assert "Online, RUIE in MultiScenario-v0 on the world" not in md
+    rows = [json.loads(line) for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
+    assert {r["backend"] for r in rows} == {"offline", "learned"}
+    online = {(r["agent"], r["metric"]) for r in rows if r["backend"] == "learned"}
+    for agent in ("random", "popularity", "NextItNet", "RUIE", "DQN"):
+        assert (agent, "reward") in online and (agent, "clicks_search") in online
+    assert not any(a == ORACLE or m.startswith("switch_") for a, m in online)
+    stages = result["stages"]
+    assert "logs" not in stages and "online-seed0" not in stages
+    sim = stages["simulator"]
+    assert (sim.dir / "scenario.json").is_file() and sim.result["watch_imputed_rows"] > 0
+    users = stages["online-learned-seed0"].result["users"]
+    assert all(u == users["random"] for u in users.values()) and len(users["random"]) == 2
+    # without the learned backend there is nothing to run online
+    off = replace(cfg, learned_backend=False)
+    md = run(off, tmp_path / "out2", tmp_path / "work", progress=False)["markdown"]
+    assert "Table 1" in md and "Online: MultiScenario-v0" not in md
+
+
+def test_data_dir_stage_keys_have_no_world(tmp_path):
+    from recgym.benchmarks.ruie import all_stages
+
+    cfg = replace(TINY, data=str(tmp_path / "kuaisar"))
+    stages = {s.name: s for s in all_stages(cfg)}
+    assert "logs" not in stages and not any(n.startswith("online-seed") for n in stages)
+    assert stages["simulator"].deps == () and stages["dqn-seed0"].deps == ("simulator",)
+    assert stages["dqn-seed0"].config["backend"] == "learned"
+    assert {"online-learned-seed0", "online-learned-seed1"} <= set(stages)
+    assert "logs" not in stages["online-learned-seed0"].deps
+    # a world run's stage list is unchanged by the data branch
+    world = {s.name for s in all_stages(TINY)}
+    assert {"logs", "simulator", "online-seed0", "online-learned-seed0"} <= world
 
 
 def _tiny_kuaisar(tmp: Path) -> Path:

@@ -9,8 +9,10 @@ queries fitted on their KuaiSAR files.
 
 ``recgym bench ruie [--quick | --tiny] [--data DIR] [--out DIR] [--work DIR]``. Without
 ``--data`` the logs come from a world (`benchmarks.ruie.stages.logs`); with it, Tables 1 and 2 run
-on a real KuaiSAR directory (a missing file or column is one `DataError` naming both) and the
-online and tracking-vs-truth sections, which need the world, are skipped. Stages are keyed by
+on a real KuaiSAR directory (a missing file or column is one `DataError` naming both), and the
+online section runs on a learned simulator trained on that directory alone (with
+``learned_backend``, the default; `benchmarks.ruie.online.simulator_from_data`): no world rows,
+no oracle and no Q-vs-truth tracking, which need the world. Stages are keyed by
 their settings and code (`benchmarks.engine`), so a re-run reuses what did not change.
 """
 
@@ -51,7 +53,7 @@ def all_stages(cfg: BenchConfig) -> list[Stage]:
     # what a fit reads of the config: online settings and the model list do not re-key it
     fit_cfg = replace(cfg, mode="", models=(), ablations=False, seeds=(), **_ONLINE_BLANK)
     models = list(cfg.models) + ([v for v in VARIANTS if v != "ruie"] if cfg.ablations else [])
-    if cfg.online_episodes and not cfg.data:
+    if has_online(cfg):
         models += [m for m in ("nextitnet", "ruie") if m not in models]
     for seed in cfg.seeds:
         for name in models:
@@ -63,9 +65,15 @@ def all_stages(cfg: BenchConfig) -> list[Stage]:
                     deps=deps,
                 )
             )
-    if cfg.online_episodes and not cfg.data:
+    if has_online(cfg):
         out += online_stages(cfg)
     return out
+
+
+def has_online(cfg: BenchConfig) -> bool:
+    """Whether the run has an online section: on the world (and the learned backend) without
+    ``--data``; with it, on the learned backend only, so only with ``learned_backend``."""
+    return bool(cfg.online_episodes) and (not cfg.data or cfg.learned_backend)
 
 
 _ONLINE_BLANK: dict[str, Any] = {
@@ -89,8 +97,17 @@ def online_stages(cfg: BenchConfig) -> list[Stage]:
     sizes and the env settings, not the DQN budget or the simulator's epochs (those re-key it
     through its deps)."""
     out: list[Stage] = []
-    backends = ["world"] + (["learned"] if cfg.learned_backend else [])
-    if cfg.learned_backend:
+    world = () if cfg.data else ("logs",)  # --data: no world, the learned backend only
+    backends = (["world"] if world else []) + (["learned"] if cfg.learned_backend else [])
+    if cfg.learned_backend and cfg.data:
+        out.append(
+            Stage(
+                "simulator",
+                {"simulator": online.sim_config(cfg), "device": cfg.device, "data": cfg.data},
+                online.simulator_from_data,
+            )
+        )
+    elif cfg.learned_backend:
         out.append(
             Stage(
                 "simulator",
@@ -100,6 +117,7 @@ def online_stages(cfg: BenchConfig) -> list[Stage]:
             )
         )
     sim_dep = ("simulator",) if cfg.learned_backend else ()
+    dqn_backend = online.dqn_backend_of(cfg)
     if cfg.dqn_steps:
         for seed in cfg.seeds:
             out.append(
@@ -108,10 +126,10 @@ def online_stages(cfg: BenchConfig) -> list[Stage]:
                     {
                         "dqn": online.dqn_config(cfg, seed),
                         "env": online.env_kwargs(cfg),
-                        "backend": cfg.dqn_backend,
+                        "backend": dqn_backend,
                     },
                     online.dqn,
-                    deps=("logs",) + (sim_dep if cfg.dqn_backend == "learned" else ()),
+                    deps=world + (sim_dep if dqn_backend == "learned" else ()),
                 )
             )
     online_cfg = replace(
@@ -124,7 +142,7 @@ def online_stages(cfg: BenchConfig) -> list[Stage]:
     )
     for backend in backends:
         for seed in cfg.seeds:
-            deps = ("logs", stages.fit_stage("nextitnet", seed), stages.fit_stage("ruie", seed))
+            deps = world + (stages.fit_stage("nextitnet", seed), stages.fit_stage("ruie", seed))
             deps += sim_dep if backend == "learned" else ()
             deps += (online.dqn_stage(seed),) if cfg.dqn_steps else ()
             out.append(
@@ -162,9 +180,11 @@ def run(
     timings = {
         "logs": done["logs"].seconds if "logs" in done else 0.0,
         "fits (all models and seeds)": fits,
-        "learned backend (replayed logs, simulator and scenario fits)": (
-            done["simulator"].seconds if "simulator" in done else 0.0
-        ),
+        (
+            "learned backend (simulator and scenario fits on the KuaiSAR files)"
+            if cfg.data
+            else "learned backend (replayed logs, simulator and scenario fits)"
+        ): (done["simulator"].seconds if "simulator" in done else 0.0),
         "DQN (all seeds)": sum(r.seconds for n, r in done.items() if n.startswith("dqn-")),
         "online": sum(r.seconds for n, r in done.items() if n.startswith("online-")),
         "this run, wall (reused stages cost ~0)": time.time() - start,
@@ -211,6 +231,7 @@ __all__ = [
     "PRESETS",
     "all_stages",
     "config_from_args",
+    "has_online",
     "main",
     "online_stages",
     "parser",

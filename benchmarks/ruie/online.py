@@ -23,6 +23,14 @@ simulator, with the offline models, DQN and the reference policies.
   logs and meets the same users in the same order (the stage result lists each agent's session
   users, so the pairing is checked, not assumed).
 
+With ``--data DIR`` (a KuaiSAR directory; `BenchConfig.data`) there is no world: the
+``simulator`` stage is ``simulator_from_data`` (`simulators.train.train_simulator` on DIR
+itself: the rows mapped to KuaiRand's columns by `simulators.learned.kuaisar`, and the
+`ScenarioModel` fitted on the same files), DQN trains on that learned backend whatever
+``dqn_backend`` says (`dqn_backend_of`), and only ``online-learned-seed<i>`` runs: no oracle, no
+world rows and no Q-vs-truth tracking. The offline models index items by the protocol's dense
+ids, so the learned backend's catalogue must list the same item ids (checked, else ValueError).
+
 Choices: DQN's flat observation (`envs.contract.flatten_observation`: user, context, candidate
 rows) has no scenario, query or behaviour sequence; it sees the scenario only through the
 candidates a search retrieves (mostly of the query's category). DQN trains on single items
@@ -38,7 +46,7 @@ import numpy as np
 
 from recgym.benchmarks.engine import StageContext
 from recgym.benchmarks.ruie.spec import LABELS, BenchConfig
-from recgym.benchmarks.ruie.stages import auc, build_model, fit_stage, split_of
+from recgym.benchmarks.ruie.stages import auc, build_model, data_dir, fit_stage, split_of
 from recgym.device import load_state, resolve_device
 
 ONLINE_ENV = "recgym/MultiScenario-v0"
@@ -74,6 +82,11 @@ def dqn_config(cfg: BenchConfig, seed: int) -> Any:
         seed=seed,
         device=cfg.device,
     )
+
+
+def dqn_backend_of(cfg: BenchConfig) -> str:
+    """Where DQN trains: ``cfg.dqn_backend``, or the learned backend with ``--data`` (no world)."""
+    return "learned" if cfg.data else cfg.dqn_backend
 
 
 def backend_kwargs(backend: str, deps: dict[str, Any], device: str) -> dict[str, Any]:
@@ -128,6 +141,25 @@ def simulator(ctx: StageContext) -> dict[str, Any]:
     }
 
 
+def simulator_from_data(ctx: StageContext) -> dict[str, Any]:
+    """The learned backend of a ``--data`` run (module docstring): `train_simulator` on the
+    KuaiSAR directory ``ctx.config["data"]``, which also fits and saves the `ScenarioModel`."""
+    from recgym.simulators.learned.scenario import ScenarioModel
+    from recgym.simulators.train import train_simulator
+
+    summary = train_simulator(
+        ctx.config["data"], ctx.dir, ctx.config["simulator"], False, ctx.config["device"]
+    )
+    model = ScenarioModel.load(ctx.dir)
+    return {
+        "targets": summary["targets"],
+        "seconds": summary["seconds"],
+        "watch_imputed_rows": summary["watch_imputed_rows"],
+        "p_search": model.p_search,
+        "p_repeat": model.p_repeat,
+    }
+
+
 # --------------------------------------------------------------------------- DQN
 def dqn(ctx: StageContext) -> dict[str, Any]:
     """DQN of one training seed on MultiScenario-v0 (module docstring)."""
@@ -158,9 +190,9 @@ def online(ctx: StageContext) -> dict[str, Any]:
 
     cfg: BenchConfig = ctx.config["bench"]
     seed, backend = ctx.config["seed"], ctx.config["backend"]
-    logs_dir = ctx.deps["logs"].dir
-    b, split = split_of(cfg, logs_dir)
-    if not np.array_equal(b.item_ids, np.arange(b.n_items)):
+    logs_dir = ctx.deps["logs"].dir if "logs" in ctx.deps else None
+    b, split = split_of(cfg, data_dir(cfg, logs_dir))
+    if not cfg.data and not np.array_equal(b.item_ids, np.arange(b.n_items)):
         raise ValueError("online: the logs' item ids are not the world's 0..n_items-1")
     popularity = Popularity(b.n_items, max_len=cfg.seq_len)
     popularity.fit_counts(split.train)
@@ -186,6 +218,12 @@ def online(ctx: StageContext) -> dict[str, Any]:
             raise ValueError(
                 f"online ({backend}): the learned backend's catalogue has {n_items} items, the "
                 f"logs' behaviours {b.n_items}; the offline models' item ids would not match"
+            )
+        responses = getattr(env.unwrapped.model, "responses", env.unwrapped.model)
+        if cfg.data and not np.array_equal(responses.item_ids, b.item_ids):
+            raise ValueError(
+                f"online ({backend}): the learned backend's item ids are not the offline "
+                f"models' (the sorted item ids of {cfg.data})"
             )
         return env
 
@@ -276,8 +314,10 @@ def trained_in(agent: str, cfg: BenchConfig) -> str:
     if agent in ("random", ORACLE):
         return "-" if agent == "random" else "- (reads the world's click probabilities)"
     if agent == "DQN":
-        where = "the world" if cfg.dqn_backend == "world" else "the learned simulator"
+        where = "the world" if dqn_backend_of(cfg) == "world" else "the learned simulator"
         return f"MultiScenario-v0 on {where} ({cfg.dqn_steps} env steps)"
+    if cfg.data:
+        return "the KuaiSAR files " + ("(click counts)" if agent == "popularity" else "(offline)")
     if agent == "popularity":
         return "the world's logs (click counts)"
     return "the world's logs (offline, KuaiSAR schema)"
@@ -289,6 +329,7 @@ __all__ = [
     "ORACLE",
     "backend_kwargs",
     "dqn",
+    "dqn_backend_of",
     "dqn_config",
     "dqn_stage",
     "env_kwargs",
@@ -297,5 +338,6 @@ __all__ = [
     "run_sessions",
     "sim_config",
     "simulator",
+    "simulator_from_data",
     "trained_in",
 ]

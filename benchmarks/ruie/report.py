@@ -135,8 +135,9 @@ def write(
                 {k: TRACKING_METRICS[k] for k in ("switch_auc", "switch_corr")},
             ),
             "",
-            *_online_section(values, rows, cfg),
         ]
+    if any(r["backend"] in ("world", "learned") for r in rows):
+        lines += _online_section(values, rows, cfg)
     lines += ["## Cost", "", *[f"- {k}: {v:.0f} s" for k, v in timings.items()], ""]
     markdown = "\n".join(lines)
     (out / "results.md").write_text(markdown)
@@ -153,7 +154,7 @@ def write(
 def _online_section(values: Mapping, rows: Sequence[Mapping[str, Any]], cfg: Any) -> list[str]:
     """The online table (one row per agent and backend, with where the agent was trained) and
     the paired differences on each backend."""
-    from recgym.benchmarks.ruie.online import BACKENDS, trained_in
+    from recgym.benchmarks.ruie.online import BACKENDS, dqn_backend_of, trained_in
 
     backends = [b for b in BACKENDS if any(r["backend"] == b for r in rows)]
     names = {"world": "world", "learned": "learned simulator"}
@@ -166,31 +167,49 @@ def _online_section(values: Mapping, rows: Sequence[Mapping[str, Any]], cfg: Any
                 continue
             where = trained_in(agent, cfg)
             table.append(f"| {agent} | {where} | {names[backend]} | " + " | ".join(cells) + " |")
-    learned = (
+    learned_from_logs = (
         " The learned simulator is fitted on the same logs: its response and leave models "
         f"(`SimulatorConfig` defaults, {cfg.sim_epochs} epochs) on the logs written again in "
         "KuaiRand's schema, its scenario switch and queries (`ScenarioModel`) on their KuaiSAR "
         "files; it starts from the users' state after the logs, as the world does. The oracle "
         "reads the world's click probabilities and has no learned-simulator row."
-        if "learned" in backends
-        else ""
     )
+    learned_from_data = (
+        " The learned simulator is trained on the KuaiSAR files alone (`recgym simulator "
+        f"train --data {cfg.data}`, `SimulatorConfig` defaults, {cfg.sim_epochs} epochs): its "
+        "response and leave models on their rows mapped to KuaiRand's columns "
+        "(`simulators.learned.kuaisar`; search rows have no play time, so theirs are drawn from "
+        "the same user's feed rows of the same click state), its scenario switch and queries "
+        "(`ScenarioModel`) on the same files; it starts from the users' state after the logs. "
+        "There is no world here: no oracle, no world rows, no Q-vs-truth tracking."
+    )
+    learned = ""
+    if "learned" in backends:
+        learned = learned_from_data if cfg.data else learned_from_logs
+    dqn_backend = dqn_backend_of(cfg)
     dqn = (
         f" DQN: Tianshou's DQN trained online on MultiScenario-v0 on the "
-        f"{names[cfg.dqn_backend]} for {cfg.dqn_steps} env steps per training seed (one item per "
+        f"{names[dqn_backend]} for {cfg.dqn_steps} env steps per training seed (one item per "
         "request; evaluated on slates of its top 6 by Q), training seed i evaluated with "
         "evaluation seed i."
         if any(r["agent"] == "DQN" for r in rows)
         else ""
     )
+    heading = "on a learned simulator of the KuaiSAR files"
+    world = ""
+    if not cfg.data:
+        heading = "on the world and on a learned simulator"
+        world = " The world is the one that wrote the logs, as it stood after them."
     lines = [
-        "## Online: MultiScenario-v0 on the world and on a learned simulator",
+        f"## Online: MultiScenario-v0 {heading}",
         "",
         f"{cfg.online_episodes} sessions per agent, seed and backend (at most "
         f"{cfg.online_max_steps} requests, 6 items each); evaluation seed i for training seed "
-        "i, so on each backend every agent meets the same users in the same order. The world "
-        "is the one that wrote the logs, as it stood after them. Reward: click 1, forward 2, "
-        "follow 3, like 3 per shown item." + learned + dqn,
+        "i, so on each backend every agent meets the same users in the same order."
+        + world
+        + " Reward: click 1, forward 2, follow 3, like 3 per shown item."
+        + learned
+        + dqn,
         "",
         "\n".join(table),
         "",

@@ -105,8 +105,10 @@ class BenchConfig:
     mode: str = "full"
     """Preset name (set by --quick / --tiny)."""
     data: str | None = None
-    """A KuaiSAR directory (rec_inter.csv, src_inter.csv, ...) to run Table 1 and 2 on instead
-    of the world's logs; the online and tracking sections need the world and are skipped."""
+    """A KuaiSAR directory (rec_inter.csv, src_inter.csv, item_features.csv, ...) to run Tables
+    1 and 2 on instead of the world's logs; the online section then runs on a learned simulator
+    trained on its files alone (with `learned_backend`), without world rows, oracle or
+    Q-vs-truth tracking, which need the world."""
     users: int = 1000
     """World users."""
     items: int = 2000
@@ -149,11 +151,13 @@ class BenchConfig:
     """Greedy test sessions after each DQN epoch (its learning curve)."""
     dqn_backend: str = "world"
     """Where DQN trains: "world" (MultiScenario-v0 on the world as it stood after its logs, as
-    the issue asks) or "learned" (on the learned backend; needs `learned_backend`)."""
+    the issue asks) or "learned" (on the learned backend; needs `learned_backend`). With
+    `data` there is no world: DQN trains on the learned backend."""
     learned_backend: bool = True
     """Also evaluate every online agent (the oracle aside: it reads the world) on
     MultiScenario-v0 over a learned simulator fitted on the bench's world logs
-    (`benchmarks.ruie.online.simulator`)."""
+    (`benchmarks.ruie.online.simulator`), or with `data` on that directory's files (the only
+    online backend then; off: no online section)."""
     sim_epochs: int = 8
     """Epochs of the learned backend's response model (`SimulatorConfig.epochs`'s default)."""
     seed: int = 0
