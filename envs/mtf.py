@@ -144,6 +144,7 @@ class MTFCore(BatchedMDP):
         self.candidates = np.zeros((s, n), dtype=np.int64)
         self.steps = np.zeros(s, dtype=np.int64)
         self.last = np.zeros((s, 3))  # click rate, watch ratio, valid rate of the last request
+        self.session = np.zeros((s, 2))  # minutes watched, valid consumptions this session
         self.exposure = np.zeros((s, self.catalogue.n_categories))
         self.shown = np.zeros((s, n_items), dtype=bool)
         self.rows = np.zeros((s, n, len(MTF_CANDIDATE_FEATURES)), dtype=np.float32)
@@ -217,6 +218,7 @@ class MTFCore(BatchedMDP):
         self.driver.begin(options, idx)
         self.steps[idx] = 0
         self.last[idx] = 0.0
+        self.session[idx] = 0.0
         self.exposure[idx] = 0.0
         self.shown[idx] = False
         self.candidates[idx] = self.driver.retrieve(self.generator, idx)
@@ -240,7 +242,14 @@ class MTFCore(BatchedMDP):
         mtl[..., 2] = pred[..., 2] / (pred[..., 2] + WATCH_REF_S)
         obs["candidates"] = _clip(np.concatenate([obs["candidates"], mtl], axis=-1))
         self.rows[idx] = obs["candidates"]
-        obs["context"] = _clip(np.concatenate([obs["context"], self.last[idx, 2:3]], axis=1))
+        so_far = np.stack(
+            [
+                np.log1p(self.session[idx, 0]),
+                self.session[idx, 1] / (np.maximum(self.steps[idx], 1) * self.list_size),
+            ],
+            axis=1,
+        )
+        obs["context"] = _clip(np.concatenate([obs["context"], self.last[idx, 2:3], so_far], 1))
         obs["history"] = self._history_summary(users)
         return obs
 
@@ -306,6 +315,7 @@ class MTFCore(BatchedMDP):
         self.shown[idx[:, None], slate] = True
         ratio = r["watch_ms"] / np.maximum(self.catalogue.duration_ms[slate], 1)
         self.last[idx] = np.stack([r["click"].mean(1), ratio.mean(1), valid.mean(1)], axis=1)
+        self.session[idx] += np.stack([watch_s.sum(1) / 60.0, valid.sum(1)], axis=1)
         self.steps[idx] += 1
         terminated = np.asarray(res.left, dtype=bool)
         truncated = (self.steps[idx] >= self.max_steps) & ~terminated

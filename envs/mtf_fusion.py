@@ -28,8 +28,15 @@ MTL_COLUMNS: tuple[str, ...] = (
 """The MTL's predictions as candidate columns (watch as ``watch_s / (watch_s + WATCH_REF_S)``)."""
 MTF_CANDIDATE_FEATURES: tuple[str, ...] = (*CANDIDATE_FEATURES, *MTL_COLUMNS)
 """Per-candidate columns of MTFSession-v0: Session-v0's 7, then the MTL's 6."""
-MTF_CONTEXT_FEATURES: tuple[str, ...] = (*SESSION_FEATURES, "last_valid_rate")
-"""``"context"``: step_fraction is the paper's flush num (request index / max_steps)."""
+MTF_CONTEXT_FEATURES: tuple[str, ...] = (
+    *SESSION_FEATURES,
+    "last_valid_rate",
+    "session_log1p_watch_min",
+    "session_valid_per_item",
+)
+"""``"context"``: step_fraction is the paper's flush num (request index / max_steps); the last
+two are the session's behaviour so far (the paper's "user history behavior sequence" within
+the session): log1p of the minutes watched and the valid consumptions per item shown."""
 HISTORY_FEATURES: tuple[str, ...] = (
     "mean_log_duration",
     "mean_log_popularity",

@@ -11,7 +11,7 @@ import pandas as pd
 
 from recgym.data.writers import write_kuairand, write_kuaisar
 from recgym.simulators.logs import LogConfig, simulate_logs
-from recgym.simulators.world import World, WorldConfig
+from recgym.simulators.world import Dynamics, World, WorldConfig
 from recgym.simulators.world_state import (
     CONFIG_FILE,
     STATE_FILE,
@@ -29,6 +29,7 @@ def generate(
     log_config: LogConfig,
     fmt: str = "kuairand",
     progress: bool = True,
+    dynamics: Dynamics | None = None,
 ) -> dict:
     """Write logs of a fresh world to `out` in `fmt` ("kuairand" or "kuaisar").
 
@@ -37,13 +38,14 @@ def generate(
     `simulators.world_state`; `load_world(out)` returns that world, ready to be the env's
     backend) and `world_truth.parquet` (per logged exposure: user_id, item_id, timestamp and
     the world's true p_click, p_long_view and expected_watch_ms). Loaders ignore all three.
-    Returns a summary dict.
+    `dynamics` (default: the calibrated `Dynamics()`) is recorded in `world.json`, and
+    `simulators.world_state.load_world` rebuilds the world with it. Returns a summary dict.
     """
     if fmt not in ("kuairand", "kuaisar"):
         raise ValueError(f"unknown format {fmt!r}; expected 'kuairand' or 'kuaisar'")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    world = World(world_config)
+    world = World(world_config, dynamics)
     logs = simulate_logs(world, log_config, progress=progress)
     if fmt == "kuairand":
         files = write_kuairand(logs, world.user_table(), world.item_table(), out, gifts=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recgym.simulators.world import UserState, World, WorldConfig
+from recgym.simulators.world import Dynamics, UserState, World, WorldConfig
 
 CONFIG_FILE = "world.json"
 """The configs a world was built with (written by `simulators.generate`)."""
@@ -197,6 +197,18 @@ def read_world_config(directory: str | Path) -> WorldConfig:
         raise WorldStateError(f"{path}: not a valid world config ({exc!r})") from exc
 
 
+def read_world_dynamics(directory: str | Path) -> Dynamics:
+    """The `Dynamics` recorded in `directory/world.json` (the defaults where a file written
+    before dynamics were recorded has none); unknown or invalid entries: an error naming the
+    file."""
+    path = Path(directory) / CONFIG_FILE
+    try:
+        cfg = json.loads(path.read_text())
+        return Dynamics(**cfg.get("dynamics", {}))
+    except (OSError, ValueError, TypeError) as exc:
+        raise WorldStateError(f"{path}: not valid world dynamics ({exc!r})") from exc
+
+
 def load_world(directory: str | Path, state: str = "final") -> World:
     """The world that wrote the logs in `directory`.
 
@@ -207,7 +219,7 @@ def load_world(directory: str | Path, state: str = "final") -> World:
     if state not in STATES:
         raise ValueError(f"state must be one of {STATES}, got {state!r}")
     directory = Path(directory)
-    world = World(read_world_config(directory))
+    world = World(read_world_config(directory), read_world_dynamics(directory))
     if state == "final":
         world.restore(read_world_state(directory / STATE_FILE, world))
     return world
@@ -220,6 +232,7 @@ __all__ = [
     "WorldStateError",
     "load_world",
     "read_world_config",
+    "read_world_dynamics",
     "read_world_state",
     "save_world_state",
     "world_fingerprint",

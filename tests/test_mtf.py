@@ -240,3 +240,37 @@ def test_exploration_dataset_round_trips_through_minari(envs: dict, tmp_path: Pa
     np.testing.assert_array_equal(rows.terminated, tr["terminated"])
     np.testing.assert_array_equal(rows.truncated, tr["truncated"])
     np.testing.assert_array_equal(rows.info.item_reward, tr["item_reward"])
+
+
+@pytest.mark.parametrize("item_critic", ["ranked", "pair"])
+def test_enhanced_state_trains_with_either_item_critic(envs: dict, item_critic: str) -> None:
+    from recgym.agents import enhanced_state_mtf as esm
+
+    mtl = envs["per_item"].unwrapped.core.mtl
+    core = MTFCore(world_config=SMALL_WORLD, n_slots=4, mtl=mtl)
+    bounds = UserBounds.make(core.model.n_users, width=0.2, seed=1)
+    tr = collect_transitions(core, Exploration(FixedFusion(), bounds, seed=3), 1, seed=4)
+    cfg = esm.MTFRLConfig(item_critic=item_critic, gradient_steps=3, batch_size=8, n_critics=3)
+    algo, stats = esm.train(tr, cfg)
+    assert np.isfinite([stats[k] for k in ("critic_loss", "actor_loss", "q_mean")]).all()
+    obs = core.begin()
+    act = algo.policy.actions(obs)
+    assert act.shape == (4, core.n_candidates, ACTION_DIM) and np.abs(act).max() <= 1.0
+    # the ranked critic reads no action; the literal one reads the pair's 10 numbers
+    n_in = algo.critics.weights[0].shape[1]
+    assert n_in == int(algo.policy.mean.numel()) + (0 if item_critic == "ranked" else ACTION_DIM)
+
+
+def test_ranked_critic_weights_are_a_soft_top_l_that_ignores_shifts() -> None:
+    from recgym.agents import enhanced_state_mtf as esm
+
+    rng = np.random.default_rng(0)
+    tr = {"state": rng.normal(size=(8, 5)), "rows": rng.normal(size=(8, 10, 4))}
+    algo = esm.build(tr, esm.MTFRLConfig(n_critics=2))
+    score = torch.as_tensor(rng.normal(size=(3, 10)), dtype=torch.float32)
+    w = algo._soft_top(score, 5)
+    torch.testing.assert_close(w.sum(-1), torch.full((3,), 5.0))
+    torch.testing.assert_close(algo._soft_top(score + 7.0, 5), w)  # only the order matters
+    assert (w.argsort(-1) == score.argsort(-1)).all()  # higher score, higher weight
+    with pytest.raises(ValueError, match="item_critic"):
+        esm.build(tr, esm.MTFRLConfig(item_critic="listwise"))

@@ -101,9 +101,15 @@ def test_enhanced_state_beats_integrated_and_mu_bp_online(tiny_logs: Path, mtl_p
         name: {s: evaluate_online(core, p, 4, seed=200 + s)["uvc"] for s in range(5)}
         for name, p in policies.items()
     }
-    for rival in ("mu_bp", "integrated"):
-        for metric, values in (("weighted_gauc", g), ("valid_consumption", uvc)):
-            v = judge(
-                Claim(metric=metric, a="enhanced", b=rival), values["enhanced"], values[rival]
-            )
-            assert v.verdict == "reproduced", v
+    verdicts = {
+        (rival, metric): judge(
+            Claim(metric=metric, a="enhanced", b=rival), values["enhanced"], values[rival]
+        )
+        for rival in ("mu_bp", "integrated")
+        for metric, values in (("weighted_gauc", g), ("valid_consumption", uvc))
+    }
+    summary = {
+        k: (v.verdict, round(v.diff, 4), round(v.low, 4), round(v.high, 4))
+        for k, v in verdicts.items()
+    }
+    assert all(v.verdict == "reproduced" for v in verdicts.values()), summary

@@ -169,6 +169,23 @@ def test_a_state_from_other_dynamics_is_refused_naming_the_constants(
         load_world(world_dir)
 
 
+def test_a_world_written_with_other_dynamics_loads_with_them(tmp_path):
+    """Dynamics passed to `generate` are recorded in world.json and `load_world` rebuilds the
+    world with them (the item-dependent MTF world of tests/test_mtf_learning.py is one)."""
+    dyn = replace(Dynamics(), patience_per_minute=0.18)
+    generate(tmp_path, WORLD, LogConfig(days=1, seed=1), progress=False, dynamics=dyn)
+    world = load_world(tmp_path)
+    assert world.dynamics == dyn
+    replayed = World(WORLD, dyn)
+    simulate_logs(replayed, LogConfig(days=1, seed=1), progress=False)
+    assert_same_state(world.state, replayed.state)
+    cfg = json.loads((tmp_path / CONFIG_FILE).read_text())
+    cfg["dynamics"]["patience_per_hour"] = 1.0
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(cfg))
+    with pytest.raises(WorldStateError, match=r"world\.json: not valid world dynamics"):
+        load_world(tmp_path)
+
+
 def test_a_state_with_other_fields_or_shapes_is_refused(tmp_path, world_dir):
     src = world_dir / STATE_FILE
     with zipfile.ZipFile(src) as zin:
