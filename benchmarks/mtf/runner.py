@@ -59,19 +59,22 @@ class MTFBenchConfig:
     """Training seeds; seed i explores, trains and is evaluated with evaluation seed i."""
     slots: int = 64
     """Concurrent users of the batched env (one backend call steps them all)."""
-    explore_episodes: int = 12
+    explore_episodes: int = 192
     """Exploration episodes per slot (dataset D0 around mu_bp; PTM spreads the same number
-    over its rounds)."""
+    over its rounds). Enhanced-State's ranked critic needs data: on the tiny world its UVC
+    rose from 15 (12 episodes) to 23 (48) and 27 (192) at comparable budgets
+    (`tests/test_mtf_learning.py`)."""
     ptm_rounds: int = 3
     """Rounds of the progressive training mode (paper: 5)."""
     test_episodes: int = 3
     """Episodes per slot of the baseline-logged test dataset (weighted GAUC)."""
     eval_episodes: int = 5
     """Online evaluation episodes per slot (UVC, UDT)."""
-    gradient_steps: int = 800
+    gradient_steps: int = 8000
     """Gradient steps of every offline learner (PTM: in total over its rounds). The paper
-    trains for 300,000; on 2 shared cores a 250-step learner set takes ~80 s per seed and
-    backend, so the full preset (10 stages) is sized to about an hour."""
+    trains for 300,000; on 2 cores 16,000 steps of the whole learner set take ~20 minutes per
+    seed and backend (CQL+SAC ~4.5 of them), so the full preset (10 stages, 2 workers) is
+    sized to 8,000 for about an hour."""
     enhanced_batch: int = 64
     """Enhanced-State's batch in requests (each 10 sub-states; paper: 256, too slow on 2 cores)."""
     batch_size: int = 256
