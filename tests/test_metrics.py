@@ -100,6 +100,28 @@ def test_weighted_gauc_matches_pairwise_definition_on_random_data() -> None:
     assert weighted_gauc(user, label, score, weight) == pytest.approx(num / den)
 
 
+def test_weighted_gauc_is_scikit_learns_weighted_auc_per_user_averaged() -> None:
+    """Per user, scikit-learn's ROC AUC with the weights as sample weights; averaged with the
+    user's total weight (users with one class only are skipped)."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(7)
+    n = 600
+    user = rng.integers(0, 20, n)
+    label = (rng.random(n) < 0.4).astype(np.int64)
+    score = np.round(rng.random(n) + 0.3 * label, 2)  # some ties
+    weight = rng.uniform(1.0, 4.0, n)
+    aucs, totals = [], []
+    for u in np.unique(user):
+        i = user == u
+        if label[i].min() == label[i].max():
+            continue
+        aucs.append(metrics.roc_auc_score(label[i], score[i], sample_weight=weight[i]))
+        totals.append(weight[i].sum())
+    assert weighted_gauc(user, label, score, weight) == pytest.approx(
+        np.average(aucs, weights=totals)
+    )
+
+
 def test_weighted_gauc_extremes_and_errors() -> None:
     user, label = np.array([0, 0, 0, 0]), np.array([1, 1, 0, 0])
     w = np.ones(4)
