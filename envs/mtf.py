@@ -464,9 +464,10 @@ class MTFSessionEnv(MDPEnv):
 
     ## Observation Space
     The enhanced state as a ``Dict`` (`envs.contract.slate_observation_space` keys, with
-    its own widths): ``"user"`` (U,) static user features; ``"context"`` (5,)
+    its own widths): ``"user"`` (U,) static user features; ``"context"`` (7,)
     `MTF_CONTEXT_FEATURES` (flush num = request index / max_steps, last request's click
-    rate, watch ratio and valid rate, history fill); ``"history"`` (6,) `HISTORY_FEATURES`
+    rate, watch ratio and valid rate, history fill, and the session so far: log1p of the
+    minutes watched and valid consumptions per item shown); ``"history"`` (6,) `HISTORY_FEATURES`
     (the behaviour sequence summarised: mean log duration and popularity of the last
     consumed items, top-3 category shares, share of distinct categories);
     ``"candidates"`` (N, 13) `MTF_CANDIDATE_FEATURES` (Session-v0's 7 columns, then the
