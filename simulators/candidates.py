@@ -13,6 +13,9 @@ import numpy as np
 
 from recgym.simulators.protocol import Catalogue
 
+POP_BUCKETS = 2**14
+"""Buckets of the popularity sampler's lookup table (`CandidateGenerator._popular`)."""
+
 
 @dataclass(kw_only=True)
 class CandidateGenerator:
@@ -30,6 +33,7 @@ class CandidateGenerator:
     _by_category: np.ndarray = field(init=False, repr=False)
     _offsets: np.ndarray = field(init=False, repr=False)
     _pop_cdf: np.ndarray = field(init=False, repr=False)
+    _pop_start: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.n_candidates > self.catalogue.n_items:
@@ -43,6 +47,24 @@ class CandidateGenerator:
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         self._pop_cdf = np.cumsum(self.catalogue.popularity)
         self._pop_cdf /= self._pop_cdf[-1]
+        # where each of POP_BUCKETS equal slices of [0, 1) starts in the cdf (`_popular`)
+        self._pop_start = np.searchsorted(self._pop_cdf, np.arange(POP_BUCKETS) / POP_BUCKETS)
+
+    def _popular(self, u: np.ndarray) -> np.ndarray:
+        """Items drawn by popularity from uniforms `u` in [0, 1): exactly
+        ``np.searchsorted(self._pop_cdf, u)``, 5-10x faster for a few thousand draws.
+
+        A lookup of u's bucket gives the count of cdf entries below the bucket's start (exact:
+        ``u * POP_BUCKETS`` is exact for a power of two), then every draw steps up while its cdf
+        entry is below it; the few items whose cdf lies inside one bucket bound the steps.
+        """
+        idx = self._pop_start[(u * POP_BUCKETS).astype(np.int64)]
+        cdf = self._pop_cdf
+        while True:
+            below = cdf[idx] < u
+            if not below.any():
+                return idx
+            idx += below
 
     def __call__(self, history: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(B, H) history item ids (-1 padded) -> (B, n_candidates) int64 candidate item ids."""
@@ -67,8 +89,8 @@ class CandidateGenerator:
         fill_u = rng.random((b, n_hist))  # drawn for every row: the stream stays aligned
         empty = ~has
         if empty.any():  # rows without history take popular items (searchsorted only there)
-            from_hist[empty] = np.searchsorted(self._pop_cdf, fill_u[empty])
-        popular = np.searchsorted(self._pop_cdf, rng.random((b, n_pop)))
+            from_hist[empty] = self._popular(fill_u[empty])
+        popular = self._popular(rng.random((b, n_pop)))
         uniform = rng.integers(0, n_items, (b, n_rand))
         cand = np.concatenate([from_hist, popular, uniform], axis=1).astype(np.int64)
         return _replace_duplicates(np.minimum(cand, n_items - 1), n_items, rng)
@@ -81,7 +103,7 @@ class CandidateGenerator:
         lo, hi = self._offsets[categories][:, None], self._offsets[categories + 1][:, None]
         within = lo + (rng.random((b, n)) * (hi - lo)).astype(np.int64)
         relevant = self._by_category[np.minimum(within, n_items - 1)]
-        popular = np.searchsorted(self._pop_cdf, rng.random((b, n)))
+        popular = self._popular(rng.random((b, n)))
         empty = (hi == lo) | (rng.random((b, n)) >= 0.8)
         cand = np.where(empty, popular, relevant).astype(np.int64)
         return _replace_duplicates(np.minimum(cand, n_items - 1), n_items, rng)
@@ -93,20 +115,29 @@ def _replace_duplicates(cand: np.ndarray, n_items: int, rng: np.random.Generator
     Each round redraws, in row-major order, every entry that repeats an earlier one of its row
     (in sorted order); after the first round only the rows that had duplicates are checked
     again (the others cannot gain any), which draws exactly what checking every row would.
+    The rows are ordered by one ``np.sort`` of ``item << bits | column`` keys: the order of a
+    stable argsort of the items (ties by column), several times faster than that argsort.
     """
     cand = cand.copy()
+    n = cand.shape[1]
+    bits = max(1, (n - 1).bit_length())
+    column = np.arange(n, dtype=np.int64)
+    mask = (1 << bits) - 1
     active = np.arange(cand.shape[0])
+    sub = cand
     for _ in range(100):
-        sub = cand[active]
-        order = np.argsort(sub, axis=1, kind="stable")
-        s = np.take_along_axis(sub, order, axis=1)
-        dup_sorted = np.zeros(s.shape, dtype=bool)
-        dup_sorted[:, 1:] = s[:, 1:] == s[:, :-1]
+        keys = np.sort((sub << bits) | column, axis=1)
+        s = keys >> bits
+        dup_sorted = s[:, 1:] == s[:, :-1]
         if not dup_sorted.any():
             return cand
-        dup = np.zeros_like(dup_sorted)
-        np.put_along_axis(dup, order, dup_sorted, axis=1)
-        sub[dup] = rng.integers(0, n_items, int(dup.sum()))
-        cand[active] = sub
-        active = active[dup.any(axis=1)]
+        dup = np.zeros(sub.shape, dtype=bool)
+        rows, pos = np.nonzero(dup_sorted)
+        dup[rows, keys[rows, pos + 1] & mask] = True
+        sub[dup] = rng.integers(0, n_items, len(rows))
+        if sub is not cand:
+            cand[active] = sub
+        had = dup.any(axis=1)
+        active = active[had]
+        sub = cand[active]
     raise RuntimeError("could not draw distinct candidates; is n_candidates close to n_items?")

@@ -535,8 +535,13 @@ class World:
         """Append each row's consumed items (-1 = none) to the users' history, keeping order."""
         st = self.state
         merged = np.concatenate([st.history[users], consumed], axis=1)
-        order = np.argsort(merged >= 0, axis=1, kind="stable")
-        st.history[users] = np.take_along_axis(merged, order, axis=1)[:, -self.history_len :]
+        # a stable partition, -1 entries first: one np.sort of (valid << bits | column) keys
+        # orders each row as the stable argsort of ``merged >= 0`` would, several times faster
+        width = merged.shape[1]
+        bits = max(1, (width - 1).bit_length())
+        keys = ((merged >= 0).astype(np.int64) << bits) | np.arange(width, dtype=np.int64)
+        order = np.sort(keys, axis=1)[:, -self.history_len :] & ((1 << bits) - 1)
+        st.history[users] = np.take_along_axis(merged, order, axis=1)
 
     def _pass_time(self, users: np.ndarray, days: np.ndarray, rng: np.random.Generator) -> None:
         """Advance users by `days` (B,): fatigue recovers, interests fade/die/are born, drift."""
