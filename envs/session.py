@@ -21,6 +21,7 @@ from recgym.envs.contract import (
 )
 from recgym.envs.driver import EpisodeDriver
 from recgym.envs.vector import BatchedMDP, Info, MDPEnv, MDPVectorEnv, Obs
+from recgym.simulators.arrays import add_at
 from recgym.simulators.candidates import CandidateGenerator
 from recgym.simulators.protocol import Catalogue, UserModel
 
@@ -383,7 +384,7 @@ def record_request(mdp: Any, slots: np.ndarray, slate: np.ndarray, responses: di
     cats = mdp.catalogue.category[slate]
     rows = np.broadcast_to(slots[:, None], slate.shape)
     mdp.session_exposure[slots] *= EXPOSURE_DECAY
-    np.add.at(mdp.session_exposure, (rows, cats), 1.0)  # +1 per shown item, in order
+    add_at(mdp.session_exposure, (rows, cats), 1.0)  # +1 per shown item, in order
     mdp.shown[rows, slate] = True
     ratio = responses["watch_ms"] / np.maximum(mdp.catalogue.duration_ms[slate], 1)
     k = slate.shape[1]

@@ -73,6 +73,7 @@ import pandas as pd
 from scipy.special import expit, ndtr
 
 from recgym.simulators import scenarios
+from recgym.simulators.arrays import add_at
 from recgym.simulators.features import user_feature_matrix
 from recgym.simulators.protocol import BEHAVIOURS, REC, SEARCH, StepResult
 from recgym.simulators.world_build import (
@@ -348,7 +349,7 @@ class World:
         # --- state transition -------------------------------------------------------------
         rows = np.broadcast_to(users[:, None], (b, k))
         author = terms["author"]
-        np.add.at(st.bond, (rows[satisfied], author[satisfied]), 1.0)
+        add_at(st.bond, (rows[satisfied], author[satisfied]), 1.0)
         st.follows[rows[follow], author[follow]] = True
         cats = terms["category"]
         shown = np.bincount(

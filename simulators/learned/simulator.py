@@ -16,6 +16,7 @@ import torch
 
 from recgym.data.writers import REC_TAB, SEARCH_TAB
 from recgym.device import resolve_device
+from recgym.simulators.arrays import add_at
 from recgym.simulators.protocol import BEHAVIOURS, SEARCH, Catalogue, StepResult
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -511,7 +512,7 @@ class LearnedSimulator:
         x = np.stack([np.ones(click.shape), click, long_view], axis=-1).astype(np.float32)
         n_cat = self.catalogue.n_categories
         flat = st.counts.reshape(-1, 3)  # a view: counts of user u, category c at u * C + c
-        np.add.at(flat, (users[:, None] * n_cat + cats).ravel(), x.reshape(-1, 3))
+        add_at(flat, ((users[:, None] * n_cat + cats).ravel(),), x.reshape(-1, 3))
         st.totals[users] += x.sum(axis=1)
         pair_x = np.concatenate([x, follow[..., None]], axis=-1).astype(np.float32)
         st.pairs.add(users, self.catalogue.author[slate], pair_x)

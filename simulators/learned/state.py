@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recgym.simulators.arrays import add_at
+
 from .config import SIGNALS
 
 
@@ -31,7 +33,7 @@ class PairCounts:
         """Sum `values` (Q, 4) over duplicate `keys` (Q,) into a table."""
         uniq, inverse = np.unique(np.asarray(keys, dtype=np.int64), return_inverse=True)
         sums = np.zeros((len(uniq), 4), dtype=np.float64)
-        np.add.at(sums, inverse.ravel(), values)
+        add_at(sums, (inverse.ravel(),), values)
         return cls(n_authors=n_authors, keys=uniq, values=sums.astype(np.float32))
 
     def compact(self) -> PairCounts:
