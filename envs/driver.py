@@ -207,16 +207,22 @@ class EpisodeDriver:
         streams = self._streams()
         idx = self._slots(slots)
         n = len(self.users)
-        draws = np.fromiter((streams.users[i].integers(n) for i in idx), np.int64, len(idx))
+        order = idx.tolist()  # Python ints: list indexing and set lookups without numpy scalars
+        gens = streams.users
+        draws = np.fromiter((gens[i].integers(n) for i in order), np.int64, len(order))
         users = self.users[draws].astype(np.int64)
         if self.n_slots > 1:
             busy = np.ones(self.n_slots, dtype=bool)
             busy[idx] = False
             taken = set(self.user[busy].tolist()) if self._begun else set()
-            for j, slot in enumerate(idx):
-                while int(users[j]) in taken:
-                    users[j] = self.users[streams.users[slot].integers(n)]
-                taken.add(int(users[j]))
+            drawn = users.tolist()
+            for j, slot in enumerate(order):
+                user = drawn[j]
+                while user in taken:
+                    user = int(self.users[gens[slot].integers(n)])
+                drawn[j] = user
+                taken.add(user)
+            users = np.array(drawn, dtype=np.int64)
         return users
 
     def begin(

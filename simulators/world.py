@@ -73,7 +73,7 @@ import pandas as pd
 from scipy.special import expit, ndtr
 
 from recgym.simulators import scenarios
-from recgym.simulators.arrays import add_at
+from recgym.simulators.arrays import add_at, gather
 from recgym.simulators.features import user_feature_matrix
 from recgym.simulators.protocol import BEHAVIOURS, REC, SEARCH, StepResult
 from recgym.simulators.world_build import (
@@ -305,7 +305,7 @@ class World:
     ) -> StepResult:
         users = np.asarray(users, dtype=np.int64)
         slate = np.asarray(slate, dtype=np.int64)
-        if len(np.unique(users)) != len(users):
+        if len(users) > 1 and (np.diff(np.sort(users)) == 0).any():
             raise ValueError("World.step needs distinct users in one batch")
         st, dyn, cat_ = self.state, self.dynamics, self.catalogue
         b, k = slate.shape
@@ -314,7 +314,7 @@ class World:
         click = rng.random((b, k)) < expit(terms["click_logit"])
         engage = terms["sat"] + dyn.sat_noise * rng.standard_normal((b, k))
         ratio = np.minimum(1.0, 1.2 * expit(engage - terms["length"]))
-        duration = cat_.duration_ms[slate]
+        duration = cat_.duration_ms.take(slate)
         skim = np.minimum(rng.exponential(dyn.skim_ms, (b, k)), 0.5 * duration)
         watch_ms = np.where(click, ratio * duration, skim).astype(np.int64)
         long_view = watch_ms >= np.minimum(duration, LONG_VIEW_MS)
@@ -367,7 +367,7 @@ class World:
         value = np.where(
             satisfied, -np.expm1(-watch_ms / (1000.0 * dyn.patience_restore_tau_s)), 0.0
         )
-        st.patience[users] += (
+        patience = st.patience[users] + (
             dyn.patience_restore * value.mean(axis=1)
             - dyn.patience_disappoint * disappointed.mean(axis=1)
             - dyn.patience_hate * hate.mean(axis=1)
@@ -375,7 +375,9 @@ class World:
             - dyn.patience_cost
             - dyn.patience_per_minute * elapsed / 60_000.0
         )
-        st.patience[users] = np.clip(st.patience[users], -1.0, 1.5)
+        # in the state's dtype, as the in-place update of ``st.patience[users]`` would store it
+        patience = np.clip(patience.astype(st.patience.dtype, copy=False), -1.0, 1.5)
+        st.patience[users] = patience
         # interests: satisfying consumption reinforces an interest, or kindles a new one (a few
         # satisfying items of a category lift it past `interest_death`)
         sat_rows, sat_cats = rows[satisfied], cats[satisfied]
@@ -386,7 +388,7 @@ class World:
         st.clock_ms[users] += elapsed
         st.session_steps[users] += 1
         p_leave = dyn.leave_floor + (1 - dyn.leave_floor) * expit(
-            8.0 * (dyn.leave_threshold - st.patience[users])
+            8.0 * (dyn.leave_threshold - patience)
         )
         left = rng.random(b) < p_leave
         responses = {
@@ -481,28 +483,30 @@ class World:
         st, dyn, c, t = self.state, self.dynamics, self.catalogue, self.truth
         b, k = slate.shape
         rows = users[:, None]
-        cats = c.category[slate]
-        author = c.author[slate]
-        interest = st.interest[rows, cats]
+        # 1-D takes (`arrays.gather`): the values of ``[slate]`` / ``[rows, cats]`` indexing
+        cats = c.category.take(slate)
+        author = c.author.take(slate)
+        interest = gather(st.interest, rows, cats)
         if scenario is None:
             scenario = np.full(b, REC, dtype=np.int64)
         is_search = (np.asarray(scenario) == SEARCH)[:, None]
-        interest = np.where(
-            is_search, np.maximum(interest, st.search_interest[rows, cats]), interest
-        )
-        match = np.einsum("bd,bkd->bk", st.latent[users], t.item_latent[slate]) / np.sqrt(
-            t.item_latent.shape[1]
-        )
-        fatigue = st.fatigue[rows, cats]
-        bond = st.bond[rows, author]
-        followed = st.follows[rows, author]
-        cb = t.item_clickbait[slate]
+        if is_search.any():  # else np.where would return `interest` unchanged
+            interest = np.where(
+                is_search, np.maximum(interest, gather(st.search_interest, rows, cats)), interest
+            )
+        match = np.einsum(
+            "bd,bkd->bk", st.latent[users], t.item_latent.take(slate, axis=0)
+        ) / np.sqrt(t.item_latent.shape[1])
+        fatigue = gather(st.fatigue, rows, cats)
+        bond = gather(st.bond, rows, author)
+        followed = gather(st.follows, rows, author)
+        cb = t.item_clickbait.take(slate)
         click_logit = (
             dyn.click_bias
             + dyn.click_interest * interest
             + dyn.click_match * match
             + dyn.click_clickbait * cb
-            + dyn.click_popularity * t.item_log_popularity[slate]
+            + dyn.click_popularity * t.item_log_popularity.take(slate)
             + dyn.click_follow * followed
             - dyn.click_fatigue * fatigue
             - dyn.click_position * np.arange(k)
@@ -512,12 +516,12 @@ class World:
             dyn.sat_bias
             + dyn.sat_interest * interest
             + dyn.sat_match * match
-            + dyn.sat_quality * t.item_quality[slate]
+            + dyn.sat_quality * t.item_quality.take(slate)
             - dyn.sat_clickbait * cb
             - dyn.sat_fatigue * fatigue
             + dyn.sat_bond * np.log1p(bond)
         )
-        length = dyn.watch_duration * np.log(c.duration_ms[slate] / dyn.watch_ref_ms)
+        length = dyn.watch_duration * np.log(c.duration_ms.take(slate) / dyn.watch_ref_ms)
         return {
             "click_logit": click_logit,
             "sat": sat,
