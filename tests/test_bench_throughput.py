@@ -55,6 +55,7 @@ EXPECTED = {  # (bench, variant, metric, batch)
             ("vector_env", "world"),
             ("vector_env", "learned"),
             ("env_step", "world/collector-native"),
+            ("env_step", "world/collector-native-batched"),
         )
         for metric in ("steps_per_s", "steps_per_cpu_s")
     ),

@@ -15,6 +15,11 @@ which see the same load).
 - ``env_step`` variant ``world/collector-native``: a Tianshou `Collector` with a
   `RandomActionPolicy` over `envs.tianshou_vector.TianshouVectorEnv` of that vector env (Dict
   observations, ``info="none"``), ``collect(n_step=8 * VECTOR_N)`` per call (target >= 30,000).
+  Tianshou's `RandomActionPolicy` samples a Box action with one ``action_space.sample()`` per
+  env (256 Python calls per step, a fifth of the collect time); variant
+  ``world/collector-native-batched`` is the same collection with `BatchedRandomPolicy`, one
+  uniform draw for all envs (as a network policy acts: one forward per batch), so the row
+  measures the env and the Collector, not the random sampler (the same target).
 - ``dqn_train``: ``steps_per_s`` of `agents.dqn.train_dqn` on Session-v0 over the default world
   (DQNConfig defaults but DQN_STEPS env steps in 2 epochs: collection, gradient steps, test
   episodes; after a small warm-up run so imports and compiled kernels are not timed). Target
@@ -33,6 +38,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -80,6 +86,30 @@ def bench_vector_env(work: Workspace) -> list[dict]:
     return rows
 
 
+def batched_random_policy(action_space: Any, seed: int = 0) -> Any:
+    """A Tianshou `RandomActionPolicy` whose Box actions for all envs come from one uniform
+    draw (its own ``np.random.Generator`` seeded `seed`) instead of one
+    ``action_space.sample()`` per env; Discrete spaces keep Tianshou's behaviour."""
+    import torch
+    from tianshou.algorithm.algorithm_base import RandomActionPolicy
+    from tianshou.data import Batch
+
+    class BatchedRandomPolicy(RandomActionPolicy):
+        def __init__(self) -> None:
+            super().__init__(action_space)
+            self.rng = np.random.default_rng(seed)
+
+        def forward(self, batch: Any, state: Any = None, **kwargs: Any) -> Batch:
+            space = self.action_space
+            if not hasattr(space, "low"):
+                return super().forward(batch, state, **kwargs)
+            shape = (len(batch.obs), *space.shape)
+            act = self.rng.uniform(space.low, space.high, shape).astype(space.dtype)
+            return Batch(act=torch.as_tensor(act), state=state)
+
+    return BatchedRandomPolicy()
+
+
 def bench_collector_native(work: Workspace) -> list[dict]:
     from tianshou.algorithm.algorithm_base import RandomActionPolicy
     from tianshou.data import Collector, VectorReplayBuffer
@@ -87,21 +117,30 @@ def bench_collector_native(work: Workspace) -> list[dict]:
     from recgym.envs.tianshou_vector import TianshouVectorEnv
 
     repeats, block = (3, 0.2) if work.quick else (5, 1.0)
-    venv = TianshouVectorEnv(_make_vec(VECTOR_N), info="none")
-    venv.seed(0)
     n_step = 8 * VECTOR_N
-    collector = Collector(
-        RandomActionPolicy(venv.action_space[0]), venv, VectorReplayBuffer(4 * n_step, VECTOR_N)
-    )
-    collector.reset()
-    wall, cpu = _median_times(lambda: collector.collect(n_step=n_step), repeats, block)
-    note = (
-        f"median of {repeats}; Tianshou Collector, RandomActionPolicy, TianshouVectorEnv over "
-        f"the native vector env ({VECTOR_N} slots, Dict obs, info='none'), "
-        f"collect(n_step={n_step}); default WorldConfig"
-    )
-    variant = "world/collector-native"
-    return _rate_rows(work, "env_step", n_step, wall, cpu, VECTOR_N, note, variant)
+    rows = []
+    for variant, policy_name in (
+        ("world/collector-native", "RandomActionPolicy"),
+        ("world/collector-native-batched", "BatchedRandomPolicy (one uniform draw per step)"),
+    ):
+        venv = TianshouVectorEnv(_make_vec(VECTOR_N), info="none")
+        venv.seed(0)
+        space = venv.action_space[0]
+        policy = (
+            RandomActionPolicy(space)
+            if policy_name == "RandomActionPolicy"
+            else batched_random_policy(space)
+        )
+        collector = Collector(policy, venv, VectorReplayBuffer(4 * n_step, VECTOR_N))
+        collector.reset()
+        wall, cpu = _median_times(lambda c=collector: c.collect(n_step=n_step), repeats, block)
+        note = (
+            f"median of {repeats}; Tianshou Collector, {policy_name}, TianshouVectorEnv over "
+            f"the native vector env ({VECTOR_N} slots, Dict obs, info='none'), "
+            f"collect(n_step={n_step}); default WorldConfig"
+        )
+        rows += _rate_rows(work, "env_step", n_step, wall, cpu, VECTOR_N, note, variant)
+    return rows
 
 
 def bench_dqn_train(work: Workspace) -> list[dict]:
