@@ -222,3 +222,94 @@ def test_collector_over_a_wide_native_env_with_dict_observations() -> None:
         np.testing.assert_array_equal(
             batch.obs_next.user_id[:-1][cont], batch.obs.user_id[1:][cont]
         )
+
+
+# ---------------------------------------------------------------------- fast paths (issue 10)
+# Each fast path of the env's hot loop claims the exact result of the plain numpy it replaced;
+# these compare them on inputs with the awkward cases (ties, -0.0, repeats, empty rows).
+
+
+def _replace_duplicates_reference(cand: np.ndarray, n_items: int, rng) -> np.ndarray:
+    """The former implementation: stable argsorts over every still-active row."""
+    cand = cand.copy()
+    active = np.arange(cand.shape[0])
+    for _ in range(100):
+        sub = cand[active]
+        order = np.argsort(sub, axis=1, kind="stable")
+        s = np.take_along_axis(sub, order, axis=1)
+        dup_sorted = np.zeros(s.shape, dtype=bool)
+        dup_sorted[:, 1:] = s[:, 1:] == s[:, :-1]
+        if not dup_sorted.any():
+            return cand
+        dup = np.zeros_like(dup_sorted)
+        np.put_along_axis(dup, order, dup_sorted, axis=1)
+        sub[dup] = rng.integers(0, n_items, int(dup.sum()))
+        cand[active] = sub
+        active = active[dup.any(axis=1)]
+    raise RuntimeError("no distinct rows")
+
+
+def test_candidate_fast_paths_draw_what_searchsorted_and_argsort_drew() -> None:
+    from recgym.simulators.candidates import CandidateGenerator, _replace_duplicates
+    from recgym.simulators.world import World, WorldConfig
+
+    world = World(WorldConfig(**WORLD))
+    generator = CandidateGenerator(catalogue=world.catalogue, n_candidates=12)
+    u = np.random.default_rng(0).random((64, 40))
+    u[0, :4] = [0.0, generator._pop_cdf[0], generator._pop_cdf[5], np.nextafter(1.0, 0.0)]
+    np.testing.assert_array_equal(generator._popular(u), np.searchsorted(generator._pop_cdf, u))
+    cand = np.random.default_rng(1).integers(0, 20, (50, 12))  # many repeats per row
+    cand[0] = 7  # a row of one item
+    fast = _replace_duplicates(cand, 300, np.random.default_rng(2))
+    np.testing.assert_array_equal(
+        fast, _replace_duplicates_reference(cand, 300, np.random.default_rng(2))
+    )
+    assert all(len(set(row)) == 12 for row in fast.tolist())
+
+
+def test_top_scores_is_the_stable_argsort_of_the_negated_scores() -> None:
+    from recgym.envs.session import top_scores
+
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(-1, 1, (40, 50)).astype(np.float32)
+    scores[0] = 0.5  # all tied
+    scores[1] = -np.abs(scores[1])  # the zeros below are the row's highest scores
+    scores[1, :10] = -0.0
+    scores[1, 10:20] = 0.0  # -0.0 ties with 0.0, as in argsort
+    scores[2, ::3] = np.float32(1e-38)  # subnormal-ish and tiny values
+    scores[3] = rng.integers(-2, 3, 50)  # few distinct values
+    for s in (scores, scores.astype(np.float64)):  # float64 holding float32 values: fast path
+        expected = np.argsort(-np.asarray(s, np.float64), axis=1, kind="stable")[:, :6]
+        np.testing.assert_array_equal(top_scores(s, 6), expected)
+    wide = rng.normal(size=(40, 50))  # float64 a float32 cannot hold: the argsort itself
+    np.testing.assert_array_equal(
+        top_scores(wide, 6), np.argsort(-wide, axis=1, kind="stable")[:, :6]
+    )
+
+
+def test_add_at_and_gather_equal_numpy_fancy_indexing() -> None:
+    from recgym.simulators.arrays import add_at, gather
+
+    rng = np.random.default_rng(0)
+    target = rng.random((30, 7)) * 1e-3  # non-integer sums: the order of additions shows
+    rows, cols = rng.integers(0, 30, 500), rng.integers(0, 7, 500)  # many repeats
+    expected = target.copy()
+    np.add.at(expected, (rows, cols), 0.1)
+    add_at(target, (rows, cols), 0.1)
+    np.testing.assert_array_equal(target, expected)
+    counts = rng.random((30, 7, 3)).astype(np.float32)
+    values = rng.random((500, 3)).astype(np.float32)
+    expected = counts.copy()
+    np.add.at(expected, (rows, cols), values)
+    add_at(counts, (rows, cols), values)
+    np.testing.assert_array_equal(counts, expected)
+    strided = np.zeros((7, 30)).T  # not C-contiguous: np.add.at itself
+    add_at(strided, (rows, cols), 1.0)
+    np.testing.assert_array_equal(
+        strided, np.bincount(rows * 7 + cols, minlength=210).reshape(30, 7)
+    )
+    table = rng.random((30, 7))
+    np.testing.assert_array_equal(
+        gather(table, rows[:, None], cols[None, :3]), table[rows[:, None], cols[None, :3]]
+    )
+    np.testing.assert_array_equal(gather(table.T, cols, rows), table.T[cols, rows])
