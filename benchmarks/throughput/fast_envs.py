@@ -31,10 +31,13 @@ which see the same load).
   (recgym / SARDINE steps per second; target >= 1.5). Without sardine-rec installed
   (``pip install 'recgym[peers]'``) the bench writes one ``installed`` row, value 0, whose note
   says "not installed".
+
+Every row's note ends with the machine's 1-minute load average when it was measured.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -199,11 +202,21 @@ def _rate_rows(
     variant: str | None,
 ) -> list[dict]:
     """``steps_per_s`` (wall) and ``steps_per_cpu_s`` (this process's CPU time) of `steps` env
-    steps taking `wall` / `cpu` seconds."""
+    steps taking `wall` / `cpu` seconds; the note gets the load average at the end."""
+    note = f"{note}; {load_note()}"
     return [
         work.row(bench, "steps_per_s", steps / wall, "1/s", batch, note, variant),
         work.row(bench, "steps_per_cpu_s", steps / cpu, "1/s", batch, note, variant),
     ]
+
+
+def load_note() -> str:
+    """The machine's 1-minute load average (other jobs on the shared cores), for a row's note:
+    the CPU rates fall as the load rises (cores and caches shared), so a rate is read with it."""
+    try:
+        return f"load average {os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "load average unknown"
 
 
 def bench_peer(work: Workspace) -> list[dict]:
@@ -234,7 +247,10 @@ def bench_peer(work: Workspace) -> list[dict]:
             rates[name].append(_block_rate(step, block))
     peer_wall, peer_cpu = (statistics.median(r[i] for r in rates["peer"]) for i in (0, 1))
     our_wall, our_cpu = (statistics.median(r[i] for r in rates["ours"]) for i in (0, 1))
-    how = f"median of {rounds} alternating blocks of {block:g} s, action_space.sample() actions"
+    how = (
+        f"median of {rounds} alternating blocks of {block:g} s, action_space.sample() actions, "
+        f"{load_note()}"
+    )
     peer_note = (
         f"{how}; gym.make({PEER_ID!r}, slate_size={PEER_SLATE}), sardine-rec "
         f"{_version('sardine-rec')}"
