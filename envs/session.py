@@ -438,6 +438,8 @@ def top_scores(scores: np.ndarray, k: int) -> np.ndarray:
     by the column bits, plus the column, and one ``np.sort`` orders the row (about 4x faster
     than the stable argsort at 256 x 50)."""
     m, n = scores.shape
+    if m * n < 1024:  # a few rows: the argsort's call is cheaper than building the keys
+        return np.argsort(-np.asarray(scores, np.float64), axis=1, kind="stable")[:, :k]
     if scores.dtype != np.float32:
         narrow = scores.astype(np.float32)
         if not np.array_equal(narrow, scores):

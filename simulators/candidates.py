@@ -58,6 +58,8 @@ class CandidateGenerator:
         ``u * POP_BUCKETS`` is exact for a power of two), then every draw steps up while its cdf
         entry is below it; the few items whose cdf lies inside one bucket bound the steps.
         """
+        if u.size < 256:  # a few draws: searchsorted's call is cheaper than the loop's setup
+            return np.searchsorted(self._pop_cdf, u)
         idx = self._pop_start[(u * POP_BUCKETS).astype(np.int64)]
         cdf = self._pop_cdf
         while True:
