@@ -80,8 +80,21 @@ Minus one interest (ARI 0 by definition) the intervals are as wide. ``open_basel
 changes little (3 epochs: the same numbers for seeds 0 and 1; 10 epochs: 0.362 and 0.755).
 Ranking the next click among 99 unseen items (the learning test's protocol, seed 0): paper
 settings NDCG@10 0.213 / HR@10 0.370 after 3 epochs, 0.409 / 0.633 after 10; similarity_policy
-0.370 / 0.567 and 0.413 / 0.663. It stays off by default because the paper-dataset benchmark
-(`recgym bench rdrsr`) has not been run with it.
+0.370 / 0.567 and 0.413 / 0.663.
+
+Where it does not help (single runs, not benchmarked). (a) It needs item embeddings trained
+enough to group categories: on the bench's quick world (1,000 items, 5 training prefixes per
+user, 2 epochs, lr 1e-3; the bench's test prefixes, 32 users with two true interests) ARI stays
+at 0 +- 0.06 for both variants, seeds 0-4; with every prefix, 3 epochs and lr 3e-3 it is 0.36
+and 0.23 for seeds 1 and 2 (paper settings 0.00). (b) The DID can still choose h = 1 for every
+user, and then nothing can be grouped: seed 0 of that run (ARI 0.00, mean h 1.0; the learned
+s = 12.5 and c = 0.26 are as in the working seeds); with ``dynamic=False`` (h = k) ARI is 0.22,
+0.14 and 0.18 for seeds 0-2. (c) On the paper datasets (quick preset: d = 32, 2 epochs, 5
+prefixes per user, 99 unseen negatives, seeds 0-2) HR@10 moves from 0.151 / 0.136 / 0.160 to
+0.117 / 0.100 / 0.099 on ML-100k (worse), from 0.164 / 0.166 / 0.165 to 0.216 / 0.242 / 0.213
+on Last.fm, and from 0.346 / 0.384 / 0.346 to 0.736 / 0.780 / 0.755 on Foursquare (with
+repeats: 94% of its targets are items the user clicked, which sit close to an interest that
+is the mean of clicked items' embeddings). Mixed, so it stays off by default.
 
 Why not Tianshou's `Reinforce`: the allocation episode lives inside one forward pass (its states
 are differentiable functions of the encoder, and the policy-gradient term is summed with the
