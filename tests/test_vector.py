@@ -175,18 +175,64 @@ def _collect(venv, policy, seed: int) -> dict:
     return _buffer_arrays(buf)
 
 
-def test_collector_over_the_native_env_equals_collector_over_dummy_vector_env() -> None:
-    """One slot, flat observations (as DQN trains): the same transitions either way."""
+@pytest.mark.parametrize("info", ["full", "none"])
+def test_collector_over_the_native_env_equals_collector_over_dummy_vector_env(info: str) -> None:
+    """One slot, flat observations (as DQN trains): the same transitions either way, whatever
+    the infos."""
     kwargs = {**KWARGS, "action_mode": "discrete"}
     dummy = DummyVectorEnv([functools.partial(_flat_env, **kwargs)])
     native = TianshouVectorEnv(
-        make_vec("recgym/Session-v0", 1, action_mode="discrete"), flatten=True
+        make_vec("recgym/Session-v0", 1, action_mode="discrete"), flatten=True, info=info
     )
     policy = RandomActionPolicy(dummy.action_space[0])
     a, b = _collect(dummy, policy, 5), _collect(native, policy, 5)
     assert a["terminated"].any() or a["truncated"].any()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+class _ObsHashPolicy(RandomActionPolicy):
+    """Acts on the observation alone (a deterministic function of it), so two collections see
+    the same actions exactly when they see the same observations; records the info keys the
+    Collector hands it."""
+
+    def __init__(self, action_space: gym.spaces.Discrete) -> None:
+        super().__init__(action_space)
+        self.info_keys: set[tuple[str, ...]] = set()
+
+    def forward(self, batch, state=None, **kwargs):
+        from tianshou.data import Batch
+
+        self.info_keys.add(tuple(sorted(batch.info.get_keys())))
+        obs = np.asarray(batch.obs, dtype=np.float64)
+        act = (np.abs(obs).sum(axis=1) * 1e4).astype(np.int64) % self.action_space.n
+        return Batch(act=act, state=state)
+
+
+def test_collector_over_the_native_env_without_infos_collects_the_same_transitions() -> None:
+    """info="none" vs "full", several slots, a policy that acts (not the Collector's random
+    draw): the same buffer rows; "none" stores no info and hands the policy an empty one."""
+    n = 3
+
+    def run(info: str) -> tuple[dict, VectorReplayBuffer, _ObsHashPolicy]:
+        venv = TianshouVectorEnv(
+            make_vec("recgym/Session-v0", n, action_mode="discrete"), flatten=True, info=info
+        )
+        venv.seed(2)
+        policy = _ObsHashPolicy(venv.action_space[0])
+        buf = VectorReplayBuffer(600, n)
+        collector = Collector[CollectStats](policy, venv, buf)
+        collector.reset()
+        collector.collect(n_step=40 * n)
+        return _buffer_arrays(buf), buf, policy
+
+    (full, full_buf, full_policy), (none, none_buf, none_policy) = run("full"), run("none")
+    assert full["terminated"].any() or full["truncated"].any()
+    for key in full:
+        np.testing.assert_array_equal(full[key], none[key], err_msg=key)
+    assert "env_id" in full_buf.info.get_keys()
+    assert all("env_id" in keys for keys in full_policy.info_keys)
+    assert len(none_buf.info.get_keys()) == 0 and none_policy.info_keys == {()}
 
 
 def test_collector_over_a_wide_native_env_with_dict_observations() -> None:
