@@ -21,12 +21,14 @@ gives one dict per env (the single env's info plus ``env_id``, as `DummyVectorEn
 ``info="none"`` gives one empty dict per env, so the buffer stores no ``info`` entries and the
 policy sees an empty ``batch.info`` (DQN reads no info; RLIV-UA's online phase needs "full" for
 ``info["scri"]``). "none" carries no ``env_id`` either: Tianshou 2.0.1's synchronous
-`Collector` never reads it (it knows which envs it stepped; only `AsyncCollector` reads
-``info["env_id"]``, and it refuses an env whose ``is_async`` is False, as here), and an empty
-dict is the case Tianshou's own info batching expects for falsy infos (`_HACKY_create_info_batch`
+`Collector` never reads it (it knows which envs it stepped); only `AsyncCollector` reads
+``info["env_id"]``, which is meant for ``is_async`` envs (it logs an error for this one, whose
+``is_async`` is False) and raises KeyError on "none" infos: use "full" there. An empty dict is
+the case Tianshou's own info batching expects for falsy infos (`_HACKY_create_info_batch`
 returns an empty Batch), whereas 256 ``{"env_id": i}`` dicts cost the Collector a Batch built
-dict by dict at every step: with 256 slots, a quarter of the collect time (Collector +
-native world env, one batched random draw per step: 24k -> 31k env steps per CPU second).
+dict by dict at every step: with 256 slots, about a fifth of the collect time (Collector +
+native world env, one batched random draw per step: 22-23k -> 29k env steps per CPU second at
+load 3.3).
 A buffer row's env is still its sub-buffer: rows ``i * size .. (i + 1) * size - 1`` of a
 ``VectorReplayBuffer(N * size, N)`` are env i's. Observations, actions, rewards and episode ends
 are the same in both modes (tested).
