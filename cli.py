@@ -29,14 +29,43 @@ def _world_generate(args: argparse.Namespace) -> int:
     from recgym.data import DataError
     from recgym.outdir import ensure_writable_dir
 
+    try:
+        dynamics = _dynamics(args.dynamics)
+    except ValueError as exc:
+        print(f"error: --dynamics: {exc}", file=sys.stderr)
+        return 2
     ensure_writable_dir(args.out)  # an unwritable --out fails here, before the world is built
     try:
-        summary = generate(args.out, world, logs, args.format, progress=not args.quiet)
+        summary = generate(
+            args.out, world, logs, args.format, progress=not args.quiet, dynamics=dynamics
+        )
     except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _dynamics(pairs: Sequence[str]) -> object:
+    """``["name=value", ...]`` -> `Dynamics` with those constants changed (floats); a
+    ValueError names an unknown constant or a value that is not a number."""
+    from dataclasses import fields, replace
+
+    from recgym.simulators.world import Dynamics
+
+    known = {f.name for f in fields(Dynamics)}
+    changes: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"{pair!r} is not NAME=VALUE")
+        if name not in known:
+            raise ValueError(f"unknown constant {name!r}; Dynamics has {', '.join(sorted(known))}")
+        try:
+            changes[name] = float(value)
+        except ValueError:
+            raise ValueError(f"{name}: {value!r} is not a number") from None
+    return replace(Dynamics(), **changes)
 
 
 def _world_calibrate(args: argparse.Namespace) -> int:
@@ -244,6 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("kuairand", "kuaisar"),
         default="kuairand",
         help="file schema to write (default kuairand)",
+    )
+    gen.add_argument(
+        "--dynamics",
+        nargs="+",
+        metavar="NAME=VALUE",
+        default=[],
+        help="change behavioural constants of the world (simulators.world.Dynamics), e.g. "
+        "--dynamics patience_per_minute=0.18 for the time-pressed world of the MTF learning "
+        "tests; recorded in world.json and used wherever the world is rebuilt (default: the "
+        "calibrated constants)",
     )
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=_world_generate)

@@ -179,3 +179,20 @@ def test_default_world_simulator_meets_the_readme_fidelity_targets(tmp_path: Pat
     targets = json.loads((sim / "fidelity.json").read_text())["targets"]
     assert set(targets) == {"click_auc", "session_length_mean_relative_error"}
     assert all(t["met"] for t in targets.values()), targets
+
+
+def test_world_generate_takes_dynamics_and_refuses_unknown_ones(tmp_path: Path, capsys) -> None:
+    from recgym.simulators.world_state import load_world
+
+    base = ["world", "generate", "--users", "30", "--items", "300", "--days", "1", "--quiet"]
+    out = tmp_path / "pressed"
+    assert main([*base, "--out", str(out), "--dynamics", "patience_per_minute=0.18"]) == 0
+    assert load_world(out).dynamics.patience_per_minute == 0.18
+    capsys.readouterr()
+    for bad, says in (("patience_per_hour=1", "unknown constant 'patience_per_hour'"),
+                      ("patience_per_minute=fast", "'fast' is not a number"),
+                      ("patience_per_minute", "is not NAME=VALUE")):  # fmt: skip
+        assert main([*base, "--out", str(tmp_path / "bad"), "--dynamics", bad]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
