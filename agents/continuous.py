@@ -36,7 +36,7 @@ from tianshou.algorithm import CQL, TD3
 from tianshou.algorithm.modelfree.ddpg import ContinuousDeterministicPolicy
 from tianshou.algorithm.modelfree.sac import AutoAlpha, SACPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
-from tianshou.data import Batch, Collector, CollectStats, ReplayBuffer, VectorReplayBuffer
+from tianshou.data import Batch, Collector, CollectStats, ReplayBuffer
 from tianshou.env import DummyVectorEnv
 from tianshou.exploration import GaussianNoise
 from tianshou.utils.net.continuous import (
@@ -46,7 +46,7 @@ from tianshou.utils.net.continuous import (
 from tianshou.utils.torch_utils import policy_within_training_step
 
 from recgym.agents.checkpoint import config_from_dict, json_path, jsonable
-from recgym.agents.dqn import CurveLogger, RunStats
+from recgym.agents.dqn import CurveLogger, NewRowsNullCheckBuffer, RunStats
 from recgym.agents.linear import (
     AgentView,
     CandidateRowsView,
@@ -217,7 +217,9 @@ def train_online(
         train_envs = DummyVectorEnv([env_factory for _ in range(cfg.n_envs)])
         train_envs.seed(cfg.seed)
         algo = build_td3(train_envs.workers[0].env.view.layout, cfg)
-        buffer = VectorReplayBuffer(cfg.buffer_size, cfg.n_envs)
+        # the same buffer as VectorReplayBuffer; its NaN check after each collect reads only
+        # the new rows (`agents.dqn.NewRowsNullCheckBuffer`)
+        buffer = NewRowsNullCheckBuffer(cfg.buffer_size, cfg.n_envs)
         seed_buffer_sampler(buffer, cfg.seed)  # `random_seed` does not reach the manager
         train_collector = Collector[CollectStats](algo, train_envs, buffer, exploration_noise=True)
         test_envs = test_collector = None
