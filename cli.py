@@ -28,9 +28,10 @@ def _world_generate(args: argparse.Namespace) -> int:
         logs.start_date = "2023-05-22"  # KuaiSAR's first day
     from recgym.data import DataError
     from recgym.outdir import ensure_writable_dir
+    from recgym.simulators.world_state import dynamics_from_pairs
 
     try:
-        dynamics = _dynamics(args.dynamics)
+        dynamics = dynamics_from_pairs(args.dynamics)
     except ValueError as exc:
         print(f"error: --dynamics: {exc}", file=sys.stderr)
         return 2
@@ -44,28 +45,6 @@ def _world_generate(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(summary, indent=2))
     return 0
-
-
-def _dynamics(pairs: Sequence[str]) -> object:
-    """``["name=value", ...]`` -> `Dynamics` with those constants changed (floats); a
-    ValueError names an unknown constant or a value that is not a number."""
-    from dataclasses import fields, replace
-
-    from recgym.simulators.world import Dynamics
-
-    known = {f.name for f in fields(Dynamics)}
-    changes: dict[str, float] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"{pair!r} is not NAME=VALUE")
-        if name not in known:
-            raise ValueError(f"unknown constant {name!r}; Dynamics has {', '.join(sorted(known))}")
-        try:
-            changes[name] = float(value)
-        except ValueError:
-            raise ValueError(f"{name}: {value!r} is not a number") from None
-    return replace(Dynamics(), **changes)
 
 
 def _world_calibrate(args: argparse.Namespace) -> int:

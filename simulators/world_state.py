@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from dataclasses import asdict, fields
+from collections.abc import Sequence
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,25 @@ def read_world_dynamics(directory: str | Path) -> Dynamics:
         raise WorldStateError(f"{path}: not valid world dynamics ({exc!r})") from exc
 
 
+def dynamics_from_pairs(pairs: Sequence[str]) -> Dynamics:
+    """``["name=value", ...]`` -> the calibrated `Dynamics` with those constants changed
+    (floats): how the CLI and the benches take ``--dynamics``. A ValueError names a pair that
+    is not NAME=VALUE, an unknown constant or a value that is not a number."""
+    known = {f.name for f in fields(Dynamics)}
+    changes: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = str(pair).partition("=")
+        if not sep:
+            raise ValueError(f"{pair!r} is not NAME=VALUE")
+        if name not in known:
+            raise ValueError(f"unknown constant {name!r}; Dynamics has {', '.join(sorted(known))}")
+        try:
+            changes[name] = float(value)
+        except ValueError:
+            raise ValueError(f"{name}: {value!r} is not a number") from None
+    return replace(Dynamics(), **changes)
+
+
 def load_world(directory: str | Path, state: str = "final") -> World:
     """The world that wrote the logs in `directory`.
 
@@ -230,6 +250,7 @@ __all__ = [
     "STATES",
     "STATE_FILE",
     "WorldStateError",
+    "dynamics_from_pairs",
     "load_world",
     "read_world_config",
     "read_world_dynamics",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from recgym.benchmarks.mtf import AGENTS, MTFBenchConfig, run
 
 TINY = dict(
@@ -47,3 +49,27 @@ def test_data_dir_runs_on_the_learned_simulator_only(tiny_logs: Path, tmp_path: 
     assert {r["agent"] for r in rows} == set(AGENTS)
     assert {r["metric"] for r in rows} == {"weighted_gauc", "valid_consumption", "watch_time_s"}
     assert not (out / "logs").exists()  # no world behind --data
+
+
+def test_dynamics_change_the_logs_stage_only_when_given_and_bad_ones_fail() -> None:
+    from recgym.benchmarks.mtf import stages
+    from recgym.simulators.world import Dynamics
+
+    plain = {s.name: s for s in stages(MTFBenchConfig())}
+    pressed = {s.name: s for s in stages(MTFBenchConfig(dynamics=("patience_per_minute=0.18",)))}
+    assert "dynamics" not in plain["logs"].config  # calibrated runs keep their stage keys
+    assert pressed["logs"].config["dynamics"] == Dynamics(patience_per_minute=0.18)
+    for bad, says in (("patience_per_hour=1", "unknown constant"), ("x", "NAME=VALUE")):
+        with pytest.raises(ValueError, match=says):
+            MTFBenchConfig(dynamics=(bad,))
+    with pytest.raises(ValueError, match="--data has none"):
+        MTFBenchConfig(dynamics=("patience_per_minute=0.18",), data="/x")
+
+
+def test_a_bad_dynamics_option_is_a_usage_error(capsys) -> None:
+    from recgym.benchmarks.mtf import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--quick", "--dynamics", "patience_per_hour=1"])
+    assert exit_info.value.code == 2
+    assert "--dynamics: unknown constant 'patience_per_hour'" in capsys.readouterr().err

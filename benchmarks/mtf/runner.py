@@ -56,6 +56,10 @@ class MTFBenchConfig:
     """World authors."""
     days: int = 7
     """Days of world logs (the MTL and the learned simulator are fitted on them)."""
+    dynamics: tuple[str, ...] = ()
+    """World constants to change, NAME=VALUE (`simulators.world.Dynamics`), e.g.
+    patience_per_minute=0.18 for the time-pressed world where the best fusion depends on the
+    item (`tests/test_mtf_learning.py`); none: the calibrated world. Not with --data."""
     train_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     """Training seeds; seed i explores, trains and is evaluated with evaluation seed i."""
     slots: int = 64
@@ -97,6 +101,15 @@ class MTFBenchConfig:
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError(f"--train-seeds must be distinct and non-empty, got {seeds}")
         self.train_seeds = seeds
+        from recgym.simulators.world_state import dynamics_from_pairs
+
+        self.dynamics = tuple(str(p) for p in self.dynamics)
+        try:
+            dynamics_from_pairs(self.dynamics)
+        except ValueError as exc:
+            raise ValueError(f"--dynamics: {exc}") from None
+        if self.dynamics and self.data:
+            raise ValueError("--dynamics changes the world; --data has none")
 
     def sized(self) -> MTFBenchConfig:
         """The config with the quick preset applied (``quick``), else itself."""
@@ -124,7 +137,10 @@ class MTFBenchConfig:
 def _logs(ctx: StageContext) -> dict[str, Any]:
     from recgym.simulators.generate import generate
 
-    return generate(ctx.dir, ctx.config["world"], ctx.config["logs"], progress=False)
+    cfg = ctx.config
+    return generate(
+        ctx.dir, cfg["world"], cfg["logs"], progress=False, dynamics=cfg.get("dynamics")
+    )
 
 
 def _logs_dir(ctx: StageContext, cfg: dict) -> Path:
@@ -227,6 +243,7 @@ def stages(cfg: MTFBenchConfig) -> list[Stage]:
     from recgym.simulators.learned import SimulatorConfig
     from recgym.simulators.logs import LogConfig
     from recgym.simulators.world import WorldConfig
+    from recgym.simulators.world_state import dynamics_from_pairs
 
     out: list[Stage] = []
     deps: tuple[str, ...] = ()
@@ -235,9 +252,10 @@ def stages(cfg: MTFBenchConfig) -> list[Stage]:
         world = WorldConfig(
             n_users=cfg.users, n_items=cfg.items, n_authors=cfg.authors, seed=cfg.seed
         )
-        out.append(
-            Stage("logs", {"world": world, "logs": LogConfig(days=cfg.days, seed=cfg.seed)}, _logs)
-        )
+        logs = {"world": world, "logs": LogConfig(days=cfg.days, seed=cfg.seed)}
+        if cfg.dynamics:  # only then in the key: calibrated runs keep their stage keys
+            logs["dynamics"] = dynamics_from_pairs(cfg.dynamics)
+        out.append(Stage("logs", logs, _logs))
         deps = ("logs",)
     out.append(
         Stage(
@@ -293,7 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
-    cfg = config_from_args(MTFBenchConfig, args)
+    try:
+        cfg = config_from_args(MTFBenchConfig, args)
+    except ValueError as exc:  # a bad option value: usage and one line, exit 2
+        parser.error(str(exc))
     report = run(cfg, progress=not args.quiet)
     print(report["markdown"])
     return 0

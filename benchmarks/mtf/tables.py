@@ -175,7 +175,8 @@ def write_tables(
     seeds = cfg.get("train_seeds")
     intro = (
         f"`recgym bench mtf{' --quick' if cfg.get('quick') else ''}"
-        f"{' --data ' + str(cfg['data']) if cfg.get('data') else ''}`: "
+        f"{' --data ' + str(cfg['data']) if cfg.get('data') else ''}"
+        f"{' --dynamics ' + ' '.join(cfg['dynamics']) if cfg.get('dynamics') else ''}`: "
         f"training seeds {seeds}; per seed and backend the exploration dataset D0 "
         f"({cfg['explore_episodes']} episodes x {cfg['slots']} users around mu_bp), the test "
         f"dataset logged by mu_bp ({cfg['test_episodes']} x {cfg['slots']}), "
