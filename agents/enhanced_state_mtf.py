@@ -66,7 +66,7 @@ from recgym.agents.mtf_data import state_of, to_buffer
 from recgym.agents.seeding import seeded_global_rngs
 from recgym.agents.tb import update_curve
 from recgym.device import resolve_device
-from recgym.envs.mtf import ACTION_DIM, BIAS_RANGE, FUSED, POWER_RANGE, fused_values
+from recgym.envs.mtf import ACTION_DIM, action_to_fusion, fused_values
 
 
 @dataclass(kw_only=True)
@@ -263,10 +263,7 @@ class EnhancedStateMTF(OfflineAlgorithm[FusionActorPolicy]):
     def _fused(self, act: torch.Tensor, rows: Any) -> torch.Tensor:
         """(B, L, 10) actions, raw (B, L, F) rows -> (B, L) product-form fused scores
         (`envs.mtf_fusion.product_fusion` in torch, the default ranges)."""
-        u = (act + 1.0) / 2.0
-        k = len(FUSED)
-        power = POWER_RANGE[0] + u[..., :k] * (POWER_RANGE[1] - POWER_RANGE[0])
-        bias = BIAS_RANGE[0] + u[..., k:] * (BIAS_RANGE[1] - BIAS_RANGE[0])
+        power, bias = action_to_fusion(act)
         values = self._t(fused_values(np.asarray(rows)))
         return (power * torch.log(values + bias)).sum(-1)
 

@@ -78,8 +78,12 @@ def action_to_fusion(
     power_range: tuple[float, float] = POWER_RANGE,
     bias_range: tuple[float, float] = BIAS_RANGE,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(..., 10) actions in [-1, 1] -> (powers, biases), each (..., 5), mapped linearly."""
-    u = (np.asarray(action, dtype=np.float64) + 1.0) / 2.0
+    """(..., 10) actions in [-1, 1] -> (powers, biases), each (..., 5), mapped linearly.
+    Array-likes become float64 arrays; a torch tensor stays one (the MTF learners
+    differentiate through this map)."""
+    if not hasattr(action, "detach"):
+        action = np.asarray(action, dtype=np.float64)
+    u = (action + 1.0) / 2.0
     k = len(FUSED)
     power = power_range[0] + u[..., :k] * (power_range[1] - power_range[0])
     bias = bias_range[0] + u[..., k:] * (bias_range[1] - bias_range[0])
