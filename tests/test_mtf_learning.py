@@ -4,28 +4,30 @@ Default run: on the tiny world (as it stood after its logs, MTL fitted on those 
 Enhanced-State RL-MTF trained on data explored around mu_bp ranks the mu_bp-logged test set
 better than mu_bp (weighted GAUC, paired over 5 evaluation seeds).
 
-Does the best fusion depend on the item? Measured on the tiny default world (64 users x 4
-episodes x 3 seeds): ranking by the MTL's p_valid alone (a per-request fusion: power 1 on
-p_valid, 0 on the rest) gives 35.3 valid consumptions per session against mu_bp's 24.0, and the
-per-item fusion that also demotes long items (power on p_valid raised with the item's
-standardised log duration, 0.1 per std: expressible only per item, since the product form's
-powers are >= 0) 36.9: the property holds but is small. `TIME_PRESSED` is a world
-configuration made for the Integrated comparison where it is large: watching costs 1.5x the
-calibrated patience per minute (`Dynamics.patience_per_minute` 0.18 instead of 0.12), so long
-items end sessions sooner; there the same per-item rule (0.4 per std) gives 13.5 against 9.7
-for p_valid alone and 11.7 for the best of 24 random per-request fusions.
-`test_the_time_pressed_world_rewards_a_per_item_fusion` checks that property.
+Does the best fusion depend on the item? Measured with scratch scripts (exploratory, not a repo
+command) on the tiny default world (64 users x 4 episodes x 3 seeds): ranking by the MTL's
+p_valid alone (a per-request fusion: power 1 on p_valid, 0 on the rest) gives 35.3 valid
+consumptions per session against mu_bp's 24.0, and the per-item fusion that also demotes long
+items (power on p_valid raised with the item's standardised log duration, 0.1 per std:
+expressible only per item, since the product form's powers are >= 0) 36.9: the property holds
+but is small. `TIME_PRESSED` is a world configuration made for the Integrated comparison where
+it is large: watching costs 1.5x the calibrated patience per minute
+(`Dynamics.patience_per_minute` 0.18 instead of 0.12), so long items end sessions sooner; there
+the same per-item rule (0.4 per std) gives 13.5 against 9.7 for p_valid alone and 11.7 for the
+best of 24 random per-request fusions. `test_the_time_pressed_world_rewards_a_per_item_fusion`
+checks that property (``pytest -s`` prints its paired differences).
 
-Slow (``pytest -m slow``, about 9 minutes): with the paper-like budget of 192 exploration
-episodes per slot and 16,000 gradient steps, Enhanced-State beats mu_bp on weighted GAUC and
-UVC in the default world, and beats IntegratedRL-MTF (same data, same steps) on both in the
-time-pressed world. Measured when written: default world, Enhanced - mu_bp GAUC +0.158
-[0.145, 0.172], UVC +8.9 [7.3, 10.6]; time-pressed world, Enhanced - IntegratedRL-MTF GAUC
-+0.178 [0.169, 0.188], UVC +3.2 [1.9, 4.4]. On the default world Enhanced-State stays below
-IntegratedRL-MTF on UVC at 16,000 steps (-2.6 [-4.9, -0.2]) and reaches 37.4 at 32,000 (not
-run here). With 12 exploration episodes and 400 steps Enhanced-State is below mu_bp on UVC
-(the ranked critic's values are then close to the items' immediate rewards, which favour long
-items; `agents.enhanced_state_mtf`, "The item critic").
+Slow (``pytest -m slow -s``, about 7 minutes; each prints its verdicts): with the paper-like
+budget of 192 exploration episodes per slot and 16,000 gradient steps, one trained model per
+test, Enhanced-State ranks above mu_bp on weighted GAUC and UVC in the default world, and above
+IntegratedRL-MTF (same data, same steps) on both in the time-pressed world, each paired over 5
+evaluation seeds. Measured when written: default world, Enhanced - mu_bp GAUC +0.158 [0.145,
+0.172], UVC +8.9 [7.3, 10.6]; time-pressed world, Enhanced - IntegratedRL-MTF GAUC +0.178
+[0.169, 0.188], UVC +3.2 [1.9, 4.4]. In exploratory runs (scratch scripts) on the default world
+Enhanced-State stayed below IntegratedRL-MTF on UVC at 16,000 steps (-2.6 [-4.9, -0.2]) and
+reached 37.4 at 32,000; no test runs that. With 12 exploration episodes and 400 steps
+Enhanced-State is below mu_bp on UVC (the ranked critic's values are then close to the
+items' immediate rewards, which favour long items; `agents.enhanced_state_mtf`, "The item critic").
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ def test_the_time_pressed_world_rewards_a_per_item_fusion(time_pressed) -> None:
     for name, action in (("p_valid", PV_ONLY), ("mu_bp", BASELINE_ACTION), ("best random", picked)):
         rival = _uvc(core, FixedFusion(action), range(5))
         v = judge(Claim(metric="valid_consumption", a="per-item", b=name), per_item, rival)
+        print(f"per-item - {name} UVC: {v.diff:.2f} [{v.low:.2f}, {v.high:.2f}]")  # pytest -s
         assert v.verdict == "reproduced", (name, v)
 
 
@@ -192,6 +195,7 @@ def test_enhanced_state_beats_the_baseline_online_in_the_default_world(
     core, _, d0 = _setup(tiny_logs, mtl_path, explore_episodes=EXPLORE)
     enhanced, _ = esm.train(d0, esm.MTFRLConfig(gradient_steps=STEPS, batch_size=64, seed=0))
     verdicts = _verdicts(enhanced.policy, FixedFusion(), core, "mu_bp")
+    print(_summary(verdicts))  # the figures the README quotes (pytest -s)
     assert all(v.verdict == "reproduced" for v in verdicts.values()), _summary(verdicts)
 
 
@@ -209,4 +213,5 @@ def test_enhanced_state_beats_integrated_where_the_best_fusion_depends_on_the_it
         d0, esm.MTFRLConfig(per_item=False, gradient_steps=STEPS, batch_size=256, seed=0)
     )
     verdicts = _verdicts(enhanced.policy, integrated.policy, core, "integrated")
+    print(_summary(verdicts))  # the figures the README quotes (pytest -s)
     assert all(v.verdict == "reproduced" for v in verdicts.values()), _summary(verdicts)

@@ -66,9 +66,9 @@ class MTFBenchConfig:
     """Concurrent users of the batched env (one backend call steps them all)."""
     explore_episodes: int = 192
     """Exploration episodes per slot (dataset D0 around mu_bp; PTM spreads the same number
-    over its rounds). Enhanced-State's ranked critic needs data: on the tiny world its UVC
-    rose from 15 (12 episodes) to 23 (48) and 27 (192) at comparable budgets
-    (`tests/test_mtf_learning.py`)."""
+    over its rounds). Enhanced-State's ranked critic needs data: in exploratory runs on the
+    tiny world of `tests/test_mtf_learning.py` (scratch scripts, not a repo command) its UVC
+    rose from 15 (12 episodes) to 23 (48) and 27 (192) at comparable budgets."""
     ptm_rounds: int = 3
     """Rounds of the progressive training mode (paper: 5)."""
     test_episodes: int = 3
