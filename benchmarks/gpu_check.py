@@ -170,6 +170,7 @@ class Check:
         table = build_log_table(load(work.logs), config)
         seconds = {}
         for dev in self.devices:
+            _warm(dev)
             seconds[str(dev)] = _timed(dev, lambda dev=dev: LearnedSimulator.fit(table, device=dev))
         n_users, days = work.log_size
         sizes = "SimulatorConfig(epochs=1, ...)" if work.quick else "default SimulatorConfig"
@@ -201,8 +202,6 @@ class Check:
         return out
 
     def vector_env(self) -> None:
-        import gymnasium as gym
-
         from recgym.envs import register_all
         from recgym.simulators.learned import LearnedSimulator
 
@@ -210,7 +209,7 @@ class Check:
         n = self.config.n_slots
         path = self._checkpoint()
         calls = 3 if self.work.quick else 20
-        rates, backend_rates, paths = {}, {}, {}
+        rates, backend_rates, paths, eager = {}, {}, {}, {}
         for dev in self.devices:
             sim = LearnedSimulator.load(path, device=dev)
             if sim.n_users < n:
@@ -218,29 +217,26 @@ class Check:
                     f"vector_env: checkpoint {path} has {sim.n_users} users; {n} slots need as "
                     "many distinct users (give --vector-n or another --checkpoint)"
                 )
-            venv = gym.make_vec("recgym/Session-v0", num_envs=n,
-                                vectorization_mode="vector_entry_point", backend=sim)  # fmt: skip
-            venv.reset(seed=0)
-            shape = (calls + 2, n, 50)
-            actions = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
-            for a in actions[:2]:  # warm-up (allocations, kernels)
-                venv.step(a)
-            seconds = _timed(dev, lambda v=venv, a=actions: [v.step(x) for x in a[2:]])
-            rates[str(dev)] = n * calls / seconds
-            venv.close()
+            rates[str(dev)], paths[str(dev)] = _vector_rate(sim, n, calls)
+            if dev.type == "cuda":
+                eager[str(dev)], _ = _vector_rate(sim, n, calls, graph=False)
             backend_rates[str(dev)] = _backend_rate(sim, n, calls)
-            paths[str(dev)] = "device-resident state" if sim.resident else "host state"
-        where = ", ".join(f"{dev}: {path}" for dev, path in paths.items())
+        where = ", ".join(f"{dev}: {how}" for dev, how in paths.items())
         note = (
             f"gym.make_vec(Session-v0, vector_entry_point), {n} slots, backend = the learned "
             f"simulator loaded on the device ({path.name}; {where}), random scores, next-step "
             f"autoreset; {calls} timed steps after 2 warm-up steps"
         )
         self.compare("vector_env", rates, "1/s", note, batch=n)
+        for dev, rate in eager.items():
+            self.row(f"vector_env_eager/{torch.device(dev).type}", "steps_per_s", rate, "1/s",
+                     f"{device_name(torch.device(dev))}; the same env with graph=False (the "
+                     f"device step's kernels launched one by one); {note}", n)  # fmt: skip
         note = (
             f"LearnedSimulator.step alone (no env: no candidates, observations or rewards), "
-            f"{n} distinct users x random 6-item slates ({where}); {calls} timed calls after 2 "
-            "warm-up calls; the share of vector_env's time the env itself takes is the gap"
+            f"{n} distinct users x random 6-item slates (device-resident state on an "
+            f"accelerator, host state on the cpu); {calls} timed calls after 2 warm-up calls; "
+            "one upload and one download per call"
         )
         self.compare("backend_step", backend_rates, "1/s", note, batch=n)
 
@@ -275,6 +271,31 @@ class Check:
                  "only the CPU rows were measured")  # fmt: skip
 
 
+def _vector_rate(sim: Any, n: int, calls: int, graph: bool | None = None) -> tuple[float, str]:
+    """Env steps per second of Session-v0's native vector env over `sim` with `n` slots (random
+    scores, pre-drawn), and how it ran (host or device env, CUDA graph or not)."""
+    import gymnasium as gym
+
+    venv = gym.make_vec("recgym/Session-v0", num_envs=n, vectorization_mode="vector_entry_point",
+                        backend=sim, graph=graph)  # fmt: skip
+    venv.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-1, 1, (calls + 2, n, 50)).astype(np.float32)
+    for a in actions[:2]:  # warm-up (allocations, kernels, the graph's capture)
+        venv.step(a)
+    seconds = _timed(sim.device, lambda: [venv.step(x) for x in actions[2:]])
+    mdp = venv.mdp
+    if type(mdp).__name__ != "DeviceSessionMDP":
+        how = "device-resident simulator, host env" if sim.resident else "host state and env"
+    elif mdp.graph_wanted:
+        how = "device-resident simulator and env, CUDA graph"
+    else:
+        how = "device-resident simulator and env, eager"
+        if mdp.graph_error:
+            how += f" (graph capture failed: {mdp.graph_error[:120]})"
+    venv.close()
+    return n * calls / seconds, how
+
+
 def _backend_rate(sim: Any, n: int, calls: int) -> float:
     """User-responses per second of `sim.step` over `n` users (slates pre-drawn)."""
     sim.reset_state()
@@ -286,6 +307,12 @@ def _backend_rate(sim: Any, n: int, calls: int) -> float:
         sim.step(users, slate, draw)
     seconds = _timed(sim.device, lambda: [sim.step(users, x, draw) for x in slates[2:]])
     return n * calls / seconds
+
+
+def _warm(device: torch.device) -> None:
+    """Start the device's context and matrix library outside any timing."""
+    x = torch.ones(64, 64, device=device)
+    (x @ x).sum().item()
 
 
 def _metric(unit: str) -> str:

@@ -407,6 +407,13 @@ def slates_from_actions(
     if action_mode == "discrete":
         index = _indices_from_actions(name, actions, m, n)
         return candidates[np.arange(m), index][:, None]
+    scores = checked_scores(name, actions, m, n)
+    return candidates[np.arange(m)[:, None], top_scores(scores, slate_size)]
+
+
+def checked_scores(name: str, actions: Any, m: int, n: int) -> np.ndarray:
+    """`actions` as (m, n) finite scores (float32 kept, anything else float64); ValueError
+    naming the env `name` otherwise."""
     try:
         scores = np.asarray(actions)
         if scores.dtype != np.float32:
@@ -425,7 +432,7 @@ def slates_from_actions(
             f"{name}: action scores must be finite; candidates "
             f"{np.flatnonzero(~finite[row])[:10].tolist()} are NaN or infinite"
         )
-    return candidates[np.arange(m)[:, None], top_scores(scores, slate_size)]
+    return scores
 
 
 def top_scores(scores: np.ndarray, k: int) -> np.ndarray:
@@ -479,9 +486,27 @@ def _indices_from_actions(name: str, actions: Any, m: int, n: int) -> np.ndarray
     return index
 
 
-def session_vector_env(num_envs: int = 1, **kwargs: Any) -> MDPVectorEnv:
-    """`recgym/Session-v0`'s native vector env: `num_envs` concurrent sessions (`SessionMDP`)."""
-    return MDPVectorEnv(SessionMDP(n_slots=num_envs, **kwargs))
+def session_vector_env(
+    num_envs: int = 1,
+    env_on_device: bool | None = None,
+    graph: bool | None = None,
+    **kwargs: Any,
+) -> MDPVectorEnv:
+    """`recgym/Session-v0`'s native vector env: `num_envs` concurrent sessions (`SessionMDP`).
+
+    With a device-resident learned simulator as the backend (a ``device`` other than the CPU)
+    and several slots, the env's own work (candidates, observations, session state) runs on
+    that device too (`envs.session_device.DeviceSessionMDP`: the same MDP, torch's draws);
+    `env_on_device` True/False forces that on or off (True needs a resident simulator).
+    `graph`: whether that device step is captured as a CUDA graph (default: on CUDA)."""
+    from recgym.envs.session_device import DeviceSessionMDP, device_core_wanted
+
+    mdp: BatchedMDP = SessionMDP(n_slots=num_envs, **kwargs)
+    if device_core_wanted(mdp, env_on_device):
+        mdp = DeviceSessionMDP(mdp, graph=graph)
+    elif graph:
+        raise ValueError(f"{mdp.name}: graph=True needs the device env (env_on_device)")
+    return MDPVectorEnv(mdp)
 
 
 def observe(
@@ -567,6 +592,7 @@ __all__ = [
     "observe",
     "session_vector_env",
     "record_request",
+    "checked_scores",
     "slates_from_actions",
     "top_scores",
 ]

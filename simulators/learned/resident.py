@@ -224,14 +224,17 @@ class ResidentStep:
             tab = torch.where(search, self.search_tab, self.rec_tab)
         position = ctx["position"].reshape(-1).float()
         recency = ctx["recency"].reshape(-1, 2).float()
-        flag = torch.as_tensor(is_random, dtype=torch.float32, device=self.device)
+        if isinstance(is_random, torch.Tensor):
+            flag = is_random.to(torch.float32).expand(position.shape)
+        else:  # a constant: a fill on the device, no host-to-device copy (CUDA-graph safe)
+            flag = torch.full_like(position, float(is_random))
         context = torch.stack(
             [
                 torch.log1p(position) / 5.0,
                 (position % cfg.request_size) / cfg.request_size,
                 recency[:, 0] / cfg.recent_window,
                 recency[:, 1] / 5.0,
-                flag.expand(position.shape) * float(cfg.random_exposure_input),
+                flag * float(cfg.random_exposure_input),
             ],
             dim=1,
         )
@@ -268,15 +271,78 @@ class ResidentStep:
         self._reseed(rng)
         b, k = slate.shape
         st, t_users, t_slate, search, flag = self._request(users, slate, scenario, is_random)
-        ctx = self.context(st, t_users, t_slate)
-        pred = self.predict(st, t_users, t_slate, ctx, search, flag)
+        out = self.sample(st, t_users, t_slate, search, flag)
+        responses = out["responses"]
+        per_item = [responses[name].double() for name in RESPONSES]
+        per_item += [out["p_click"], out["hazard"], out["expected_watch_ms"]]
+        packed = (
+            torch.cat(
+                [
+                    torch.stack(per_item, dim=-1).reshape(b, -1),
+                    torch.stack([out["left"].double(), out["p_leave"], out["elapsed_ms"]], 1),
+                ],
+                dim=1,
+            )
+            .cpu()
+            .numpy()
+        )  # the step's one download
+        items = packed[:, : k * len(per_item)].reshape(b, k, len(per_item))
+        host = {name: items[..., j] for j, name in enumerate(RESPONSES)}
+        for name in RESPONSES:
+            host[name] = host[name].astype(np.int64 if name == "watch_ms" else bool)
+        tail = packed[:, k * len(per_item) :]
+        n = len(RESPONSES)
+        return StepResult(
+            responses=host,
+            left=tail[:, 0].astype(bool),
+            elapsed_ms=tail[:, 2].astype(np.int64),
+            info={
+                "p_leave": tail[:, 1].copy(),
+                "p_click": items[..., n].copy(),
+                "hazard": items[..., n + 1].copy(),
+                "expected_watch_ms": items[..., n + 2].copy(),
+            },
+        )
+
+    def sample(
+        self,
+        st: ResidentState,
+        users: torch.Tensor,
+        slate: torch.Tensor,
+        search: torch.Tensor | None = None,
+        is_random: torch.Tensor | float = 1.0,
+        *,
+        mask: torch.Tensor | None = None,
+        uniforms: torch.Tensor | None = None,
+    ) -> dict[str, Any]:
+        """A step on device tensors, nothing downloaded: (B,) users answer their (B, K) slates
+        (draws from `generator`; `step` reseeds it first) and their state advances.
+
+        `mask` (B,) bool: only those users' state advances (the others' responses are computed
+        and their state written back unchanged), so a caller can step a fixed batch whatever
+        subset is live (`envs.session_device` does, for CUDA graphs). `uniforms` (B,
+        `n_uniforms(K)`) float64 in [0, 1): the draws, instead of `generator`'s. Returns
+        ``responses`` (RESPONSES -> (B, K): bool, ``watch_ms`` float64 whole milliseconds),
+        ``left`` (B,) bool, ``elapsed_ms`` and ``p_leave`` (B,) float64, ``p_click``,
+        ``hazard`` and ``expected_watch_ms`` (B, K) float64. The device-resident Session-v0
+        vector env (`envs.session_device`) steps through it."""
+        b, k = slate.shape
+        ctx = self.context(st, users, slate)
+        pred = self.predict(st, users, slate, ctx, search, is_random)
         p_click = pred["p_click"].reshape(b, k)
         cond = pred["conditional"].reshape(b, k, len(CONDITIONAL), 2)
         ratio_p = pred["ratio"].reshape(b, k, 2, -1)
-        duration = self.duration[t_slate]
+        duration = self.duration[slate]
 
         gen, dev = self.generator, self.device
-        u = torch.rand((3 + len(CONDITIONAL), b, k), generator=gen, device=dev, dtype=torch.float64)
+        if uniforms is None:
+            u = torch.rand(
+                (3 + len(CONDITIONAL), b, k), generator=gen, device=dev, dtype=torch.float64
+            )
+            u_left = None
+        else:
+            u = uniforms[:, : (3 + len(CONDITIONAL)) * k].reshape(b, -1, k).transpose(0, 1)
+            u_left = uniforms[:, (3 + len(CONDITIONAL)) * k]
         click = u[0] < p_click
         state = click.long()
         p_cond = torch.gather(cond, 3, state[..., None, None].expand(b, k, len(CONDITIONAL), 1))[
@@ -293,40 +359,33 @@ class ResidentStep:
         }
         for j, name in enumerate(CONDITIONAL[1:], start=1):
             responses[name] = u[3 + j] < p_cond[..., j]
-        hazard = self.advance(st, t_users, t_slate, responses, ctx)
+        hazard = self.advance(st, users, slate, responses, ctx, mask)
         p_leave = 1.0 - torch.prod(1.0 - hazard, dim=1)
-        left = torch.rand(b, generator=gen, device=dev, dtype=torch.float64) < p_leave
-        elapsed = watch.sum(dim=1) + BROWSE_MS * k
-        expected = pred["expected_ratio"].reshape(b, k) * duration
-        per_item = [responses[name].double() for name in RESPONSES] + [p_click, hazard, expected]
-        packed = (
-            torch.cat(
-                [
-                    torch.stack(per_item, dim=-1).reshape(b, -1),
-                    torch.stack([left.double(), p_leave, elapsed], 1),
-                ],
-                dim=1,
-            )
-            .cpu()
-            .numpy()
-        )  # the step's one download
-        items = packed[:, : k * len(per_item)].reshape(b, k, len(per_item))
-        out = {name: items[..., j] for j, name in enumerate(RESPONSES)}
-        for name in RESPONSES:
-            out[name] = out[name].astype(np.int64 if name == "watch_ms" else bool)
-        tail = packed[:, k * len(per_item) :]
-        n = len(RESPONSES)
-        return StepResult(
-            responses=out,
-            left=tail[:, 0].astype(bool),
-            elapsed_ms=tail[:, 2].astype(np.int64),
-            info={
-                "p_leave": tail[:, 1].copy(),
-                "p_click": items[..., n].copy(),
-                "hazard": items[..., n + 1].copy(),
-                "expected_watch_ms": items[..., n + 2].copy(),
-            },
-        )
+        if u_left is None:
+            u_left = torch.rand(b, generator=gen, device=dev, dtype=torch.float64)
+        left = u_left < p_leave
+        return {
+            "responses": responses,
+            "left": left,
+            "elapsed_ms": watch.sum(dim=1) + BROWSE_MS * k,
+            "p_leave": p_leave,
+            "p_click": p_click,
+            "hazard": hazard,
+            "expected_watch_ms": pred["expected_ratio"].reshape(b, k) * duration,
+        }
+
+    @staticmethod
+    def n_uniforms(k: int) -> int:
+        """Uniforms one user's `sample` of a K-item slate takes (its `uniforms` width)."""
+        return (3 + len(CONDITIONAL)) * k + 1
+
+    def begin(self, users: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """`LearnedSimulator.begin_session` of (B,) device users (those in `mask`): empty
+        session state."""
+        st = self.sim.state
+        put(st.count, users, torch.zeros_like(st.count[users]), mask)
+        put(st.sums, users, torch.zeros_like(st.sums[users]), mask)
+        put(st.recent, users, torch.full_like(st.recent[users], -1), mask)
 
     def sample_watch(
         self,
@@ -365,8 +424,10 @@ class ResidentStep:
         slate: torch.Tensor,
         responses: dict[str, torch.Tensor],
         ctx: dict,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The host path's `_advance` on the device: hazards (B, K) float64, then the update."""
+        """The host path's `_advance` on the device: hazards (B, K) float64, then the update
+        (of the users in `mask`, default all)."""
         sim, cfg = self.sim, self.sim.config
         b, k = slate.shape
         click = responses["click"].bool()
@@ -410,12 +471,12 @@ class ResidentStep:
         )
         with torch.inference_mode():
             hazard = torch.sigmoid(sim.leave(x.reshape(b * k, -1)).double()).reshape(b, k)
-        st.count[users] += k
-        st.sums[users] = cumulative[:, -1]
-        st.recent[users] = torch.cat([st.recent[users], ctx["cats"]], dim=1)[
-            :, -st.recent.shape[1] :
-        ]
-        self.record(st, users, slate, ctx["cats"], click, long_view, responses["follow"].bool())
+        put(st.count, users, st.count[users] + k, mask)
+        put(st.sums, users, cumulative[:, -1], mask)
+        recent = torch.cat([st.recent[users], ctx["cats"]], dim=1)[:, -st.recent.shape[1] :]
+        put(st.recent, users, recent, mask)
+        follow = responses["follow"].bool()
+        self.record(st, users, slate, ctx["cats"], click, long_view, follow, mask)
         return hazard
 
     def record(
@@ -427,11 +488,16 @@ class ResidentStep:
         click: torch.Tensor,
         long_view: torch.Tensor,
         follow: torch.Tensor,
+        mask: torch.Tensor | None = None,
     ) -> None:
-        """The host path's `_record` on the device."""
-        st.clicked[users] = push_history(st.clicked[users], torch.where(click, slate, -1))
-        st.skipped[users] = push_history(st.skipped[users], torch.where(click, -1, slate))
+        """The host path's `_record` on the device (of the users in `mask`, default all)."""
+        clicked = push_history(st.clicked[users], torch.where(click, slate, -1))
+        put(st.clicked, users, clicked, mask)
+        put(st.skipped, users, push_history(st.skipped[users], torch.where(click, -1, slate)), mask)
         x = torch.stack([torch.ones_like(click), click, long_view], dim=-1).float()
+        if mask is not None:  # the others add zeros
+            x = x * mask[:, None, None]
+            follow = follow & mask[:, None]
         n_cat = st.counts.shape[1]
         st.counts.view(-1, 3).index_add_(
             0, (users[:, None] * n_cat + cats).reshape(-1), x.reshape(-1, 3)
@@ -502,6 +568,17 @@ def affinity_tensor(counts: torch.Tensor) -> torch.Tensor:
     return torch.stack(parts, dim=-1)
 
 
+def put(
+    table: torch.Tensor, users: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None
+) -> None:
+    """``table[users] = value``, or with `mask` (B,) bool only the masked rows (the others
+    written back as they were: a fixed-shape write, no data-dependent indexing)."""
+    if mask is not None:
+        keep = mask.reshape((-1,) + (1,) * (value.dim() - 1))
+        value = torch.where(keep, value, table[users])
+    table[users] = value
+
+
 def push_history(history: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     """`state.push_history` on the device: append each row's `new` items (-1 = none)."""
     merged = torch.cat([history, new], dim=1)
@@ -509,4 +586,11 @@ def push_history(history: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
     return torch.gather(merged, 1, order)[:, -history.shape[1] :]
 
 
-__all__ = ["PAIR_TABLE_BYTES", "ResidentState", "ResidentStep", "affinity_tensor", "push_history"]
+__all__ = [
+    "PAIR_TABLE_BYTES",
+    "ResidentState",
+    "ResidentStep",
+    "affinity_tensor",
+    "push_history",
+    "put",
+]
