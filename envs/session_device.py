@@ -266,6 +266,38 @@ class DeviceSessionMDP(BatchedMDP):
         }
         return obs, out["reward"], out["terminated"], out["truncated"], info, reset_info
 
+    def vector_step(
+        self, actions: Any, autoreset: np.ndarray
+    ) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, Info]:
+        """`envs.vector.MDPVectorEnv`'s whole step: the slots in `autoreset` begin a session,
+        the others advance; Gymnasium's vector info built from the full arrays directly."""
+        stepped, resetting = np.flatnonzero(~autoreset), np.flatnonzero(autoreset)
+        obs, out = self._run(actions, stepped, resetting, None, every_row=True)
+        stepping = ~autoreset
+        info: Info = {"user_id": out["user"], "_user_id": np.ones(self.n_slots, dtype=bool)}
+        for key in ("slate", "categories"):
+            info[key], info[f"_{key}"] = self._stepped_only(out[key], autoreset), stepping.copy()
+        responses: Info = {}
+        for key in [k for k in out if k.startswith("responses.")]:
+            name = key.split(".", 1)[1]
+            value = out[key].astype(np.int64) if name == "watch_ms" else out[key]
+            responses[name] = self._stepped_only(value, autoreset)
+            responses[f"_{name}"] = stepping.copy()
+        info["responses"] = responses
+        info["candidates_shown"] = self._stepped_only(out["candidates_shown"], autoreset)
+        info["_candidates_shown"] = stepping.copy()
+        info["candidates"] = obs["item_id"].copy()
+        info["_candidates"] = np.ones(self.n_slots, dtype=bool)
+        return obs, out["reward"], out["terminated"], out["truncated"], info
+
+    @staticmethod
+    def _stepped_only(value: np.ndarray, autoreset: np.ndarray) -> np.ndarray:
+        """`value` (a fresh download) with the resetting slots' rows zeroed, as
+        `envs.vector.scatter_info` leaves the slots that did not set a key."""
+        if autoreset.any():
+            value[autoreset] = 0
+        return value
+
     # ------------------------------------------------------------------ one call
     def _run(
         self,
@@ -273,14 +305,35 @@ class DeviceSessionMDP(BatchedMDP):
         stepped: np.ndarray,
         resetting: np.ndarray,
         named: np.ndarray | None,
+        every_row: bool = False,
     ) -> tuple[Obs, dict[str, np.ndarray]]:
-        """Fill the inputs, run the step (graph or eager), download every slot's outputs."""
+        """Fill the inputs, run the step (graph or eager), download every slot's outputs.
+        `every_row`: `actions` has a row per slot (the rows of resetting slots are ignored)."""
         if not self.driver.seeded:
             raise RuntimeError(f"{self.name}: call reset() before step()")
         s = self.n_slots
-        scores = np.zeros((s, self.n_candidates), dtype=np.float32)
-        if len(stepped):
-            scores[stepped] = self._scores(actions, len(stepped))
+        full = (s, self.n_candidates)
+        if (
+            every_row
+            and self.action_mode == "scores"
+            and isinstance(actions, np.ndarray)
+            and actions.dtype == np.float32
+            and actions.shape == full
+            and np.isfinite(actions).all()
+        ):
+            scores = actions  # every row valid: uploaded as it is
+        else:
+            scores = np.zeros(full, dtype=np.float32)
+            if len(stepped):
+                picked = actions
+                if every_row:
+                    try:
+                        picked = np.asarray(actions)[stepped]
+                    except (TypeError, ValueError, IndexError):
+                        raise ValueError(
+                            f"{self.name}: actions must have a leading axis of {s} slots"
+                        ) from None
+                scores[stepped] = self._scores(picked, len(stepped))
         stepping, reset = np.zeros(s, dtype=bool), np.zeros(s, dtype=bool)
         stepping[stepped], reset[resetting] = True, True
         named_all = np.full(s, -1, dtype=np.int64)
@@ -504,14 +557,27 @@ class DeviceSessionMDP(BatchedMDP):
 def download(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """Device tensors -> numpy arrays with one device-to-host copy per dtype: each dtype's
     tensors are flattened into one buffer, copied, and split back into views of it (a 0-d
-    bool comes back as a Python bool)."""
+    bool comes back as a Python bool). From CUDA the copies go to fresh pinned host buffers
+    (PyTorch's caching host allocator) without blocking, then one wait for all of them."""
     by_dtype: dict[torch.dtype, list[str]] = {}
     for key, value in tensors.items():
         by_dtype.setdefault(value.dtype, []).append(key)
-    out: dict[str, Any] = {}
+    flats = []
+    stream = None
     for keys in by_dtype.values():
+        flat = torch.cat([tensors[key].reshape(-1) for key in keys])
+        if flat.is_cuda:
+            host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
+            host.copy_(flat, non_blocking=True)
+            stream = torch.cuda.current_stream(flat.device)
+            flat = host
+        flats.append(flat)
+    if stream is not None:
+        stream.synchronize()
+    out: dict[str, Any] = {}
+    for keys, flat_t in zip(by_dtype.values(), flats, strict=True):
         parts = [tensors[key] for key in keys]
-        flat = torch.cat([p.reshape(-1) for p in parts]).cpu().numpy()
+        flat = flat_t.numpy()
         offset = 0
         for key, part in zip(keys, parts, strict=True):
             size = part.numel()

@@ -33,6 +33,12 @@ The contract a core keeps (`BatchedMDP`):
   observation, reward and ends and the two parts' infos; `MDPVectorEnv` uses it for its
   autoreset steps when the core has it (recgym's session MDPs retrieve and observe all slots
   in one call there).
+- optionally ``vector_step(actions, autoreset) -> (obs, reward, terminated, truncated,
+  info)``: a whole vector step, the slots in the bool (n_slots,) `autoreset` reset (their
+  actions ignored) and the others stepped by their rows of the (n_slots, ...) `actions`,
+  returning Gymnasium's vector info itself (every array over all slots, ``"_<key>"`` masks
+  beside); `MDPVectorEnv.step` then only passes it through (the device-resident Session-v0,
+  which has every slot's results at once, saves the per-part copies).
 
 Seeding rule. ``MDPVectorEnv.reset(seed=s)`` calls ``core.seed(s)`` once for all slots; the
 core decides what a slot sees (recgym's cores use `envs.driver.EpisodeDriver`: slot i draws
@@ -216,6 +222,11 @@ class MDPVectorEnv(gym.vector.VectorEnv):
         return obs, _full_info(info, self.num_envs)
 
     def step(self, actions: Any) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, Info]:
+        whole = getattr(self.mdp, "vector_step", None)
+        if whole is not None:
+            obs, reward, terminated, truncated, info = whole(actions, self._autoreset.copy())
+            self._autoreset = terminated | truncated
+            return obs, reward, terminated, truncated, info
         if not self._autoreset.any():
             obs, reward, terminated, truncated, info = self.mdp.step_slots(actions, self._all)
             self._autoreset = terminated | truncated

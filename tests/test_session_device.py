@@ -207,6 +207,52 @@ def test_same_seed_same_run_and_named_users(tiny_checkpoint: Path) -> None:
         venv.reset(seed=0, options={"user": np.array([5, 5, 9])})
 
 
+def _structure(info: dict) -> dict:
+    """Keys (recursively), dtypes and shapes of a vector info."""
+    out = {}
+    for key, value in info.items():
+        if isinstance(value, dict):
+            out[key] = _structure(value)
+        else:
+            out[key] = (np.asarray(value).dtype.str, np.shape(value))
+    return out
+
+
+def test_vector_info_is_the_host_envs_with_zeros_where_a_slot_reset(tiny_checkpoint: Path) -> None:
+    """The device core builds Gymnasium's vector info itself (`vector_step`): the same keys,
+    dtypes, shapes and masks as the host env's scattered info, zeros in the rows of slots that
+    reset; actions of resetting slots are ignored (a NaN there is fine), float64 scores and
+    per-row checks take the careful path."""
+    venvs = [_venv(tiny_checkpoint, n=12, max_steps=2, env_on_device=d) for d in (True, False)]
+    for venv in venvs:
+        venv.reset(seed=0)
+    scores = _scores(venvs[0], 6)
+    for t, step in enumerate(scores):
+        infos = []
+        for venv in venvs:
+            autoreset = venv._autoreset.copy()
+            action = step.astype(np.float64) if t % 2 else step.copy()
+            action[autoreset, 0] = np.nan  # ignored: those slots reset
+            _, _, _, _, info = venv.step(action)
+            infos.append((info, autoreset))
+        (dev, reset_dev), (host, _) = infos
+        assert _structure(dev) == _structure(host)
+        for key in ("slate", "categories", "candidates_shown"):
+            np.testing.assert_array_equal(dev[f"_{key}"], ~reset_dev)
+        np.testing.assert_array_equal(dev["responses"]["_click"], ~reset_dev)
+        assert dev["_user_id"].all() and dev["_candidates"].all()
+        if reset_dev.any():
+            assert not dev["slate"][reset_dev].any()
+            assert not dev["responses"]["watch_ms"][reset_dev].any()
+        np.testing.assert_array_equal(dev["candidates"], venvs[0].mdp.candidates.numpy())
+    bad = scores[0].copy()
+    bad[:, 3] = np.inf
+    with pytest.raises(ValueError, match="finite"):
+        venvs[0].step(bad)
+    with pytest.raises(ValueError, match="shape"):
+        venvs[0].step(np.zeros((12, 7), np.float32))
+
+
 def test_discrete_actions_and_bad_actions(tiny_checkpoint: Path) -> None:
     venv = _venv(tiny_checkpoint, n=4, action_mode="discrete")
     obs, _ = venv.reset(seed=0)

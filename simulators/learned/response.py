@@ -212,8 +212,10 @@ class ResponseModel(nn.Module):
         click: torch.Tensor,
         conditional: torch.Tensor,
         ratio_class: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Multi-task loss (see the class docstring); `conditional` is (N, 6) float labels."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Multi-task loss (see the class docstring); `conditional` is (N, 6) float labels.
+        The per-task losses come back as detached 0-d tensors on the model's device (read
+        them with ``.item()``: converting every step would make a GPU fit wait each step)."""
         click_logit, cond, ratio = self.split_outputs(out)
         state = click.long()
         rows = torch.arange(len(out), device=out.device)
@@ -222,8 +224,8 @@ class ResponseModel(nn.Module):
         l_cond = F.binary_cross_entropy_with_logits(picked, conditional, reduction="none").mean(0)
         l_ratio = F.cross_entropy(ratio[rows, state], ratio_class)
         total = l_click + l_cond.sum() + l_ratio
-        stats = {"click": l_click.item(), "ratio": l_ratio.item()}
-        stats.update(dict(zip(CONDITIONAL, l_cond.tolist(), strict=True)))
+        stats = {"click": l_click.detach(), "ratio": l_ratio.detach()}
+        stats.update({name: l_cond[j].detach() for j, name in enumerate(CONDITIONAL)})
         return total, stats
 
 
