@@ -11,14 +11,16 @@ Three measurements (issue 16), each run once per device on this machine:
 - ``vector_env``: env steps per second of ``gym.make_vec("recgym/Session-v0", num_envs=N,
   vectorization_mode="vector_entry_point", backend=<the learned simulator on the device>)``
   with random scores (pre-drawn), next-step autoreset, N = 4,096 (``--quick``: 64). A slot
-  holds a distinct user, so the checkpoint is fitted here on a log of N + 100 users x 1 day
+  holds a distinct user, so the checkpoint is fitted here on a 2-day log of a world of
+  N * 1.1 + 50 users
   (one epoch; ``--checkpoint`` gives one with at least N users instead). The simulator object
-  is passed as the backend because the env ids take no device argument. On CUDA it runs the
-  device-resident step (`simulators.learned.resident`: user state and sampling on the GPU), on
-  the CPU the host path. Target on CUDA: >= 500,000 env steps/s. Beside it, ``backend_step``:
-  the same simulator's `step` alone over N users and random slates, so the rows show how much
-  of an env step is the simulator and how much the env (candidates, observations, rewards,
-  which stay numpy on the host).
+  is passed as the backend because the env ids take no device argument. On CUDA the env is
+  the device-resident one (`envs.session_device`: session state, candidates, observations and
+  the simulator's step on the GPU, the step replayed as a CUDA graph; row ``vector_env_eager``:
+  the same without the graph), on the CPU the host path. Target on CUDA: >= 500,000 env
+  steps/s. Every step's results are kept (as a caller storing observations would). Beside it,
+  ``backend_step``: the same simulator's `step` alone over N users and random slates (one
+  upload and one download per call).
 - ``dqn_train``: env steps per second of `agents.dqn.train_dqn` on Session-v0 over the default
   world (DQNConfig defaults with ``env_steps`` 2,000 in 2 epochs, ``--quick`` 200), after a tiny
   warm-up run (imports, kernels).
