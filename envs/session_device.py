@@ -115,7 +115,7 @@ class DeviceCandidates:
 
     def __call__(self, history: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, H) history item ids (-1 padded, newest last), (B, n_uniforms) uniforms -> (B, n)
-        int64 candidates and a 0-d bool: whether some row still repeats an item."""
+        int64 candidates and (B,) bool: the rows that still repeat an item."""
         b, h = history.shape
         n_hist, n_pop = self.n_hist, self.n_pop
         u_pick, u_within, u_fill = (
@@ -140,7 +140,7 @@ class DeviceCandidates:
             repeat = self.repeats(cand)
             draws = self.item(u[:, start + r * self.n : start + (r + 1) * self.n])
             cand = torch.where(repeat, draws, cand)
-        return cand, self.repeats(cand).any()
+        return cand, self.repeats(cand).any(dim=1)
 
     @staticmethod
     def repeats(cand: torch.Tensor) -> torch.Tensor:
@@ -189,6 +189,11 @@ class DeviceSessionMDP(BatchedMDP):
         self.generator = torch.Generator(device=dev)
         # how often each user id occurs in `users`: the user draw's weights
         weights = np.bincount(self.driver.users, minlength=sim.n_users).astype(np.float64)
+        if np.count_nonzero(weights) < host.n_slots:
+            raise ValueError(
+                f"{host.name}: {host.n_slots} slots need as many distinct users, `users` has "
+                f"{np.count_nonzero(weights)}"
+            )
         self.user_weights = torch.from_numpy(weights).to(dev)
         s, n = self.n_slots, self.n_candidates
         self.user = torch.zeros(s, dtype=torch.int64, device=dev)
@@ -429,7 +434,7 @@ class DeviceSessionMDP(BatchedMDP):
         fresh = stepping | resetting
         new, still = self.retrieve(self.sim.state.clicked[user], u[:, self._sim_cols :])
         self.candidates.copy_(torch.where(fresh[:, None], new, self.candidates))
-        out["still_repeats"] = still & fresh.any()
+        out["still_repeats"] = (still & fresh).any()
         out["user"] = user
         out.update({f"obs.{k}": v for k, v in self._observe().items()})
         return out

@@ -55,6 +55,8 @@ def test_auto_picks_the_device_core_only_for_a_resident_backend_and_several_slot
     assert core(4, resident, env_on_device=False) == "SessionMDP"
     with pytest.raises(ValueError, match="env_on_device=True needs"):
         core(4, host, env_on_device=True)
+    with pytest.raises(ValueError, match="4 slots need as many distinct users"):
+        core(4, resident, users=np.array([1, 1, 2, 3]))
     with pytest.raises(ValueError, match="graph=True needs a CUDA device"):
         sd.DeviceSessionMDP(
             gym.make_vec(
@@ -299,7 +301,7 @@ def test_candidates_come_from_the_host_generators_distribution(tiny_checkpoint: 
                    dtype=torch.float64)  # fmt: skip
     dev, still = device(torch.from_numpy(history), u)
     dev = dev.numpy()
-    assert not still
+    assert not still.any()
     s = np.sort(dev, axis=1)
     assert (s[:, 1:] != s[:, :-1]).all()
     cat, pop = sim.catalogue.category, sim.catalogue.popularity
