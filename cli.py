@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -381,7 +382,7 @@ def _dispatch(argv: list[str]) -> int:
     if argv[:1] == ["demo"]:  # the demo parses its own options (and its own --help)
         from recgym.benchmarks import demo
 
-        return _with_sweep(demo.main, argv[1:])
+        return _with_sweep(demo.main, argv[1:], default_workers=DEMO_WORKERS)
     if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCH_SUITES:
         import importlib
 
@@ -392,15 +393,30 @@ def _dispatch(argv: list[str]) -> int:
     return int(args.func(args) or 0)
 
 
-def _with_sweep(main_fn, argv: list[str]) -> int:
+DEMO_WORKERS = max(1, min(os.cpu_count() or 1, 5))
+"""`recgym demo`'s worker processes unless ``--workers``/``--ray`` say otherwise: one per core,
+at most one per default training seed (its five DQN seeds train side by side; the rows are
+those of a serial run, every stage being seeded and single-threaded)."""
+
+
+def _with_sweep(main_fn, argv: list[str], default_workers: int = 1) -> int:
     """Run a bench's `main` with the sweep options every engine bench takes (--workers N,
-    --ray [ADDRESS], --retries N) taken out of `argv` and applied to its engine."""
+    --ray [ADDRESS], --retries N) taken out of `argv` and applied to its engine;
+    `default_workers` when `argv` names neither ``--workers`` nor ``--ray``."""
+    from dataclasses import replace
+
     from recgym.benchmarks.engine_cli import split_sweep_args, sweep_parser
     from recgym.benchmarks.sweep import SweepError, use_sweep
 
     sweep, rest = split_sweep_args(argv)
+    named = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    if default_workers > 1 and not named & {"--workers", "--ray"}:
+        sweep = replace(sweep, workers=default_workers)
     if "-h" in rest or "--help" in rest:
-        print(sweep_parser().format_help().replace("usage: ", "sweep options: ", 1))
+        text = sweep_parser().format_help().replace("usage: ", "sweep options: ", 1)
+        if default_workers > 1:
+            text += f"  (here --workers defaults to {default_workers}: one per core, at most 5)\n"
+        print(text)
     try:
         with use_sweep(sweep):
             return main_fn(rest)

@@ -37,7 +37,6 @@ an interrupted stage leaves nothing that looks finished.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -47,7 +46,6 @@ from typing import Any
 from recgym.benchmarks.claims import Claim, judge_rows
 from recgym.benchmarks.engine import Engine, Stage, StageContext, StageResult
 from recgym.benchmarks.report import Table, write_report
-from recgym.benchmarks.sweep import SweepConfig
 
 ENV_ID = "recgym/Session-v0"
 BACKENDS = {"learned": "learned simulator", "world": "ground-truth world"}
@@ -84,8 +82,8 @@ each request's watch time)."""
 
 @dataclass(kw_only=True)
 class DemoConfig:
-    """Sizes and budgets of the demo; the defaults took 64 s on 2 idle cores with 2 workers (94 s
-    with ``workers=1``; 2026-11-27, fresh output directory)."""
+    """Sizes and budgets of the demo; with the defaults `recgym demo` took 64 s on 2 idle cores
+    (its stages in 2 worker processes; 94 s one after another, ``--workers 1``), 2026-11-27."""
 
     out: str = "recgym-out/demo"
     """Output directory (stage outputs under <out>/<stage>/<key>/, tables and plots at the top)."""
@@ -118,12 +116,6 @@ class DemoConfig:
     fresh: bool = False
     """Discard every earlier stage output first (not needed for correctness: stages are keyed by
     settings and code)."""
-    workers: int = 0
-    """Stages run at once, each in a worker process with one torch thread (the DQN seeds train
-    side by side): 0 = one per CPU core, at most one per training seed; 1 = one after another in
-    this process. The rows are the same either way (every stage is seeded and single-threaded).
-    A Python script that calls `run` with more than one worker needs the usual
-    ``if __name__ == "__main__":`` guard (the workers import the main module)."""
 
     def __post_init__(self) -> None:
         seeds = tuple(int(s) for s in self.train_seeds)
@@ -133,15 +125,6 @@ class DemoConfig:
         from recgym.device import resolve_device
 
         resolve_device(self.device)  # 'cuda' without CUDA fails here, before any stage
-        if self.workers < 0:
-            raise ValueError(f"--workers must be >= 0 (0: one per core), got {self.workers}")
-
-    @property
-    def n_workers(self) -> int:
-        """The worker processes `workers` asks for on this machine."""
-        if self.workers:
-            return self.workers
-        return max(1, min(os.cpu_count() or 1, len(self.train_seeds)))
 
 
 # --------------------------------------------------------------------------- stages
@@ -293,8 +276,7 @@ def run(cfg: DemoConfig, progress: bool = True) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    sweep = SweepConfig(workers=cfg.n_workers) if cfg.n_workers > 1 else None
-    engine = Engine(cfg.out, progress=progress, fresh=cfg.fresh, sweep=sweep)
+    engine = Engine(cfg.out, progress=progress, fresh=cfg.fresh)
     done = engine.run(stages(cfg))
     out = engine.out
     rows = [row for s in cfg.train_seeds for row in done[eval_stage(s)].rows()]

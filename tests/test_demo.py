@@ -35,7 +35,7 @@ STAGES = _stages((0, 1))
 def _tiny(users: int, episodes: int = 3, seeds: tuple[int, ...] = (0, 1)) -> list[str]:
     return ["--users", str(users), "--items", "300", "--authors", "30", "--days", "3",
             "--dqn-steps", "200", "--dqn-test-episodes", "1", "--episodes", str(episodes),
-            "--train-seeds", *map(str, seeds), "--quiet", "--workers", "1"]  # fmt: skip
+            "--train-seeds", *map(str, seeds), "--quiet"]  # fmt: skip
 
 
 def _actions(out: Path, since: int) -> dict[str, str]:
@@ -86,7 +86,7 @@ def _check_tables(out: Path, seeds: tuple[int, ...]) -> None:
 def test_demo_reruns_what_a_setting_reaches_and_reuses_the_rest(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
     cfg = DemoConfig(out=str(out), users=60, items=300, authors=30, days=3, dqn_steps=200,
-                     dqn_test_episodes=1, episodes=3, train_seeds=(0, 1), workers=1)  # fmt: skip
+                     dqn_test_episodes=1, episodes=3, train_seeds=(0, 1))  # fmt: skip
     report = run(cfg, progress=False)
     assert _actions(out, 0) == dict.fromkeys(STAGES, "ran")
     for name in ("results.md", "results.json", "rows.jsonl", "learning_curve.png", "metrics.png",
@@ -136,21 +136,35 @@ def test_demo_reruns_what_a_setting_reaches_and_reuses_the_rest(tmp_path: Path, 
     capsys.readouterr()
 
 
-def test_worker_processes_give_the_serial_rows(tmp_path: Path) -> None:
-    """The default runs the stages in worker processes (one per core, at most one per seed):
-    the same rows as one after another in this process."""
+def test_recgym_demo_runs_its_stages_in_workers_with_the_serial_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`recgym demo` defaults to worker processes (one per core, at most 5): the same rows as
+    ``--workers 1`` (one stage after another in this process)."""
+    from recgym import cli
+    from recgym.benchmarks.sweep import default_sweep
 
-    def rows(workers: int) -> list[dict]:
-        out = tmp_path / f"w{workers}"
-        assert main(["--out", str(out), *_tiny(60)[:-2], "--workers", str(workers)]) == 0
+    seen = []
+
+    def record(argv: list[str]) -> int:
+        seen.append((default_sweep().workers, argv))
+        return 0
+
+    cli._with_sweep(record, ["--users", "9"], default_workers=3)
+    cli._with_sweep(record, ["--users", "9", "--workers", "1"], default_workers=3)
+    cli._with_sweep(record, ["--workers=2"], default_workers=3)
+    assert seen == [(3, ["--users", "9"]), (1, ["--users", "9"]), (2, [])]
+    assert cli.DEMO_WORKERS == max(1, min(os.cpu_count() or 1, 5))
+
+    def rows(*extra: str) -> list[dict]:
+        out = tmp_path / f"run{len(extra)}"
+        argv = ["demo", "--out", str(out), *_tiny(60), *extra]
+        assert cli.main(argv) == 0
         lines = (out / "rows.jsonl").read_text().splitlines()
         return [{k: v for k, v in json.loads(x).items() if k != "provenance"} for x in lines]
 
-    assert rows(2) == rows(1)
-    assert DemoConfig(workers=0).n_workers == max(1, min(os.cpu_count() or 1, 5))
-    assert DemoConfig(workers=3).n_workers == 3
-    with pytest.raises(ValueError, match="workers"):
-        DemoConfig(workers=-1)
+    monkeypatch.setattr(cli, "DEMO_WORKERS", 2)
+    assert rows() == rows("--workers", "1")
 
 
 def test_train_seeds_must_be_distinct() -> None:
