@@ -236,6 +236,10 @@ def _key_paths(batch: Batch, prefix: str = "") -> tuple[str, ...]:
     return tuple(sorted(paths))
 
 
+TEST_SLOTS = 16
+"""Test episodes that `train_dqn` runs side by side (slots of one native vector env)."""
+
+
 def _native_envs(env_id: str, n: int, kwargs: dict[str, Any]) -> TianshouVectorEnv:
     """`n` slots of `env_id`'s native vector env (`envs.vector`: one backend, one call per step)
     as Tianshou's Collector sees a vector env: flat observations (`FlattenCandidates`'s) and
@@ -288,7 +292,8 @@ def train_dqn(
 
     Uniform-random warm-up, then `epochs` epochs of ε-greedy collection (`collect_steps` env
     steps per training step, `updates_per_step` gradient steps per env step); each epoch ends
-    with `test_episodes` greedy episodes on a separate env, recorded in the learning curve.
+    with `test_episodes` greedy episodes on a separate env (up to `TEST_SLOTS` of them at once,
+    in one native vector env), recorded in the learning curve.
     The same seed gives the same weights (Dummy envs, one torch thread).
     """
     cfg = config or DQNConfig()
@@ -299,9 +304,12 @@ def train_dqn(
     # Tianshou's ε-greedy draws from the global numpy RNG: seeded here, the caller's restored
     with seeded_global_rngs(cfg.seed):
         # the n_envs training envs are slots of one native vector env (one population of
-        # users, one backend call per step); the test env is a 1-slot one with its own backend
+        # users, one backend call per step); the test episodes run side by side in another
+        # one with its own backend (greedy: they draw nothing from the global RNG, so how
+        # many run at once leaves training as it is)
         train_envs = _native_envs(env_id, cfg.n_envs, kwargs)
-        test_envs = _native_envs(env_id, 1, kwargs)
+        n_test = max(1, min(cfg.test_episodes, TEST_SLOTS, len(train_envs.mdp.driver.users)))
+        test_envs = _native_envs(env_id, n_test, kwargs)
         train_envs.seed(cfg.seed)
         test_envs.seed(cfg.seed + 10_000)
         algo = build_dqn(layout=row_layout(train_envs.mdp.single_observation_space), config=cfg)

@@ -116,3 +116,27 @@ def test_train_dqn_gives_the_same_weights_with_the_plain_buffer(monkeypatch) -> 
     for key, value in weights.items():
         if torch.is_tensor(value):
             assert torch.equal(value, plain_weights[key]), key
+
+
+def test_test_episodes_side_by_side_leave_training_as_it_is(monkeypatch) -> None:
+    """`train_dqn` runs its greedy test episodes in one vector env (up to TEST_SLOTS at once):
+    the same weights as one test episode after another (they draw nothing from the global
+    RNG); the test rewards are another sample of users, so the curve's values differ."""
+    torch.set_num_threads(1)
+    cfg = DQNConfig(
+        env_steps=96, epochs=2, warmup_steps=32, test_episodes=4, hidden_sizes=(16,), seed=3
+    )
+    env_kwargs = {
+        "world_config": {"n_users": 40, "n_items": 300, "n_authors": 30},
+        "max_steps": 10,
+    }
+    algo, stats = train_dqn(env_kwargs, cfg, progress=False)
+    monkeypatch.setattr(dqn, "TEST_SLOTS", 1)
+    serial, serial_stats = train_dqn(env_kwargs, cfg, progress=False)
+    assert [row[0] for row in stats.learning_curve] == [
+        row[0] for row in serial_stats.learning_curve
+    ]
+    weights, serial_weights = algo.state_dict(), serial.state_dict()
+    for key, value in weights.items():
+        if torch.is_tensor(value):
+            assert torch.equal(value, serial_weights[key]), key
