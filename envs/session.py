@@ -300,10 +300,8 @@ class SessionEnv(MDPEnv):
     (`SessionMDP`, `envs.vector.MDPVectorEnv`, next-step autoreset). The slots share the backend
     (a user's state carries over whichever slot meets them next), so the users in the slots at
     one time are distinct: a slot whose draw is already in another slot draws again from its own
-    stream (`EpisodeDriver.begin`). A 1-slot vector env replays this env exactly. Over a
-    learned simulator whose state lives on an accelerator (``device="cuda"``), a vector env of
-    several slots runs its whole step there too, as a CUDA graph (`envs.session_device`: the
-    same MDP with torch's draws; ``env_on_device=`` and ``graph=`` choose).
+    stream (`EpisodeDriver.begin`). A 1-slot vector env replays this env exactly. Over a learned
+    simulator on a GPU, several slots run their whole step there (`envs.session_device`).
 
     ## Version History
     v0: initial version. Changed in place before recgym's first release (0.1.0 is unpublished;

@@ -33,9 +33,10 @@ The dynamics and distributions are Session-v0's; the draws are torch's, so a run
   (Efraimidis-Spirakis keys ``log(u) / w``, the top ones): the distribution of the host
   path's draw-again rule, not its per-slot streams; ``reset(options={"user": ...})`` still
   names them (checked by the driver as on the host);
-- candidate duplicates are redrawn uniformly for `DEDUP_ROUNDS` rounds inside the step, and
-  in further rounds after it in the rare case a row still repeats an item (then the
-  observation is recomputed), so every row is distinct as on the host;
+- candidate duplicates are redrawn uniformly for a fixed number of rounds inside the step
+  (`simulators.device_candidates`), and in further rounds after it in the rare case a row
+  still repeats an item (then the observation is recomputed), so every row is distinct as on
+  the host;
 - a slot that does not step still has its responses computed (and discarded); its user's
   state is written back unchanged.
 
@@ -54,17 +55,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from recgym.device import Download
 from recgym.envs.contract import FLOAT_HIGH, FLOAT_LOW
 from recgym.envs.session import EXPOSURE_DECAY, _indices_from_actions, checked_scores
 from recgym.envs.vector import BatchedMDP, Info, Obs
+from recgym.simulators.device_candidates import DeviceCandidates
 
 if TYPE_CHECKING:
     from recgym.envs.session import SessionMDP
-    from recgym.simulators.candidates import CandidateGenerator
-
-DEDUP_ROUNDS = 6
-"""Rounds of duplicate redraws inside the fixed-shape step (more run after it if needed)."""
-MAX_DEDUP_ROUNDS = 100
 
 
 def device_core_wanted(mdp: SessionMDP, option: bool | None) -> bool:
@@ -80,84 +78,6 @@ def device_core_wanted(mdp: SessionMDP, option: bool | None) -> bool:
             "device (LearnedSimulator(resident=True), the default on an accelerator)"
         )
     return bool(option)
-
-
-class DeviceCandidates:
-    """`CandidateGenerator`'s draw on the device from given uniforms: from the categories of
-    the user's history, by popularity and uniformly, then duplicates within a row redrawn."""
-
-    def __init__(self, generator: CandidateGenerator, device: torch.device) -> None:
-        def on(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
-
-        self.device = device
-        self.n = generator.n_candidates
-        self.n_hist = int(round(self.n * generator.history_share))
-        self.n_pop = int(round(self.n * generator.popular_share))
-        self.n_items = generator.catalogue.n_items
-        self.category = on(np.asarray(generator.catalogue.category, dtype=np.int64))
-        self.by_category = on(generator._by_category.astype(np.int64))
-        self.offsets = on(generator._offsets.astype(np.int64))
-        self.pop_cdf = on(generator._pop_cdf.astype(np.float64))
-
-    @property
-    def n_uniforms(self) -> int:
-        """Uniforms one row takes: 3 per history slot, 1 per other slot, then the rounds'."""
-        return 2 * self.n_hist + self.n + DEDUP_ROUNDS * self.n
-
-    def popular(self, u: torch.Tensor) -> torch.Tensor:
-        """Items by popularity from uniforms `u`: ``searchsorted(cdf, u)`` as the host's."""
-        return torch.searchsorted(self.pop_cdf, u.contiguous()).clamp(max=self.n_items - 1)
-
-    def item(self, u: torch.Tensor) -> torch.Tensor:
-        """Uniformly random items from uniforms `u`."""
-        return (u * self.n_items).long().clamp(max=self.n_items - 1)
-
-    def __call__(self, history: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, H) history item ids (-1 padded, newest last), (B, n_uniforms) uniforms -> (B, n)
-        int64 candidates and (B,) bool: the rows that still repeat an item."""
-        b, h = history.shape
-        n_hist, n_pop = self.n_hist, self.n_pop
-        u_pick, u_within, u_fill = (
-            u[:, :n_hist],
-            u[:, n_hist : 2 * n_hist],
-            u[:, 2 * n_hist : 3 * n_hist],
-        )
-        valid = history >= 0
-        n_valid = valid.sum(dim=1, keepdim=True)
-        col = ((h - n_valid) + (u_pick * n_valid).long()).clamp(max=h - 1)
-        seed_cat = self.category[torch.gather(history, 1, col).clamp(min=0)]
-        lo, hi = self.offsets[seed_cat], self.offsets[seed_cat + 1]
-        within = lo + (u_within * (hi - lo)).long()
-        from_hist = self.by_category[within.clamp(max=self.n_items - 1)]
-        from_hist = torch.where(n_valid > 0, from_hist, self.popular(u_fill))
-        start = 3 * n_hist
-        popular = self.popular(u[:, start : start + n_pop])
-        uniform = self.item(u[:, start + n_pop : 2 * n_hist + self.n])
-        cand = torch.cat([from_hist, popular, uniform], dim=1)
-        start = 2 * n_hist + self.n
-        for r in range(DEDUP_ROUNDS):
-            repeat = self.repeats(cand)
-            draws = self.item(u[:, start + r * self.n : start + (r + 1) * self.n])
-            cand = torch.where(repeat, draws, cand)
-        return cand, self.repeats(cand).any(dim=1)
-
-    @staticmethod
-    def repeats(cand: torch.Tensor) -> torch.Tensor:
-        """(B, n) bool: the entries that repeat an earlier one of their row (stable sort)."""
-        values, order = torch.sort(cand, dim=1, stable=True)
-        repeat = torch.zeros_like(cand, dtype=torch.bool)
-        return repeat.scatter_(1, order[:, 1:], values[:, 1:] == values[:, :-1])
-
-    def distinct(self, cand: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """`cand` with repeats redrawn (from `gen`) in rounds until every row is distinct."""
-        for _ in range(MAX_DEDUP_ROUNDS):
-            repeat = self.repeats(cand)
-            if not bool(repeat.any()):
-                return cand
-            u = torch.rand(cand.shape, generator=gen, device=self.device, dtype=torch.float64)
-            cand = torch.where(repeat, self.item(u), cand)
-        raise RuntimeError(f"candidates still repeat after {MAX_DEDUP_ROUNDS} rounds of redraws")
 
 
 class DeviceSessionMDP(BatchedMDP):
@@ -560,57 +480,4 @@ class DeviceSessionMDP(BatchedMDP):
         }
 
 
-class Download:
-    """Device tensors -> fresh numpy arrays, one device-to-host copy per dtype: each dtype's
-    tensors are flattened into one buffer, copied, and split back into views of that copy (a
-    0-d bool comes back as a Python bool).
-
-    From CUDA the copies go without blocking into pinned staging buffers kept for the next
-    call, then one wait, then one host copy per dtype into a fresh array: a pinned buffer per
-    call would be allocated anew (slowly) whenever the caller keeps the arrays it got, and a
-    pageable copy is several times slower than a pinned one."""
-
-    def __init__(self) -> None:
-        self.staging: dict[torch.dtype, torch.Tensor] = {}
-
-    def __call__(self, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-        by_dtype: dict[torch.dtype, list[str]] = {}
-        for key, value in tensors.items():
-            by_dtype.setdefault(value.dtype, []).append(key)
-        flats: list[torch.Tensor] = []
-        stream = None
-        for dtype, keys in by_dtype.items():
-            flat = torch.cat([tensors[key].reshape(-1) for key in keys])
-            if flat.is_cuda:
-                buffer = self.staging.get(dtype)
-                if buffer is None or buffer.numel() < flat.numel():
-                    buffer = torch.empty(flat.numel(), dtype=dtype, pin_memory=True)
-                    self.staging[dtype] = buffer
-                staged = buffer[: flat.numel()]
-                staged.copy_(flat, non_blocking=True)
-                stream = torch.cuda.current_stream(flat.device)
-                flat = staged
-            flats.append(flat)
-        if stream is not None:
-            stream.synchronize()
-        out: dict[str, Any] = {}
-        for keys, flat_t in zip(by_dtype.values(), flats, strict=True):
-            flat = flat_t.numpy()
-            if flat_t.is_pinned():
-                flat = flat.copy()  # the staging buffer is the next call's
-            offset = 0
-            for key in keys:
-                part = tensors[key]
-                size = part.numel()
-                value = flat[offset : offset + size].reshape(tuple(part.shape))
-                out[key] = bool(value) if part.dim() == 0 and part.dtype == torch.bool else value
-                offset += size
-        return out
-
-
-def download(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """`Download` without kept staging buffers (CPU tensors, one-off calls)."""
-    return Download()(tensors)
-
-
-__all__ = ["DeviceCandidates", "DeviceSessionMDP", "Download", "device_core_wanted", "download"]
+__all__ = ["DeviceSessionMDP", "device_core_wanted"]

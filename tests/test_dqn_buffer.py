@@ -1,8 +1,11 @@
-"""`agents.dqn.NewRowsNullCheckBuffer`: Tianshou's full-buffer NaN check, answered from new rows."""
+"""`agents.dqn`'s training-speed changes that must leave the weights as they were:
+`NewRowsNullCheckBuffer` (Tianshou's full-buffer NaN check, answered from new rows) and the
+test episodes run side by side."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -98,19 +101,19 @@ def test_a_loaded_buffer_checks_in_full_first(tmp_path) -> None:
         assert again.hasnull()
 
 
+TINY_DQN = DQNConfig(
+    env_steps=96, epochs=2, warmup_steps=32, test_episodes=4, hidden_sizes=(16,), seed=3
+)
+TINY_ENV = {"world_config": {"n_users": 40, "n_items": 300, "n_authors": 30}, "max_steps": 10}
+
+
 def test_train_dqn_gives_the_same_weights_with_the_plain_buffer(monkeypatch) -> None:
     """The buffer changes how the trainer's NaN check is computed, nothing it samples."""
     torch.set_num_threads(1)
-    cfg = DQNConfig(
-        env_steps=96, epochs=2, warmup_steps=32, test_episodes=1, hidden_sizes=(16,), seed=3
-    )
-    env_kwargs = {
-        "world_config": {"n_users": 40, "n_items": 300, "n_authors": 30},
-        "max_steps": 10,
-    }
-    algo, stats = train_dqn(env_kwargs, cfg, progress=False)
+    cfg = replace(TINY_DQN, test_episodes=1)
+    algo, stats = train_dqn(TINY_ENV, cfg, progress=False)
     monkeypatch.setattr(dqn, "NewRowsNullCheckBuffer", VectorReplayBuffer)
-    plain, plain_stats = train_dqn(env_kwargs, cfg, progress=False)
+    plain, plain_stats = train_dqn(TINY_ENV, cfg, progress=False)
     assert stats.learning_curve == plain_stats.learning_curve
     weights, plain_weights = algo.state_dict(), plain.state_dict()
     for key, value in weights.items():
@@ -123,16 +126,9 @@ def test_test_episodes_side_by_side_leave_training_as_it_is(monkeypatch) -> None
     the same weights as one test episode after another (they draw nothing from the global
     RNG); the test rewards are another sample of users, so the curve's values differ."""
     torch.set_num_threads(1)
-    cfg = DQNConfig(
-        env_steps=96, epochs=2, warmup_steps=32, test_episodes=4, hidden_sizes=(16,), seed=3
-    )
-    env_kwargs = {
-        "world_config": {"n_users": 40, "n_items": 300, "n_authors": 30},
-        "max_steps": 10,
-    }
-    algo, stats = train_dqn(env_kwargs, cfg, progress=False)
+    algo, stats = train_dqn(TINY_ENV, TINY_DQN, progress=False)
     monkeypatch.setattr(dqn, "TEST_SLOTS", 1)
-    serial, serial_stats = train_dqn(env_kwargs, cfg, progress=False)
+    serial, serial_stats = train_dqn(TINY_ENV, TINY_DQN, progress=False)
     assert [row[0] for row in stats.learning_curve] == [
         row[0] for row in serial_stats.learning_curve
     ]

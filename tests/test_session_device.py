@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from recgym.envs import register_all
 from recgym.envs import session_device as sd
 from recgym.envs.session import observe, slates_from_actions
+from recgym.simulators import device_candidates
 from recgym.simulators.learned import LearnedSimulator
 
 
@@ -274,7 +275,7 @@ def test_discrete_actions_and_bad_actions(tiny_checkpoint: Path) -> None:
 def test_rows_that_still_repeat_after_the_fixed_rounds_are_redrawn(
     tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sd, "DEDUP_ROUNDS", 0)
+    monkeypatch.setattr(device_candidates, "DEDUP_ROUNDS", 0)
     venv = _venv(tiny_checkpoint, n=8)
     obs, _ = venv.reset(seed=0)
     for scores in _scores(venv, 5):
@@ -292,7 +293,7 @@ def test_candidates_come_from_the_host_generators_distribution(tiny_checkpoint: 
 
     sim = LearnedSimulator.load(tiny_checkpoint, device="cpu")
     generator = CandidateGenerator(catalogue=sim.catalogue, n_candidates=50)
-    device = sd.DeviceCandidates(generator, torch.device("cpu"))
+    device = device_candidates.DeviceCandidates(generator, torch.device("cpu"))
     rng = np.random.default_rng(0)
     history = sim.state.clicked[rng.integers(0, sim.n_users, 3000)]
     history[:300] = -1  # some users without history: popularity fills their history slots
