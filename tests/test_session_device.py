@@ -369,3 +369,23 @@ def test_cuda_graph_replays_the_eager_device_step(tiny_checkpoint: Path) -> None
         np.testing.assert_array_equal(x, y)
     for x, y in zip(graphed, eager, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+
+
+def test_tianshou_collector_over_the_device_core(tiny_checkpoint: Path) -> None:
+    """Tianshou's Collector steps and resets subsets of env ids (`step_slots`/`reset_slots`
+    on some slots): episodes end, the buffer fills, the other slots' sessions carry on."""
+    from tianshou.algorithm.algorithm_base import RandomActionPolicy
+    from tianshou.data import Collector, VectorReplayBuffer
+
+    from recgym.envs.tianshou_vector import TianshouVectorEnv
+
+    venv = TianshouVectorEnv(_venv(tiny_checkpoint, n=6, max_steps=5), info="none")
+    venv.seed(0)
+    collector = Collector(
+        RandomActionPolicy(venv.action_space[0]), venv, VectorReplayBuffer(600, 6)
+    )
+    collector.reset()
+    stats = collector.collect(n_episode=12)
+    assert stats.n_collected_episodes == 12
+    assert (stats.lens >= 1).all() and (stats.lens <= 5).all()
+    assert len(collector.buffer) == stats.n_collected_steps
