@@ -18,7 +18,9 @@ Three measurements (issue 16), each run once per device on this machine:
   the device-resident one (`envs.session_device`: session state, candidates, observations and
   the simulator's step on the GPU, the step replayed as a CUDA graph; row ``vector_env_eager``:
   the same without the graph), on the CPU the host path. Target on CUDA: >= 500,000 env
-  steps/s. Every step's results are kept (as a caller storing observations would). Beside it,
+  steps/s. Every step's results are kept (as a caller storing observations would). On CUDA,
+  ``vector_env_parts`` says where a step goes (`vector_step_parts`: device step, download,
+  host), to show the next session with a GPU what to shorten. Beside it,
   ``backend_step``: the same simulator's `step` alone over N users and random slates (one
   upload and one download per call).
 - ``dqn_train``: env steps per second of `agents.dqn.train_dqn` on Session-v0 over the default
@@ -211,7 +213,7 @@ class Check:
         n = self.config.n_slots
         path = self._checkpoint()
         calls = 3 if self.work.quick else 20
-        rates, backend_rates, paths, eager = {}, {}, {}, {}
+        rates, backend_rates, paths, eager, parts = {}, {}, {}, {}, {}
         for dev in self.devices:
             sim = LearnedSimulator.load(path, device=dev)
             if sim.n_users < n:
@@ -222,6 +224,7 @@ class Check:
             rates[str(dev)], paths[str(dev)] = _vector_rate(sim, n, calls)
             if dev.type == "cuda":
                 eager[str(dev)], _ = _vector_rate(sim, n, calls, graph=False)
+                parts[str(dev)] = vector_step_parts(sim, n, calls)
             backend_rates[str(dev)] = _backend_rate(sim, n, calls)
         where = ", ".join(f"{dev}: {how}" for dev, how in paths.items())
         note = (
@@ -234,6 +237,13 @@ class Check:
             self.row(f"vector_env_eager/{torch.device(dev).type}", "steps_per_s", rate, "1/s",
                      f"{device_name(torch.device(dev))}; the same env with graph=False (the "
                      f"device step's kernels launched one by one); {note}", n)  # fmt: skip
+        for dev, ms in parts.items():
+            for part, value in ms.items():
+                self.row(f"vector_env_parts/{torch.device(dev).type}", f"{part}_ms", value, "ms",
+                         f"{device_name(torch.device(dev))}; where a step of the device env goes "
+                         f"(`vector_step_parts`: the device step and the download timed with a "
+                         f"synchronize around each, the rest of `venv.step` is host), per step "
+                         f"over {calls} steps that keep their results; {n} slots", n)  # fmt: skip
         note = (
             f"LearnedSimulator.step alone (no env: no candidates, observations or rewards), "
             f"{n} distinct users x random 6-item slates (device-resident state on an "
@@ -296,6 +306,48 @@ def _vector_rate(sim: Any, n: int, calls: int, graph: bool | None = None) -> tup
             how += f" (graph capture failed: {mdp.graph_error[:120]})"
     venv.close()
     return n * calls / seconds, how
+
+
+def vector_step_parts(sim: Any, n: int, calls: int) -> dict[str, float]:
+    """Milliseconds per step of the device env's parts (`envs.session_device`): ``device``
+    (the fixed-shape step: a graph replay on CUDA, else its eager kernels), ``download`` (the
+    outputs to the host) and ``host`` (everything else of ``venv.step``: checking actions,
+    filling inputs, info). Each part is timed with a device synchronize before and after, so
+    the parts add up to a little more than an untimed step. Needs a device env (a resident
+    simulator, more than one slot)."""
+    import gymnasium as gym
+
+    venv = gym.make_vec("recgym/Session-v0", num_envs=n, vectorization_mode="vector_entry_point",
+                        backend=sim, env_on_device=True)  # fmt: skip
+    mdp = venv.mdp
+    venv.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-1, 1, (calls + 2, n, 50)).astype(np.float32)
+    for a in actions[:2]:
+        venv.step(a)
+    spent = {"device": 0.0, "download": 0.0}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            _sync(sim.device)
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            _sync(sim.device)
+            spent[name] += time.perf_counter() - t0
+            return out
+
+        return run
+
+    if mdp.graph_wanted:
+        mdp._graph_step = timed("device", mdp._graph_step)
+    else:
+        mdp._step = timed("device", mdp._step)
+    mdp._download = timed("download", mdp._download)
+    kept = []
+    total = _timed(sim.device, lambda: kept.extend(venv.step(x) for x in actions[2:]))
+    venv.close()
+    ms = {name: 1e3 * value / calls for name, value in spent.items()}
+    ms["host"] = 1e3 * total / calls - ms["device"] - ms["download"]
+    return ms
 
 
 def _backend_rate(sim: Any, n: int, calls: int) -> float:
@@ -367,4 +419,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-__all__ = ["DESCRIPTION", "GPUCheckConfig", "MEASUREMENTS", "devices", "main", "parse_args", "run"]
+__all__ = [
+    "DESCRIPTION",
+    "GPUCheckConfig",
+    "MEASUREMENTS",
+    "devices",
+    "main",
+    "parse_args",
+    "run",
+    "vector_step_parts",
+]

@@ -389,3 +389,15 @@ def test_tianshou_collector_over_the_device_core(tiny_checkpoint: Path) -> None:
     assert stats.n_collected_episodes == 12
     assert (stats.lens >= 1).all() and (stats.lens <= 5).all()
     assert len(collector.buffer) == stats.n_collected_steps
+
+
+def test_gpu_check_times_the_parts_of_a_device_env_step(tiny_checkpoint: Path) -> None:
+    """`recgym bench gpu`'s breakdown of a device env step (device step, download, host), run
+    here on the CPU's eager device env: three non-negative milliseconds per step."""
+    from recgym.benchmarks.gpu_check import vector_step_parts
+
+    register_all()
+    sim = LearnedSimulator.load(tiny_checkpoint, device="cpu", resident=True)
+    parts = vector_step_parts(sim, 8, 2)
+    assert set(parts) == {"device", "download", "host"}
+    assert parts["device"] > 0 and parts["download"] > 0 and parts["host"] >= 0
