@@ -287,18 +287,26 @@ class Check:
                  "only the CPU rows were measured")  # fmt: skip
 
 
-def _vector_rate(sim: Any, n: int, calls: int, graph: bool | None = None) -> tuple[float, str]:
-    """Env steps per second of Session-v0's native vector env over `sim` with `n` slots (random
-    scores, pre-drawn), and how it ran (host or device env, CUDA graph or not)."""
+def _warm_vector_env(sim: Any, n: int, calls: int, **kwargs: Any) -> tuple[Any, np.ndarray]:
+    """Session-v0's native vector env over `sim` with `n` slots (`kwargs` to `gym.make_vec`),
+    reset with seed 0 and stepped twice (allocations, kernels, a CUDA graph's capture), and
+    `calls` pre-drawn random score actions to time it with."""
     import gymnasium as gym
 
     venv = gym.make_vec("recgym/Session-v0", num_envs=n, vectorization_mode="vector_entry_point",
-                        backend=sim, graph=graph)  # fmt: skip
+                        backend=sim, **kwargs)  # fmt: skip
     venv.reset(seed=0)
     actions = np.random.default_rng(0).uniform(-1, 1, (calls + 2, n, 50)).astype(np.float32)
-    for a in actions[:2]:  # warm-up (allocations, kernels, the graph's capture)
+    for a in actions[:2]:
         venv.step(a)
-    seconds = _timed(sim.device, lambda: [venv.step(x) for x in actions[2:]])
+    return venv, actions[2:]
+
+
+def _vector_rate(sim: Any, n: int, calls: int, graph: bool | None = None) -> tuple[float, str]:
+    """Env steps per second of Session-v0's native vector env over `sim` with `n` slots (random
+    scores, pre-drawn), and how it ran (host or device env, CUDA graph or not)."""
+    venv, actions = _warm_vector_env(sim, n, calls, graph=graph)
+    seconds = _timed(sim.device, lambda: [venv.step(x) for x in actions])
     mdp = venv.mdp
     if type(mdp).__name__ != "DeviceSessionMDP":
         how = "device-resident simulator, host env" if sim.resident else "host state and env"
@@ -319,15 +327,8 @@ def vector_step_parts(sim: Any, n: int, calls: int) -> dict[str, float]:
     filling inputs, info). Each part is timed with a device synchronize before and after, so
     the parts add up to a little more than an untimed step. Needs a device env (a resident
     simulator, more than one slot)."""
-    import gymnasium as gym
-
-    venv = gym.make_vec("recgym/Session-v0", num_envs=n, vectorization_mode="vector_entry_point",
-                        backend=sim, env_on_device=True)  # fmt: skip
+    venv, actions = _warm_vector_env(sim, n, calls, env_on_device=True)
     mdp = venv.mdp
-    venv.reset(seed=0)
-    actions = np.random.default_rng(0).uniform(-1, 1, (calls + 2, n, 50)).astype(np.float32)
-    for a in actions[:2]:
-        venv.step(a)
     spent = {"device": 0.0, "download": 0.0}
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -347,7 +348,7 @@ def vector_step_parts(sim: Any, n: int, calls: int) -> dict[str, float]:
         mdp._step = timed("device", mdp._step)
     mdp._download = timed("download", mdp._download)
     kept = []
-    total = _timed(sim.device, lambda: kept.extend(venv.step(x) for x in actions[2:]))
+    total = _timed(sim.device, lambda: kept.extend(venv.step(x) for x in actions))
     venv.close()
     ms = {name: 1e3 * value / calls for name, value in spent.items()}
     ms["host"] = 1e3 * total / calls - ms["device"] - ms["download"]

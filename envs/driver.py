@@ -264,6 +264,13 @@ class EpisodeDriver:
         self.model.begin_session(users.copy(), self._streams().time)
         return users.copy()
 
+    def hold(self, users: np.ndarray) -> None:
+        """Take `users` (one per slot) as the slots' current users, as if `begin` had drawn
+        them: for a core that draws users itself (`envs.session_device`) before it asks
+        `begin` to check named ones against the other slots'."""
+        self.user[:] = users
+        self._begun = True
+
     def history(self, slots: np.ndarray | Sequence[int] | None = None) -> np.ndarray:
         """(len(slots), history_len) int64 items the slots' users consumed, newest last,
         -1 padded."""

@@ -154,8 +154,7 @@ class DeviceSessionMDP(BatchedMDP):
         slots = np.asarray(slots, dtype=np.int64)
         named = None
         if (options or {}).get("user") is not None:  # the driver draws and checks them
-            self.driver.user[:] = self.user.cpu().numpy()
-            self.driver._begun = len(slots) < self.n_slots
+            self.driver.hold(self.user.cpu().numpy())
             named = self.driver.begin(options, slots)
         obs, out = self._run(None, np.zeros(0, np.int64), slots, named)
         return self._rows(obs, slots), {

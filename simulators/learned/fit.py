@@ -105,7 +105,7 @@ def _fit_response(
         perm = rows[torch.randperm(len(rows), generator=gen).numpy()]
         drops: dict[str, list[torch.Tensor]] = {"unknown": [], "user": []}
         for i in range(n_batches):
-            size = len(perm[i * cfg.batch_size : (i + 1) * cfg.batch_size])
+            size = min(cfg.batch_size, len(perm) - i * cfg.batch_size)
             if cfg.unknown_dropout > 0:
                 drops["unknown"].append(torch.rand(size, generator=gen) < cfg.unknown_dropout)
             if cfg.user_dropout > 0:
