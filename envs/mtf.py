@@ -22,6 +22,7 @@ from recgym.envs.contract import (
     CANDIDATE_FEATURES,
     FLOAT_HIGH,
     FLOAT_LOW,
+    UniformBox,
     slate_observation_space,
 )
 from recgym.envs.driver import EpisodeDriver
@@ -184,7 +185,7 @@ class MTFCore(BatchedMDP):
 
     def action_space(self) -> spaces.Box:
         shape = (self.n_candidates, ACTION_DIM) if self.action_mode == "per_item" else (ACTION_DIM,)
-        return spaces.Box(-1.0, 1.0, shape=shape, dtype=np.float32)
+        return UniformBox(-1.0, 1.0, shape=shape)
 
     # ------------------------------------------------------------------ episodes
     def seed(self, seed: int | None, np_random: np.random.Generator | None = None) -> None:

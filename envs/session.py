@@ -17,6 +17,7 @@ from recgym.envs.contract import (
     FLOAT_HIGH,
     FLOAT_LOW,
     SESSION_FEATURES,
+    UniformBox,
     slate_observation_space,
 )
 from recgym.envs.driver import EpisodeDriver
@@ -85,8 +86,8 @@ class SessionMDP(BatchedMDP):
         )
         self.single_observation_space = self._observation_space(len(CANDIDATE_FEATURES))
         if action_mode == "scores":
-            self.single_action_space: spaces.Space = spaces.Box(
-                -1.0, 1.0, shape=(self.n_candidates,), dtype=np.float32
+            self.single_action_space: spaces.Space = UniformBox(
+                -1.0, 1.0, shape=(self.n_candidates,)
             )
         else:
             self.single_action_space = spaces.Discrete(self.n_candidates)

@@ -15,6 +15,7 @@ from recgym.envs.contract import (
     UA_AUTHOR_COLUMNS,
     UA_CANDIDATE_FEATURES,
     FlattenCandidates,
+    UniformBox,
     action_from_values,
     candidate_columns,
     column_index,
@@ -182,3 +183,28 @@ def test_tianshou_adapter_collects_any_act_policy(mode):
         assert set(np.unique(buffer.act)) <= set(range(8))
     else:
         assert buffer.act.shape[1:] == (8,)
+
+
+@pytest.mark.parametrize("shape", [(50,), (12, 10), (10,)])
+def test_uniform_box_samples_what_box_samples_and_stays_a_box(shape):
+    ours, theirs = UniformBox(-1.0, 1.0, shape), spaces.Box(-1.0, 1.0, shape, np.float32)
+    ours.seed(7)
+    theirs.seed(7)
+    for _ in range(5):  # same values from the same generator state, draw after draw
+        a, b = ours.sample(), theirs.sample()
+        assert a.dtype == b.dtype == np.float32 and a.shape == shape
+        np.testing.assert_array_equal(a, b)
+    assert ours == theirs and ours.contains(ours.sample())
+    clone = pickle.loads(pickle.dumps(ours))
+    np.testing.assert_array_equal(clone.sample(), ours.sample())
+    with pytest.raises(ValueError, match="finite bounds"):
+        UniformBox(-np.inf, 1.0, shape)
+    with pytest.raises(ValueError, match="float dtype"):
+        UniformBox(0, 5, shape, dtype=np.int64)
+
+
+@pytest.mark.parametrize("env_id", ["recgym/Session-v0", "recgym/MTFSession-v0"])
+def test_score_action_spaces_are_uniform_boxes(env_id):
+    env = make_env(env_id)
+    assert isinstance(env.action_space, UniformBox)
+    env.close()
