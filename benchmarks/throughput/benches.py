@@ -467,6 +467,7 @@ BENCHES: dict[str, Callable[[Workspace], list[dict]]] = {
     "vector_env": _fast("vector_env"),
     "collector_native": _fast("collector_native"),
     "peer": _fast("peer"),
+    "step_profile": _fast("step_profile"),
     "dqn_train": _fast("dqn_train"),
     "sim_train": bench_sim_train,
 }

@@ -275,6 +275,13 @@ def bench_peer(work: Workspace) -> list[dict]:
     ]
 
 
+def bench_step_profile(work: Workspace) -> list[dict]:
+    """`step_profile.bench_step_profile` (where a single Session-v0 step's time goes)."""
+    from recgym.benchmarks.throughput.step_profile import bench_step_profile as bench
+
+    return bench(work)
+
+
 def _version(dist: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -289,6 +296,7 @@ FAST_BENCHES: dict[str, Callable[[Workspace], list[dict]]] = {
     "collector_native": bench_collector_native,
     "dqn_train": bench_dqn_train,
     "peer": bench_peer,
+    "step_profile": bench_step_profile,
 }
 """The fast-env benches (names for --only), added to `benches.BENCHES`."""
 
