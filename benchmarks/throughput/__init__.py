@@ -37,6 +37,9 @@ Benches (metric names are fixed; ``variant`` says which code path when a bench h
   ``seconds`` (wall time of the whole job, interpreter start included; target <= 300),
   ``peak_mb`` (the job's peak resident memory, its own ``ru_maxrss`` from `os.wait4`; target
   <= 4096) and ``rows``. One run.
+- The fast-env benches ``vector_env``, ``collector_native``, ``peer`` and ``dqn_train``
+  (`fast_envs`), and ``step_profile`` (`step_profile`: microseconds per single Session-v0 step
+  in each of its parts, and SARDINE's beside it, ``us_per_step``).
 
 The learned-simulator benches use ``--checkpoint PATH`` when given, else a checkpoint trained
 once per invocation in a scratch directory (a world of 300 users logged for 3 days, the default
@@ -45,10 +48,10 @@ model sizes, one epoch): inference speed depends on the model's sizes, not on ho
 rows) for ``log_generate``, ``log_load`` and ``sim_train`` (whose targets then do not apply; it
 also trains for one epoch only); its rows are marked mode="quick".
 
-Modules: `benches` (the timing code, `Workspace`, `BENCHES`), `rows` (targets, the row format, the
-markdown table), `runner` (`ThroughputConfig`, `run`, `main`: the command line is generated from
-the config's fields by `recgym.benchmarks.engine_cli`). ``python -m recgym.benchmarks.throughput``
-runs `main`.
+Modules: `benches` (the timing code, `Workspace`, `BENCHES`), `fast_envs`, `step_profile`,
+`rows` (targets, the row format, the markdown table), `runner` (`ThroughputConfig`, `run`,
+`main`: the command line is generated from the config's fields by
+`recgym.benchmarks.engine_cli`). ``python -m recgym.benchmarks.throughput`` runs `main`.
 """
 
 from __future__ import annotations
