@@ -94,9 +94,15 @@ def table_json(table: Table) -> dict[str, Any]:
 
 
 def plot_metric(
-    table: Table, metric: str, path: str | Path, labels: Mapping[str, str] | None = None
+    table: Table,
+    metric: str,
+    path: str | Path,
+    labels: Mapping[str, str] | None = None,
+    title: str | None = None,
 ) -> Path:
-    """A point plot of one metric: agents on the x axis, one marker per backend, 95% bars."""
+    """A point plot of one metric: agents on the x axis, one marker per backend, 95% bars;
+    `title` names what the plot shows before "mean and 95% interval over seeds" (default: the
+    metric's label)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,7 +130,8 @@ def plot_metric(
     ax.set_xticks(range(len(agents)))
     ax.set_xticklabels([labels.get(a, a) for a in agents], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(labels.get(metric, metric))
-    ax.set_title(f"{labels.get(metric, metric)}: mean and 95% interval over seeds", fontsize=9)
+    what = title if title is not None else labels.get(metric, metric)
+    ax.set_title(f"{what}: mean and 95% interval over seeds", fontsize=9)
     if len(backends) > 1:
         ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()

@@ -49,6 +49,11 @@ def test_tiny_world_run_writes_both_protocols_truth_metrics_and_claims(tmp_path:
     md = (out / "results.md").read_text()
     assert "world, true interests" in md and "Claims (paired by seed)" in md
     assert any(v.claim.b == "random" for v in result["verdicts"])
+    pngs = {p.name for p in out.glob("*.png")}
+    assert pngs == {
+        f"{m}_{p}.png" for m in ("hr10", "ndcg10") for p in ("99-negatives", "full-catalogue")
+    } | {"allocation_ari.png"}
+    assert all((out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in pngs)
     # a second run reuses every stage
     run(cfg, progress=False)
     log = [json.loads(x) for x in (out / "stage_log.jsonl").read_text().splitlines()]

@@ -21,7 +21,14 @@ from recgym.benchmarks.rdrsr.spec import (
     claims,
 )
 from recgym.benchmarks.rdrsr.stages import TRUTH_BACKEND
-from recgym.benchmarks.report import cell, fmt, markdown_table, summaries, table_json
+from recgym.benchmarks.report import (
+    cell,
+    fmt,
+    markdown_table,
+    plot_metric,
+    summaries,
+    table_json,
+)
 
 
 def with_aliases(rows: Sequence[Mapping[str, Any]], k: Mapping[str, int]) -> list[dict]:
@@ -85,6 +92,31 @@ def paper_tables(table: Mapping[str, Any], datasets: Sequence[str]) -> list[str]
     return lines + [""]
 
 
+PLOT_METRICS = ("hr@10", "ndcg@10")
+"""The ranking metrics drawn (`write_plots`), one PNG per protocol each."""
+
+
+def write_plots(table: Mapping[str, Any], out: Path, datasets: Sequence[str]) -> list[Path]:
+    """PNGs beside results.md: for each protocol and PLOT_METRICS metric, every model's mean and
+    95% interval over seeds with one series per dataset (``hr10_99-negatives.png``, ...), and
+    the allocation ARI against the world's true interests (``allocation_ari.png``) when the
+    world ran. Returns the paths written."""
+    paths: list[Path] = []
+    for protocol in PROTOCOLS:
+        series = {ds: table[f"{ds}, {protocol}"] for ds in datasets if f"{ds}, {protocol}" in table}
+        if not series:
+            continue
+        slug = protocol.replace(" ", "-")
+        for metric in PLOT_METRICS:
+            name = f"{metric.replace('@', '')}_{slug}.png"
+            title = f"{LABELS.get(metric, metric)}, {protocol}"
+            paths.append(plot_metric(series, metric, out / name, LABELS, title))
+    if TRUTH_BACKEND in table:
+        truth = {TRUTH_BACKEND: table[TRUTH_BACKEND]}
+        paths.append(plot_metric(truth, "allocation_ari", out / "allocation_ari.png", LABELS))
+    return paths
+
+
 def write(
     rows: Sequence[Mapping[str, Any]],
     out: Path,
@@ -94,7 +126,8 @@ def write(
     intro: str,
     sequences: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """Write results.md, results.json, claims and rows.jsonl into `out`."""
+    """Write results.md, results.json, claims, rows.jsonl and the PNGs of `write_plots` into
+    `out`."""
     out.mkdir(parents=True, exist_ok=True)
     rows = with_aliases(rows, k)
     table = summaries(rows)
@@ -138,4 +171,5 @@ def write(
     with (out / "rows.jsonl").open("w") as fh:
         for r in rows:
             fh.write(json.dumps(jsonable(r, nan_as_none=True)) + "\n")
-    return {"markdown": markdown, "verdicts": verdicts, "table": table}
+    plots = write_plots(table, out, datasets)
+    return {"markdown": markdown, "verdicts": verdicts, "table": table, "plots": plots}
