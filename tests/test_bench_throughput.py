@@ -256,7 +256,8 @@ def test_step_profile_parts_add_up_to_the_step():
     us = profile_session_step(300)
     parts = {k: v for k, v in us.items() if not k.startswith("total")}
     assert set(parts) == set(SESSION_PARTS) - {"total", "total uninstrumented"}
-    assert sum(parts.values()) == pytest.approx(us["total"], rel=1e-9)  # disjoint, exhaustive
     inner = {k: v for k, v in parts.items() if k != "loop"}
-    assert all(v > 0 for v in inner.values()), inner  # every wrapper was reached
+    # every wrapper was reached, and no part is counted twice (a remainder would go negative)
+    assert all(v > 0 for v in inner.values()), inner
+    assert us["loop"] < 0.1 * us["total"]  # the timers saw almost all of the loop's time
     assert us["user response"] > us["sample"]  # the world's step, not the action sampler

@@ -24,10 +24,10 @@ wrapped on the instance (or, for `envs.session.record_request`, in its module) w
 - ``total`` (instrumented: the sum of the parts plus the loop) and ``total uninstrumented``
   (the same loop without timers; the timers' own cost is the difference).
 
-With sardine-rec installed it also writes SARDINE's ``sample``, ``env step`` and ``total`` in
-the same loop (variant ``sardine/...``). Every part is a few to a few dozen numpy calls on
-arrays of 1-300 elements, each costing about a microsecond of call overhead whatever its
-size: the profile shows where the calls are, not one slow kernel.
+With sardine-rec installed it also writes SARDINE's ``sample``, ``env step``, ``reset`` and
+``total`` (with the timers) in the same loop (variant ``sardine/...``). Every part is a few to a
+few dozen numpy calls on arrays of 1-300 elements, each costing about a microsecond of call
+overhead whatever its size: the profile shows where the calls are, not one slow kernel.
 """
 
 from __future__ import annotations
@@ -37,11 +37,10 @@ from collections.abc import Callable
 from typing import Any
 
 from recgym.benchmarks.throughput.benches import Workspace
+from recgym.benchmarks.throughput.fast_envs import PEER_ID, PEER_SLATE, load_note
 
 PROFILE_STEPS = 20_000  # timed steps (quick: 2,000)
 OURS = "recgym/Session-v0"
-PEER_ID = "sardine/SlateTopK-Bored-v0"
-PEER_SLATE = 6
 
 
 class _Timer:
@@ -175,8 +174,6 @@ def profile_peer_step(steps: int, seed: int = 0) -> dict[str, float] | None:
 
 
 def bench_step_profile(work: Workspace) -> list[dict]:
-    from recgym.benchmarks.throughput.fast_envs import load_note
-
     steps = 2_000 if work.quick else PROFILE_STEPS
     how = f"{steps} steps of gym.make + action_space.sample(), timers on each part; {load_note()}"
     rows = [
