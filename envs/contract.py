@@ -313,6 +313,14 @@ class UniformBox(spaces.Box):
         return self.np_random.uniform(low, high, self.shape).astype(self.dtype)
 
 
+def slate_action_space(action_mode: str, n_candidates: int) -> spaces.Space:
+    """A slate env's action space: ``"scores"``, one score in [-1, 1] per candidate (the top
+    ``slate_size`` are shown; a `UniformBox`), or ``"discrete"``, the index of one candidate."""
+    if action_mode == "scores":
+        return UniformBox(-1.0, 1.0, shape=(int(n_candidates),))
+    return spaces.Discrete(int(n_candidates))
+
+
 def rank_scores(values: np.ndarray) -> np.ndarray:
     """(..., N) values -> float32 scores in [-1, 1] with the same order (best = 1, worst = -1).
 
@@ -444,6 +452,7 @@ __all__ = [
     "rank_scores",
     "row_features",
     "row_layout",
+    "slate_action_space",
     "slate_observation_space",
     "user_id",
     "with_action_space",

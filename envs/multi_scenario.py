@@ -14,7 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from recgym.data.writers import KEYWORD_TOKEN_BASE
-from recgym.envs.contract import CANDIDATE_FEATURES, UniformBox, slate_observation_space
+from recgym.envs.contract import CANDIDATE_FEATURES, slate_action_space, slate_observation_space
 from recgym.envs.driver import EpisodeDriver
 from recgym.envs.session import observe, record_request, slates_from_actions
 from recgym.envs.vector import BatchedMDP, Info, MDPEnv, MDPVectorEnv, Obs
@@ -106,12 +106,7 @@ class MultiScenarioMDP(BatchedMDP):
         cat = self.catalogue
         self.generator = CandidateGenerator(catalogue=cat, n_candidates=self.n_candidates)
         self.single_observation_space = self._observation_space()
-        if action_mode == "scores":
-            self.single_action_space: spaces.Space = UniformBox(
-                -1.0, 1.0, shape=(self.n_candidates,)
-            )
-        else:
-            self.single_action_space = spaces.Discrete(self.n_candidates)
+        self.single_action_space = slate_action_space(action_mode, self.n_candidates)
         s, n_users = self.n_slots, int(self.model.n_users)
         self.scenario = np.zeros(s, dtype=np.int64)
         self.query = np.full(s, -1, dtype=np.int64)

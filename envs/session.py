@@ -17,7 +17,7 @@ from recgym.envs.contract import (
     FLOAT_HIGH,
     FLOAT_LOW,
     SESSION_FEATURES,
-    UniformBox,
+    slate_action_space,
     slate_observation_space,
 )
 from recgym.envs.driver import EpisodeDriver
@@ -85,12 +85,7 @@ class SessionMDP(BatchedMDP):
             catalogue=self.catalogue, n_candidates=self.n_candidates
         )
         self.single_observation_space = self._observation_space(len(CANDIDATE_FEATURES))
-        if action_mode == "scores":
-            self.single_action_space: spaces.Space = UniformBox(
-                -1.0, 1.0, shape=(self.n_candidates,)
-            )
-        else:
-            self.single_action_space = spaces.Discrete(self.n_candidates)
+        self.single_action_space = slate_action_space(action_mode, self.n_candidates)
         s = self.n_slots
         self.candidates = np.zeros((s, self.n_candidates), dtype=np.int64)
         self.session_exposure = np.zeros((s, self.catalogue.n_categories))
