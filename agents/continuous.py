@@ -46,7 +46,12 @@ from tianshou.utils.net.continuous import (
 from tianshou.utils.torch_utils import policy_within_training_step
 
 from recgym.agents.checkpoint import config_from_dict, json_path, jsonable
-from recgym.agents.dqn import CurveLogger, NewRowsNullCheckBuffer, RunStats
+from recgym.agents.dqn import (
+    CurveLogger,
+    NewRowsNullCheckBuffer,
+    RunStats,
+    eval_collector_buffer,
+)
 from recgym.agents.linear import (
     AgentView,
     CandidateRowsView,
@@ -226,7 +231,7 @@ def train_online(
         if cfg.test_episodes > 0:
             test_envs = DummyVectorEnv([env_factory])
             test_envs.seed(cfg.seed + 10_000)
-            test_collector = Collector[CollectStats](algo, test_envs)
+            test_collector = Collector[CollectStats](algo, test_envs, eval_collector_buffer(1))
         with policy_within_training_step(algo.policy):
             train_collector.reset()
             train_collector.collect(n_step=cfg.warmup_steps, random=True)
@@ -419,7 +424,7 @@ def train_cql(
         if cfg.test_episodes > 0:
             test_envs = DummyVectorEnv([functools.partial(make_linear_env, env_id, kwargs)])
             test_envs.seed(cfg.seed + 10_000)
-            test_collector = Collector[CollectStats](algo, test_envs)
+            test_collector = Collector[CollectStats](algo, test_envs, eval_collector_buffer(1))
         epochs, epoch_steps = epoch_plan(cfg.gradient_steps, cfg.epochs)
         bar = stage_bar(epochs * epoch_steps, "CQL", progress, unit="update")
         logger = attach(CurveLogger(bar, counts="update"), "CQL", cfg.seed)

@@ -71,6 +71,7 @@ EXPECTED = {  # (bench, variant, metric, batch)
             ("vector_env", "learned"),
             ("env_step", "world/collector-native"),
             ("env_step", "world/collector-native-batched"),
+            ("env_step", "world/collector-native-flat"),
         )
         for metric in ("steps_per_s", "steps_per_cpu_s")
     ),

@@ -5,11 +5,16 @@ test episodes run side by side."""
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from tianshou.data import Batch, VectorReplayBuffer
+from tianshou.data.batch import create_value
+from tianshou.data.buffer import manager as buffer_manager
 
 import recgym.agents.dqn as dqn
 from recgym.agents.dqn import DQNConfig, NewRowsNullCheckBuffer, train_dqn
@@ -99,6 +104,53 @@ def test_a_loaded_buffer_checks_in_full_first(tmp_path) -> None:
         assert again._check_all and not again.hasnull()
         again.add(_step(rng, 7))  # a NaN in obs_next
         assert again.hasnull()
+
+
+def _assert_same_storage(got: Batch, want: Batch, path: str = "") -> None:
+    assert sorted(got.get_keys()) == sorted(want.get_keys()), path
+    for key in want.get_keys():
+        a, b = got[key], want[key]
+        if isinstance(b, Batch):
+            _assert_same_storage(a, b, f"{path}{key}.")
+            continue
+        assert type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape, path + key
+        assert a.tolist() == b.tolist(), path + key  # None == None in object arrays
+
+
+def _resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_the_first_add_allocates_what_tianshou_allocates_on_untouched_pages() -> None:
+    """The storage the first `add` allocates has Tianshou's keys, dtypes, shapes and values
+    (zeros; None in object arrays), Tianshou's `create_value` is back in place afterwards, and
+    the buffer's untouched rows cost no memory: a 200,000-row buffer of 1,000 float32 features
+    (1.6 GB for obs and obs_next) takes well under 100 MB once one row is written."""
+    batch = _step(np.random.default_rng(2), 50)  # floats, ints, bools, an object array
+    plain, ours = VectorReplayBuffer(8 * N_ENVS, N_ENVS), NewRowsNullCheckBuffer(8 * N_ENVS, N_ENVS)
+    plain.add(copy.deepcopy(batch))
+    ours.add(copy.deepcopy(batch))
+    assert buffer_manager.create_value is create_value
+    _assert_same_storage(ours._meta, plain._meta)
+
+    if not Path("/proc/self/statm").exists():
+        pytest.skip("resident memory is read from /proc (Linux)")
+    rows, width = 200_000, 1_000
+    before = _resident_bytes()
+    big = NewRowsNullCheckBuffer(rows, 2)
+    big.add(
+        Batch(
+            obs=np.ones((2, width), np.float32),
+            act=np.zeros(2, np.int64),
+            rew=np.zeros(2),
+            terminated=np.zeros(2, bool),
+            truncated=np.zeros(2, bool),
+            obs_next=np.ones((2, width), np.float32),
+            info={},
+        )
+    )
+    assert big._meta.obs.shape == (rows, width)
+    assert _resident_bytes() - before < 100_000_000
 
 
 TINY_DQN = DQNConfig(

@@ -19,7 +19,11 @@ which see the same load).
   env (256 Python calls per step, a fifth of the collect time); variant
   ``world/collector-native-batched`` is the same collection with `BatchedRandomPolicy`, one
   uniform draw for all envs (as a network policy acts: one forward per batch), so the row
-  measures the env and the Collector, not the random sampler (the same target).
+  measures the env and the Collector, not the random sampler (the same target); variant
+  ``world/collector-native-flat`` collects flat observations (``flatten=True``: one float32
+  array per step, what `agents.dqn` and the TD3/CQL trainers collect) with that policy (the
+  same target). The Dict rows pay for Tianshou's handling of a Batch of Dict entries at every
+  step and for every finished episode.
 - ``dqn_train``: ``steps_per_s`` of `agents.dqn.train_dqn` on Session-v0 over the default world
   (DQNConfig defaults but DQN_STEPS env steps in 2 epochs: collection, gradient steps, test
   episodes; after a small warm-up run so imports and compiled kernels are not timed; the median
@@ -124,11 +128,13 @@ def bench_collector_native(work: Workspace) -> list[dict]:
     repeats, block = (3, 0.2) if work.quick else (5, 1.0)
     n_step = 8 * VECTOR_N
     rows = []
-    for variant, policy_name in (
-        ("world/collector-native", "RandomActionPolicy"),
-        ("world/collector-native-batched", "BatchedRandomPolicy (one uniform draw per step)"),
+    batched = "BatchedRandomPolicy (one uniform draw per step)"
+    for variant, policy_name, flatten in (
+        ("world/collector-native", "RandomActionPolicy", False),
+        ("world/collector-native-batched", batched, False),
+        ("world/collector-native-flat", batched, True),
     ):
-        venv = TianshouVectorEnv(_make_vec(VECTOR_N), info="none")
+        venv = TianshouVectorEnv(_make_vec(VECTOR_N), info="none", flatten=flatten)
         venv.seed(0)
         space = venv.action_space[0]
         policy = (
@@ -141,7 +147,8 @@ def bench_collector_native(work: Workspace) -> list[dict]:
         wall, cpu = _median_times(lambda c=collector: c.collect(n_step=n_step), repeats, block)
         note = (
             f"median of {repeats}; Tianshou Collector, {policy_name}, TianshouVectorEnv over "
-            f"the native vector env ({VECTOR_N} slots, Dict obs, info='none'), "
+            f"the native vector env ({VECTOR_N} slots, {'flat' if flatten else 'Dict'} obs, "
+            f"info='none'), "
             f"collect(n_step={n_step}); default WorldConfig"
         )
         rows += _rate_rows(work, "env_step", n_step, wall, cpu, VECTOR_N, note, variant)

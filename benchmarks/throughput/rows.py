@@ -37,6 +37,7 @@ TARGETS: dict[tuple[str, str | None, str, int | None], tuple[str, float]] = {
     ("vector_env", "learned", "steps_per_cpu_s", 256): (">=", 20_000.0),
     ("env_step", "world/collector-native", "steps_per_cpu_s", 256): (">=", 30_000.0),
     ("env_step", "world/collector-native-batched", "steps_per_cpu_s", 256): (">=", 30_000.0),
+    ("env_step", "world/collector-native-flat", "steps_per_cpu_s", 256): (">=", 30_000.0),
     ("dqn_train", None, "steps_per_cpu_s", 4): (">=", 850.0),
     ("peer_env_step", "recgym/Session-v0", "ratio_to_sardine", 1): (">=", 1.5),
 }
