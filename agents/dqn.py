@@ -460,8 +460,8 @@ __all__ = [
     "DQNRunStats",
     "NewRowsNullCheckBuffer",
     "build_dqn",
+    "eval_collector_buffer",
     "load_dqn",
     "save_dqn",
-    "eval_collector_buffer",
     "train_dqn",
 ]
