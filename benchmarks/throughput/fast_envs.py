@@ -148,8 +148,7 @@ def bench_collector_native(work: Workspace) -> list[dict]:
         note = (
             f"median of {repeats}; Tianshou Collector, {policy_name}, TianshouVectorEnv over "
             f"the native vector env ({VECTOR_N} slots, {'flat' if flatten else 'Dict'} obs, "
-            f"info='none'), "
-            f"collect(n_step={n_step}); default WorldConfig"
+            f"info='none'), collect(n_step={n_step}); default WorldConfig"
         )
         rows += _rate_rows(work, "env_step", n_step, wall, cpu, VECTOR_N, note, variant)
     return rows
