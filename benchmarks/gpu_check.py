@@ -7,7 +7,10 @@ Three measurements (issue 16), each run once per device on this machine:
   generate_logs`: 3,200 users x 14 days, about 1.1 M rows; ``--quick``: 200 x 2). The log is
   loaded and its `LogTable` built once, outside the timing, so the seconds are the fit alone
   (the throughput bench's ``sim_train`` row also times loading and the fidelity report).
-  Target on one H100-class GPU: ``speedup`` (CPU seconds / CUDA seconds) >= 5.
+  On CUDA the fit replays its training steps as CUDA graphs (`simulators.learned.fit.
+  _TrainStep`; the note says whether capture worked); row ``sim_fit_eager``: the same fit
+  with ``graph=False``. Target on one H100-class GPU: ``speedup`` (CPU seconds / CUDA
+  seconds) >= 5.
 - ``vector_env``: env steps per second of ``gym.make_vec("recgym/Session-v0", num_envs=N,
   vectorization_mode="vector_entry_point", backend=<the learned simulator on the device>)``
   with random scores (pre-drawn), next-step autoreset, N = 4,096 (``--quick``: 64). A slot
@@ -130,6 +133,17 @@ def _timed(device: torch.device, fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+def _timed_fit(table: Any, device: torch.device, graph: bool | None = None) -> tuple[float, Any]:
+    """Seconds of `LearnedSimulator.fit(table)` on `device`, and the fitted simulator."""
+    from recgym.simulators.learned import LearnedSimulator
+
+    fitted: list[Any] = []
+    seconds = _timed(
+        device, lambda: fitted.append(LearnedSimulator.fit(table, device=device, graph=graph))
+    )
+    return seconds, fitted[0]
+
+
 class Check:
     """One invocation: the workspace (log, scratch directory), the devices and the rows."""
 
@@ -163,7 +177,7 @@ class Check:
     # ----------------------------------------------------------------- measurements
     def sim_fit(self) -> None:
         from recgym.data import load
-        from recgym.simulators.learned import LearnedSimulator, SimulatorConfig, build_log_table
+        from recgym.simulators.learned import SimulatorConfig, build_log_table
 
         work = self.work
         if work.logs is None:
@@ -172,10 +186,18 @@ class Check:
         if self.config.sim_epochs is not None:
             config = dataclasses.replace(config, epochs=self.config.sim_epochs)
         table = build_log_table(load(work.logs), config)
-        seconds = {}
+        seconds, eager, how = {}, {}, {}
         for dev in self.devices:
             _warm(dev)
-            seconds[str(dev)] = _timed(dev, lambda dev=dev: LearnedSimulator.fit(table, device=dev))
+            seconds[str(dev)], sim = _timed_fit(table, dev)
+            if dev.type == "cuda":
+                report = sim.fit_report
+                how[str(dev)] = (
+                    "training steps replayed as CUDA graphs"
+                    if report["graph"]
+                    else f"eager: capture failed ({report['graph_error']})"
+                )
+                eager[str(dev)], _ = _timed_fit(table, dev, graph=False)
         n_users, days = work.log_size
         sizes = "SimulatorConfig(epochs=1, ...)" if work.quick else "default SimulatorConfig"
         if self.config.sim_epochs is not None:
@@ -185,7 +207,12 @@ class Check:
             f"{len(table.rows('train')):,} training rows), {sizes}; one run per device, the "
             "table built once outside the timing"
         )
-        self.compare("sim_fit", seconds, "s", note, higher_is_faster=False)
+        where = "".join(f"; {dev}: {text}" for dev, text in how.items())
+        self.compare("sim_fit", seconds, "s", note + where, higher_is_faster=False)
+        for dev, value in eager.items():
+            self.row(f"sim_fit_eager/{torch.device(dev).type}", "seconds", value, "s",
+                     f"{device_name(torch.device(dev))}; the same fit with graph=False (each "
+                     f"training step's kernels launched one by one); {note}")  # fmt: skip
 
     def _checkpoint(self) -> Path:
         """A checkpoint with at least `n_slots` users (given, or fitted here on a 2-day log of

@@ -1,10 +1,13 @@
-"""Shared fixtures: a tiny world's logs and a simulator checkpoint fitted on them (once per run)."""
+"""Shared fixtures: a tiny world's logs and a simulator checkpoint fitted on them (once per run),
+and a check for host synchronisation (what CUDA-graph capture forbids) run on the CPU."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 TINY_WORLD = {"n_users": 120, "n_items": 400, "n_authors": 40, "seed": 11}
 """WorldConfig fields of the tiny world behind `tiny_logs` and `tiny_checkpoint`."""
@@ -34,3 +37,32 @@ def tiny_checkpoint(tiny_logs: Path, tmp_path_factory: pytest.TempPathFactory) -
     )
     train_simulator(tiny_logs, out, config, progress=False)
     return out
+
+
+class SyncCheck(TorchDispatchMode):
+    """Records ops that would synchronise with the host (or copy from it) on a GPU: what a
+    CUDA graph cannot capture, checked by op name on the CPU."""
+
+    FORBIDDEN = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "lift_fresh", "item")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        name = str(func.overloadpacket.__name__)
+        if any(bad in name for bad in self.FORBIDDEN):
+            self.seen.append(name)
+        if name == "index" and any(
+            isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in (args[1] or [])
+        ):
+            self.seen.append("index with a bool mask")
+        if name == "repeat_interleave" and isinstance(args[1], torch.Tensor):
+            self.seen.append("repeat_interleave with tensor repeats")
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.fixture
+def sync_check() -> type[SyncCheck]:
+    """`SyncCheck`, the class: ``with sync_check() as check: ...; assert check.seen == []``."""
+    return SyncCheck

@@ -351,6 +351,47 @@ def test_gpu_check_quick_sim_fit_on_cpu(tmp_path: Path) -> None:
     assert len(fit) == 1 and fit[0]["value"] > 0 and "rows" in fit[0]["note"]
 
 
+@pytest.mark.parametrize("graph_error", [None, "RuntimeError: capture refused"])
+def test_gpu_check_sim_fit_rows_on_mocked_cuda(
+    tmp_path: Path,
+    tiny_logs: Path,
+    mock_cuda: None,
+    monkeypatch: pytest.MonkeyPatch,
+    graph_error: str | None,
+) -> None:
+    """On CUDA sim_fit times the graphed fit and the eager one and says how the fit went (the
+    fits themselves are mocked: nothing runs on the mocked device)."""
+    from types import SimpleNamespace
+
+    from recgym.benchmarks import gpu_check
+    from recgym.benchmarks.throughput.benches import Workspace
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H100 (mocked)")
+    monkeypatch.setattr(gpu_check, "_warm", lambda device: None)
+    calls = []
+
+    def fake_fit(table: object, device: torch.device, graph: bool | None = None) -> tuple:
+        calls.append((device.type, graph))
+        seconds = {("cuda", None): 4.0, ("cuda", False): 20.0, ("cpu", None): 100.0}
+        report = {"graph": graph_error is None, "graph_error": graph_error}
+        return seconds[(device.type, graph)], SimpleNamespace(fit_report=report)
+
+    monkeypatch.setattr(gpu_check, "_timed_fit", fake_fit)
+    work = Workspace(root=tmp_path, quick=True)
+    work.logs, work.log_rows = tiny_logs, 1
+    check = gpu_check.Check(gpu_check.GPUCheckConfig(out=str(tmp_path), quick=True), work)
+    check.sim_fit()
+    assert calls == [("cuda", None), ("cuda", False), ("cpu", None)]
+    by = {(r["variant"], r["metric"]): r for r in check.rows}
+    assert by[("sim_fit", "speedup")]["value"] == pytest.approx(25.0)
+    assert by[("sim_fit_eager/cuda", "seconds")]["value"] == 20.0
+    note = by[("sim_fit/cuda", "seconds")]["note"]
+    if graph_error is None:
+        assert "training steps replayed as CUDA graphs" in note
+    else:
+        assert f"eager: capture failed ({graph_error})" in note
+
+
 def test_envs_pass_the_device_to_the_learned_backend(tiny_checkpoint: Path, no_cuda: None) -> None:
     import gymnasium as gym
 

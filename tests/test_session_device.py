@@ -15,7 +15,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from recgym.envs import register_all
 from recgym.envs import session_device as sd
@@ -130,29 +129,9 @@ def test_masked_simulator_step_equals_the_unmasked_step_on_the_live_users(
                 np.testing.assert_array_equal(getattr(x, field), getattr(y, field), field)
 
 
-class _SyncCheck(TorchDispatchMode):
-    """Records ops that would synchronise with the host (or copy from it) on a GPU."""
-
-    FORBIDDEN = ("_local_scalar_dense", "nonzero", "masked_select", "unique", "lift_fresh", "item")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        name = str(func.overloadpacket.__name__)
-        if any(bad in name for bad in self.FORBIDDEN):
-            self.seen.append(name)
-        if name == "index" and any(
-            isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in (args[1] or [])
-        ):
-            self.seen.append("index with a bool mask")
-        if name == "repeat_interleave" and isinstance(args[1], torch.Tensor):
-            self.seen.append("repeat_interleave with tensor repeats")
-        return func(*args, **(kwargs or {}))
-
-
-def test_the_fixed_shape_step_never_synchronises_with_the_host(tiny_checkpoint: Path) -> None:
+def test_the_fixed_shape_step_never_synchronises_with_the_host(
+    tiny_checkpoint: Path, sync_check: type
+) -> None:
     """What CUDA-graph capture needs: no `.item()`/`bool()`, no data-dependent shapes, no
     tensors from host data inside `_step` (checked by op name on the CPU)."""
     venv = _venv(tiny_checkpoint)
@@ -162,7 +141,7 @@ def test_the_fixed_shape_step_never_synchronises_with_the_host(tiny_checkpoint: 
     mdp.inputs["resetting"][10:] = True
     mdp.inputs["u"].uniform_()
     mdp.inputs["u_users"].uniform_()
-    with _SyncCheck() as check:
+    with sync_check() as check:
         out = mdp._step(**mdp.inputs)
     assert check.seen == []
     assert out["still_repeats"].dim() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +26,7 @@ def fit_simulator(
     table: LogTable,
     progress: bool = False,
     device: str | torch.device = "auto",
+    graph: bool | None = None,
 ) -> LearnedSimulator:
     """Fit the response and leave models on the training sessions of `table`.
 
@@ -36,8 +38,16 @@ def fit_simulator(
     The labels, the leave model's features and every row's response-model inputs
     (`_RowInputs`) are copied to the device once; each batch is gathered there, so a GPU fit
     does no per-batch host work beyond drawing the batch order.
+
+    `graph` (default: on CUDA) replays each full batch's optimisation step as a CUDA graph
+    (`_TrainStep`); how the fit went is in ``sim.fit_report`` (``graph``: whether any step
+    was replayed, ``graph_error``: why capture failed, if it did; the fit then went on
+    eagerly). The CPU path is the eager loop, unchanged.
     """
     device = resolve_device(device)
+    graph = device.type == "cuda" if graph is None else bool(graph)
+    if graph and device.type not in _TrainStep.GRAPH_DEVICES:
+        raise ValueError(f"graph=True needs a CUDA device, got {device}")
     cfg = table.config
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.torch_threads)
@@ -69,8 +79,14 @@ def fit_simulator(
             device=device,
         )
         rows = table.rows("train")
-        _fit_response(sim, table, rows, gen, progress)
-        _fit_leave(sim, table, rows, gen, progress)
+        steps = [
+            _fit_response(sim, table, rows, gen, progress, graph),
+            _fit_leave(sim, table, rows, gen, progress, graph),
+        ]
+        sim.fit_report = {
+            "graph": any(step.replays > 0 for step in steps),
+            "graph_error": next((step.error for step in steps if step.error), None),
+        }
     finally:
         torch.set_num_threads(threads)
     sim.response.eval()
@@ -79,16 +95,21 @@ def fit_simulator(
 
 
 def _fit_response(
-    sim: LearnedSimulator, table: LogTable, rows: np.ndarray, gen: torch.Generator, progress: bool
-) -> None:
+    sim: LearnedSimulator,
+    table: LogTable,
+    rows: np.ndarray,
+    gen: torch.Generator,
+    progress: bool,
+    graph: bool = False,
+) -> _TrainStep:
     cfg = sim.config
     model = sim.response.train()
-    opt = _adam(model, cfg.lr, cfg.weight_decay, sim.device)
+    device = sim.device
+    opt = _adam(model, cfg.lr, cfg.weight_decay, device, graph)
     extra = np.repeat(rows[table.is_random[rows]], max(cfg.random_oversample - 1, 0))
     rows = np.concatenate([rows, extra])
     schedule = _cosine(opt, cfg.epochs * math.ceil(len(rows) / cfg.batch_size))
     classes = ratio_class(table.ratio, table.complete, cfg.ratio_bins)
-    device = sim.device
     labels = {
         "click": torch.from_numpy(table.labels["click"].astype(np.float32)).to(device),
         "cond": torch.from_numpy(
@@ -97,6 +118,25 @@ def _fit_response(
         "ratio": torch.from_numpy(classes).to(device),
     }
     row_inputs = _RowInputs(sim, table)
+
+    def step(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        t_r = batch["rows"]
+        inputs = row_inputs(t_r)
+        if "unknown" in batch:
+            drop = batch["unknown"]
+            inputs["item_row"] = inputs["item_row"].masked_fill(drop, 0)
+            inputs["author_row"] = inputs["author_row"].masked_fill(drop, 0)
+        if "user" in batch:
+            inputs["user_row"] = inputs["user_row"].masked_fill(batch["user"], 0)
+        out = model(**inputs)
+        loss, stats = model.loss(
+            out, labels["click"][t_r], labels["cond"][t_r], labels["ratio"][t_r]
+        )
+        loss.backward()
+        opt.step()
+        return {"loss": loss.detach(), **stats}
+
+    train = _TrainStep(step, opt, graph)
     n_batches = math.ceil(len(rows) / cfg.batch_size)
     bar = _bar(cfg.epochs * n_batches, "response model", progress)
     for epoch in range(cfg.epochs):
@@ -114,30 +154,18 @@ def _fit_response(
         t_drops = {k: torch.cat(v).to(device) for k, v in drops.items() if v}
         for i in range(n_batches):
             batch = slice(i * cfg.batch_size, (i + 1) * cfg.batch_size)
-            t_r = t_perm[batch]
-            inputs = row_inputs(t_r)
-            if "unknown" in t_drops:
-                drop = t_drops["unknown"][batch]
-                inputs["item_row"] = inputs["item_row"].masked_fill(drop, 0)
-                inputs["author_row"] = inputs["author_row"].masked_fill(drop, 0)
-            if "user" in t_drops:
-                drop = t_drops["user"][batch]
-                inputs["user_row"] = inputs["user_row"].masked_fill(drop, 0)
-            out = model(**inputs)
-            loss, stats = model.loss(
-                out, labels["click"][t_r], labels["cond"][t_r], labels["ratio"][t_r]
-            )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            stats = train({"rows": t_perm[batch], **{k: v[batch] for k, v in t_drops.items()}})
             schedule.step()
             bar.update(1)
             if i % 50 == 0:
                 bar.set_postfix(
-                    epoch=epoch, loss=f"{loss.item():.3f}", click=f"{stats['click'].item():.3f}"
+                    epoch=epoch,
+                    loss=f"{stats['loss'].item():.3f}",
+                    click=f"{stats['click'].item():.3f}",
                 )
     bar.close()
     model.eval()
+    return train
 
 
 class _RowInputs:
@@ -167,8 +195,13 @@ class _RowInputs:
 
 
 def _fit_leave(
-    sim: LearnedSimulator, table: LogTable, rows: np.ndarray, gen: torch.Generator, progress: bool
-) -> None:
+    sim: LearnedSimulator,
+    table: LogTable,
+    rows: np.ndarray,
+    gen: torch.Generator,
+    progress: bool,
+    graph: bool = False,
+) -> _TrainStep:
     cfg = sim.config
     x = logged_leave_features(table, rows)
     label = (table.position[rows] == table.session_length[table.session[rows]] - 1).astype(
@@ -182,25 +215,30 @@ def _fit_leave(
     model.mean.copy_(torch.from_numpy(clipped.mean(axis=0)))
     model.std.copy_(torch.from_numpy(np.maximum(clipped.std(axis=0), 1e-3)))
     device = sim.device
-    opt = _adam(model, cfg.leave_lr, cfg.leave_weight_decay, device)
+    opt = _adam(model, cfg.leave_lr, cfg.leave_weight_decay, device, graph)
     t_x, t_y = torch.from_numpy(x).to(device), torch.from_numpy(label).to(device)
     batch = min(cfg.leave_batch_size, len(rows))
     schedule = _cosine(opt, cfg.leave_steps)
+
+    def step(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        r = inputs["rows"]
+        loss = F.binary_cross_entropy_with_logits(model(t_x[r]), t_y[r])
+        loss.backward()
+        opt.step()
+        return {"loss": loss.detach()}
+
+    train = _TrainStep(step, opt, graph)
     bar = _bar(cfg.leave_steps, "leave model", progress)
     perm, used = torch.randperm(len(rows), generator=gen).to(device), 0
     for i in range(cfg.leave_steps):
         if used + batch > len(rows):  # a new pass over the rows
             perm, used = torch.randperm(len(rows), generator=gen).to(device), 0
-        r = perm[used : used + batch]
+        stats = train({"rows": perm[used : used + batch]})
         used += batch
-        loss = F.binary_cross_entropy_with_logits(model(t_x[r]), t_y[r])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
         schedule.step()
         bar.update(1)
         if i % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{stats['loss'].item():.4f}")
     bar.close()
     model.eval()
     # shift the output bias so that expected session ends equal observed ones on the
@@ -215,16 +253,117 @@ def _fit_leave(
             if abs(step) < 1e-6:
                 break
         model.net[-1].bias += shift.float()
+    return train
 
 
 def _adam(
-    model: torch.nn.Module, lr: float, weight_decay: float, device: torch.device
+    model: torch.nn.Module,
+    lr: float,
+    weight_decay: float,
+    device: torch.device,
+    graph: bool = False,
 ) -> torch.optim.Adam:
     """Adam; on CUDA its fused kernel (one launch per step instead of one per parameter group
     and operation: the small models' steps are launch-bound there). The CPU keeps the default
-    implementation, so CPU fits are unchanged."""
-    fused = torch.device(device).type == "cuda"
+    implementation, so CPU fits are unchanged. For a graphed step (`graph`) the learning rate
+    is a tensor on the device and the optimiser capturable: a replayed step then reads the
+    rate the schedule set (a float would be frozen into the graph at capture) and counts its
+    steps on the device."""
+    fused = torch.device(device).type == "cuda" or graph
+    if graph:
+        rate = torch.tensor(lr, dtype=torch.float32, device=device)
+        return torch.optim.Adam(
+            model.parameters(), lr=rate, weight_decay=weight_decay, fused=True, capturable=True
+        )
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
+
+
+class _TrainStep:
+    """One optimisation step, run eagerly or replayed as a CUDA graph.
+
+    `fn(batch)` runs the forward pass, the loss, the backward pass and the optimiser step on
+    the tensors of `batch` (a dict of tensors on the device) and returns detached statistics.
+    Eager (``graph=False``, the CPU path): zero the gradients (to None), call `fn`.
+
+    Graph (CUDA): on a GPU these small models' steps cost more to launch, a few hundred kernels
+    one by one from Python, than to run. The first batch fixes the full batch's shapes; the
+    first `WARMUP` full batches run eagerly on a side stream (capture needs the optimiser's
+    state, cuBLAS's handles and the autograd buffers to exist already), then the next one is
+    captured into a graph that reads static copies of the batch tensors and is replayed for it
+    and every later full batch (its tensors copied into the static ones first). Replays write
+    the gradients rather than add to them (they were None at capture), and the returned
+    statistics are the graph's output tensors, overwritten by each replay. A batch of another
+    size (an epoch's last) runs eagerly. The optimiser must be capturable with a tensor
+    learning rate (`_adam(..., graph=True)`). If capture fails, `error` says why and the fit
+    goes on eagerly. `replays` counts the replayed steps.
+    """
+
+    WARMUP = 3
+    GRAPH_DEVICES = ("cuda",)
+
+    def __init__(
+        self,
+        fn: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+        opt: torch.optim.Optimizer,
+        graph: bool,
+    ) -> None:
+        self.fn, self.opt, self.graph = fn, opt, graph
+        self.error: str | None = None
+        self.replays = 0
+        self._warmed = 0
+        self._shapes: dict[str, torch.Size] | None = None
+        self._static: dict[str, torch.Tensor] = {}
+        self._out: dict[str, torch.Tensor] = {}
+        self._graph: Any = None
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.graph:
+            return self._eager(batch)
+        shapes = {key: value.shape for key, value in batch.items()}
+        if self._shapes is None:
+            self._shapes = shapes
+        if shapes != self._shapes:
+            return self._eager(batch)
+        if self._graph is None:
+            if self._warmed < self.WARMUP:
+                self._warmed += 1
+                return self._warm(batch)
+            try:
+                self._capture(batch)
+            except Exception as error:  # noqa: BLE001 - any capture failure: go on eagerly
+                self.error = f"{type(error).__name__}: {error}"
+                self.graph, self._graph = False, None
+                self._after_failed_capture()
+                return self._eager(batch)
+        for key, value in batch.items():
+            self._static[key].copy_(value)
+        self._graph.replay()
+        self.replays += 1
+        return self._out
+
+    def _eager(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        self.opt.zero_grad(set_to_none=True)
+        return self.fn(batch)
+
+    def _warm(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        main = torch.cuda.current_stream()
+        side = torch.cuda.Stream()
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            out = self._eager(batch)
+        main.wait_stream(side)
+        return out
+
+    def _capture(self, batch: dict[str, torch.Tensor]) -> None:
+        self._static = {key: value.clone() for key, value in batch.items()}
+        self.opt.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._out = self.fn(self._static)
+        self._graph = graph
+
+    def _after_failed_capture(self) -> None:
+        torch.cuda.synchronize()
 
 
 def _cosine(opt: torch.optim.Optimizer, n_steps: int) -> torch.optim.lr_scheduler.LambdaLR:

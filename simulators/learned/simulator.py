@@ -97,6 +97,7 @@ class LearnedSimulator:
         self.response = response.to(self.device).eval()
         self.leave = leave.to(self.device).eval()
         self.fidelity = fidelity or {}
+        self.fit_report: dict[str, Any] = {}  # set by `fit` (fit.py); empty when loaded
         self.history_len = config.history_len
         self._user_x = np.ascontiguousarray(user_x, dtype=np.float32)
         self.n_users = len(self._user_x)
@@ -520,11 +521,17 @@ class LearnedSimulator:
     # ----------------------------------------------------------------- fitting and checkpoints
     @classmethod
     def fit(
-        cls, table: LogTable, progress: bool = False, device: str | torch.device = "auto"
+        cls,
+        table: LogTable,
+        progress: bool = False,
+        device: str | torch.device = "auto",
+        graph: bool | None = None,
     ) -> LearnedSimulator:
         """Fit the response and leave models on the training sessions of `table` (`fit.py`) on
-        `device` ('auto': CUDA when available); the simulator stays there."""
-        return fit_simulator(cls, table, progress, device)
+        `device` ('auto': CUDA when available); the simulator stays there. `graph`: replay the
+        training steps as CUDA graphs (default: on CUDA; `fit_simulator`), reported in
+        ``fit_report``."""
+        return fit_simulator(cls, table, progress, device, graph)
 
     def save(self, path: str | Path) -> Path:
         """Write `path`/model.pt (weights and lookup arrays), config.json and fidelity.json."""
