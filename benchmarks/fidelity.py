@@ -119,6 +119,9 @@ class FidelityConfig:
     """Whether the simulator reads the random-exposure flag
     (`SimulatorConfig.random_exposure_input`, off by default; --sim-random-exposure-input for the
     ablation)."""
+    sim_calibrate_click_on_random: bool = False
+    """Whether the simulator's click intercept is calibrated to the logged uniformly random
+    exposures after fitting (`SimulatorConfig.calibrate_click_on_random`)."""
     heldout_days: int = 2
     """Last logged days held out of simulator training (its fidelity report uses them)."""
     ranker_epochs: int = 4
@@ -287,6 +290,7 @@ def stage_simulator(ctx: Any) -> dict[str, Any]:
         leave_steps=c["sim_leave_steps"],
         heldout_days=c["heldout_days"],
         random_exposure_input=c["random_exposure_input"],
+        calibrate_click_on_random=c["calibrate_click_on_random"],
     )
     logs = _work(ctx, "logs") / "logs"
     res = train_simulator(logs, ctx.dir, cfg, progress=ctx.progress, device=c["device"])
@@ -402,6 +406,7 @@ def stages(cfg: FidelityConfig) -> list[Any]:
     }
     sim = {
         "random_exposure_input": cfg.sim_random_exposure_input,
+        "calibrate_click_on_random": cfg.sim_calibrate_click_on_random,
         "seed": cfg.seed,
         "sim_epochs": cfg.sim_epochs,
         "sim_leave_steps": cfg.sim_leave_steps,

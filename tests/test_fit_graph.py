@@ -190,3 +190,32 @@ def test_cuda_graph_fit_matches_the_eager_cuda_fit(table: Any) -> None:
     a, b = _weights(eager), _weights(graphed)
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_click_calibration_on_random_exposures(table: Any) -> None:
+    """`calibrate_click_on_random`: after the fit, the training rows' uniformly random exposures
+    are predicted at their observed click rate; off (the default), nothing moves but the
+    click intercept."""
+    import dataclasses
+
+    rows = table.rows("train")
+    random_rows = rows[table.is_random[rows]]
+    assert len(random_rows) > 50
+    observed = table.labels["click"][random_rows].mean()
+
+    def predicted(sim: LearnedSimulator) -> float:
+        with torch.no_grad():
+            out = sim.response(**fit_module._RowInputs(sim, table)(torch.from_numpy(random_rows)))
+        return float(torch.sigmoid(out[:, 0]).mean())
+
+    plain = LearnedSimulator.fit(table, device="cpu")
+    calibrated_table = dataclasses.replace(
+        table, config=dataclasses.replace(table.config, calibrate_click_on_random=True)
+    )
+    calibrated = LearnedSimulator.fit(calibrated_table, device="cpu")
+    assert abs(predicted(plain) - observed) > 1e-3  # something to calibrate
+    assert predicted(calibrated) == pytest.approx(observed, abs=1e-5)
+    a, b = _weights(plain), _weights(calibrated)
+    moved = [key for key in a if not torch.equal(a[key], b[key])]
+    assert moved == ["response.head.bias"]
+    assert torch.equal(a["response.head.bias"][1:], b["response.head.bias"][1:])

@@ -86,6 +86,10 @@ class SimulatorConfig:
     the current world, on 0.45 / 0.67 vs off 0.45 / 0.89 (`benchmarks/results/fidelity/`). With
     8 epochs its calibration argument no longer holds either: the demo's simulator with the input
     predicts random slates' CTR at 0.28 against the world's 0.37. True turns it on."""
+    calibrate_click_on_random: bool = False
+    """After fitting, shift the click logit's intercept so that the training rows' uniformly
+    random exposures (is_rand = 1) are predicted at their observed click rate
+    (`fit._calibrate_click_on_random`, Newton steps as for the leave model's bias)."""
     batch_size: int = 2048
     """Rows per gradient step of the response model."""
     lr: float = 2e-3

@@ -79,8 +79,10 @@ def fit_simulator(
             device=device,
         )
         rows = table.rows("train")
-        steps = [
-            _fit_response(sim, table, rows, gen, progress, graph),
+        steps = [_fit_response(sim, table, rows, gen, progress, graph)]
+        if cfg.calibrate_click_on_random:
+            _calibrate_click_on_random(sim, table, rows)
+        steps += [
             _fit_leave(sim, table, rows, gen, progress, graph),
         ]
         sim.fit_report = {
@@ -245,15 +247,39 @@ def _fit_leave(
     # training rows (what an exactly converged logistic fit satisfies): Newton steps
     with torch.no_grad():
         logits = torch.cat([model(t_x[i : i + 65536]) for i in range(0, len(t_x), 65536)])
-        shift = torch.zeros((), dtype=torch.float64, device=device)
-        for _ in range(20):
-            p = torch.sigmoid(logits.double() + shift)
-            step = (t_y.double().sum() - p.sum()) / (p * (1 - p)).sum().clamp(min=1e-9)
-            shift += step
-            if abs(step) < 1e-6:
-                break
-        model.net[-1].bias += shift.float()
+        model.net[-1].bias += _intercept_shift(logits, t_y).float()
     return train
+
+
+def _intercept_shift(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The shift s (0-d float64) that makes sum(sigmoid(logits + s)) = sum(labels): Newton
+    steps (the condition an exactly converged logistic fit's intercept satisfies)."""
+    shift = torch.zeros((), dtype=torch.float64, device=logits.device)
+    for _ in range(20):
+        p = torch.sigmoid(logits.double() + shift)
+        step = (labels.double().sum() - p.sum()) / (p * (1 - p)).sum().clamp(min=1e-9)
+        shift += step
+        if abs(step) < 1e-6:
+            break
+    return shift
+
+
+def _calibrate_click_on_random(sim: LearnedSimulator, table: LogTable, rows: np.ndarray) -> None:
+    """Shift the click logit (the head's bias) so that the predicted click rate of the training
+    rows' uniformly random exposures equals their observed rate (`SimulatorConfig.
+    calibrate_click_on_random`); no random exposures: nothing to do."""
+    random_rows = rows[table.is_random[rows]]
+    if len(random_rows) == 0:
+        return
+    model = sim.response.eval()
+    row_inputs = _RowInputs(sim, table)
+    t_rows = torch.from_numpy(random_rows).to(sim.device)
+    labels = torch.from_numpy(table.labels["click"][random_rows].astype(np.float32))
+    with torch.no_grad():
+        logits = torch.cat(
+            [model(**row_inputs(t_rows[i : i + 8192]))[:, 0] for i in range(0, len(t_rows), 8192)]
+        )
+        model.head.bias[0] += _intercept_shift(logits, labels.to(sim.device)).float()
 
 
 def _adam(
