@@ -189,7 +189,11 @@ def _simulator_train(args: argparse.Namespace) -> int:
     from recgym.simulators.learned import SimulatorConfig
     from recgym.simulators.train import summary_text, train_simulator
 
-    config = SimulatorConfig(seed=args.seed)
+    config = SimulatorConfig(
+        seed=args.seed,
+        leave_view_seconds=args.leave_view_seconds,
+        calibrate_click_on_random=args.calibrate_click_on_random,
+    )
     if args.epochs is not None:
         config.epochs = args.epochs
     try:
@@ -351,6 +355,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=int, default=None, help="training epochs (default: SimulatorConfig)"
     )
     train.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    train.add_argument(
+        "--leave-view-seconds",
+        action="store_true",
+        help="the leave model also reads each exposure's seconds watched up to 18 s "
+        "(SimulatorConfig.leave_view_seconds; off by default)",
+    )
+    train.add_argument(
+        "--calibrate-click-on-random",
+        action="store_true",
+        help="calibrate the click intercept to the logged random exposures after fitting "
+        "(SimulatorConfig.calibrate_click_on_random; off by default)",
+    )
     train.add_argument(
         "--device",
         default="auto",

@@ -119,6 +119,9 @@ class FidelityConfig:
     """Whether the simulator reads the random-exposure flag
     (`SimulatorConfig.random_exposure_input`, off by default; --sim-random-exposure-input for the
     ablation)."""
+    sim_leave_view_seconds: bool = False
+    """Whether the simulator's leave model also reads the seconds watched up to 18 s
+    (`SimulatorConfig.leave_view_seconds`)."""
     sim_calibrate_click_on_random: bool = False
     """Whether the simulator's click intercept is calibrated to the logged uniformly random
     exposures after fitting (`SimulatorConfig.calibrate_click_on_random`)."""
@@ -291,6 +294,7 @@ def stage_simulator(ctx: Any) -> dict[str, Any]:
         heldout_days=c["heldout_days"],
         random_exposure_input=c["random_exposure_input"],
         calibrate_click_on_random=c["calibrate_click_on_random"],
+        leave_view_seconds=c["leave_view_seconds"],
     )
     logs = _work(ctx, "logs") / "logs"
     res = train_simulator(logs, ctx.dir, cfg, progress=ctx.progress, device=c["device"])
@@ -407,6 +411,7 @@ def stages(cfg: FidelityConfig) -> list[Any]:
     sim = {
         "random_exposure_input": cfg.sim_random_exposure_input,
         "calibrate_click_on_random": cfg.sim_calibrate_click_on_random,
+        "leave_view_seconds": cfg.sim_leave_view_seconds,
         "seed": cfg.seed,
         "sim_epochs": cfg.sim_epochs,
         "sim_leave_steps": cfg.sim_leave_steps,

@@ -27,6 +27,7 @@ from recgym.simulators.fidelity import (
 from recgym.simulators.generate import generate
 from recgym.simulators.learned import (
     CONTEXT_DIM,
+    SIGNALS,
     CheckpointError,
     LearnedSimulator,
     LogTable,
@@ -500,3 +501,20 @@ def test_policy_session_lengths_compare_with_the_world_and_restore_both(
     np.testing.assert_array_equal(world.state.history, before.history)
     np.testing.assert_array_equal(sim.state.clicked, clicked)
     assert policy_session_lengths(sim, world, n_sessions=40, seed=1) == out
+
+
+def test_leave_view_seconds_signal() -> None:
+    """`leave_view_seconds` appends min(watch, 18 s) / 18 s to the leave model's signals (and
+    widens its input by 4 features); off, the signals are SIGNALS."""
+    from recgym.simulators.learned.leave import leave_dim, session_signals, signal_names
+
+    off, on = SimulatorConfig(), SimulatorConfig(leave_view_seconds=True)
+    assert signal_names(off) == SIGNALS and signal_names(on) == (*SIGNALS, "view_seconds")
+    assert leave_dim(5, on) == leave_dim(5, off) + 4
+    watch = np.array([[0, 3_000, 18_000, 60_000]])
+    args = (watch > 0, watch >= 18_000, np.full((1, 4), 0.5), np.zeros((1, 4)),
+            np.zeros((1, 4)), np.zeros((1, 4, 2)))  # fmt: skip
+    plain = session_signals(*args, off, watch)
+    viewed = session_signals(*args, on, watch)
+    np.testing.assert_array_equal(viewed[..., :-1], plain)
+    np.testing.assert_allclose(viewed[0, :, -1], [0.0, 3 / 18, 1.0, 1.0])

@@ -64,6 +64,34 @@ def test_resident_path_predicts_and_updates_like_the_host_path(tiny_checkpoint: 
     _replay(*_pair(tiny_checkpoint))
 
 
+@pytest.fixture(scope="module")
+def view_seconds_checkpoint(tiny_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny checkpoint whose leave model also reads the seconds watched up to 18 s."""
+    from recgym.simulators.learned import SimulatorConfig
+    from recgym.simulators.train import train_simulator
+
+    out = tmp_path_factory.mktemp("view_seconds_checkpoint")
+    config = SimulatorConfig(
+        epochs=1,
+        hidden=(32,),
+        embedding_dim=8,
+        author_dim=4,
+        leave_steps=50,
+        heldout_days=1,
+        leave_view_seconds=True,
+    )
+    train_simulator(tiny_logs, out, config, progress=False)
+    return out
+
+
+def test_leave_view_seconds_is_a_tenth_signal_on_both_paths(view_seconds_checkpoint: Path) -> None:
+    host, dev = _pair(view_seconds_checkpoint)
+    assert host.config.leave_view_seconds
+    assert host._session.sums.shape[1] == 10 and dev.state.sums.shape[1] == 10
+    _replay(host, dev)
+    assert np.any(host._session.sums[:, 9] > 0)  # the signal was summed
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_resident_path_on_cuda_predicts_and_updates_like_the_host_path(
     tiny_checkpoint: Path,

@@ -142,7 +142,7 @@ def load_checkpoint(
             config=config,
         )
         response.load_state_dict(response_state)
-        leave = LeaveModel(leave_dim(sizes["user_feature_dim"]), config)
+        leave = LeaveModel(leave_dim(sizes["user_feature_dim"], config), config)
         leave.load_state_dict(leave_state)
         sim = cls(
             config=config,

@@ -86,6 +86,13 @@ class SimulatorConfig:
     the current world, on 0.45 / 0.67 vs off 0.45 / 0.89 (`benchmarks/results/fidelity/`). With
     8 epochs its calibration argument no longer holds either: the demo's simulator with the input
     predicts random slates' CTR at 0.28 against the world's 0.37. True turns it on."""
+    leave_view_seconds: bool = False
+    """Whether the leave model also reads each exposure's seconds watched up to KuaiRand's
+    long-view threshold, min(watch, 18 s) / 18 s (SIGNALS + ``view_seconds``, `leave.
+    signal_names`): a whole 3 s clip is a long view by KuaiRand's rule but a sixth of a real
+    view, which `long_view`, the watch ratio and the minutes spent cannot tell the hazard. Off by
+    default (the committed benchmark tables were made without it); see README, "Does the
+    simulator rank policies like the world?", for what it changes."""
     calibrate_click_on_random: bool = False
     """After fitting, shift the click logit's intercept so that the training rows' uniformly
     random exposures (is_rand = 1) are predicted at their observed click rate

@@ -65,7 +65,7 @@ def fit_simulator(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             response = ResponseModel(**vocab.sizes(), user_dim=table.user_x.shape[1], config=cfg)
-            leave = LeaveModel(leave_dim(table.user_x.shape[1]), cfg)
+            leave = LeaveModel(leave_dim(table.user_x.shape[1], cfg), cfg)
         sim = cls(
             config=cfg,
             catalogue=table.catalogue,

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import BROWSE_MS, SIGNALS, SimulatorConfig
+from .config import BROWSE_MS, LONG_VIEW_MS, SIGNALS, SimulatorConfig
 from .table import LogTable
 
 LEAVE_CLIP = 0.005  # leave features are clipped to their [0.5 %, 99.5 %] training quantiles
@@ -24,12 +24,13 @@ def leave_features(
 ) -> np.ndarray:
     """The leave model's input for exposures (any leading shape S) -> S + (D,) float32.
 
-    `signals` (S + (9,)) are this exposure's SIGNALS: click, long_view, watch ratio, like, hate,
-    quick skip (a click watched < 30 % of the video), repeat (same-category exposures among the
-    session's previous `recent_window`, divided by it), fatigue / 5 (`logged_recency`) and
-    minutes spent on it (watch + BROWSE_MS; users tire with time, not only with requests).
-    `cumulative` (S + (9,)) are their sums over
-    the session up to and including this exposure, `count` the exposures so far including it and
+    `signals` (S + (n,)) are this exposure's `signal_names`: click, long_view, watch ratio,
+    like, hate, quick skip (a click watched < 30 % of the video), repeat (same-category
+    exposures among the session's previous `recent_window`, divided by it), fatigue / 5
+    (`logged_recency`), minutes spent on it (watch + BROWSE_MS; users tire with time, not only
+    with requests) and, with `leave_view_seconds`, the seconds watched up to 18 s / 18 s.
+    `cumulative` (S + (n,)) are their sums over the session up to and including this exposure,
+    `count` the exposures so far including it and
     `slot` the exposure's index within its request. The features are: the signals, their sums / 20
     and log1p(sums) / 4, their running means, count / 100 and log1p(count) / 5, slot /
     request_size, whether the exposure closes a request, and the user's static features.
@@ -83,8 +84,14 @@ class LeaveModel(nn.Module):
         return self.net((x - self.mean) / self.std).squeeze(-1)
 
 
-def leave_dim(user_dim: int) -> int:
-    return 4 * len(SIGNALS) + 4 + user_dim
+def signal_names(cfg: SimulatorConfig) -> tuple[str, ...]:
+    """The per-exposure signals the leave model reads: SIGNALS, then ``view_seconds`` when
+    `cfg.leave_view_seconds`."""
+    return SIGNALS + (("view_seconds",) if cfg.leave_view_seconds else ())
+
+
+def leave_dim(user_dim: int, cfg: SimulatorConfig) -> int:
+    return 4 * len(signal_names(cfg)) + 4 + user_dim
 
 
 def session_signals(
@@ -97,13 +104,16 @@ def session_signals(
     cfg: SimulatorConfig,
     watch_ms: np.ndarray,
 ) -> np.ndarray:
-    """Stack SIGNALS on a last axis (float64)."""
+    """Stack `signal_names(cfg)` on a last axis (float64)."""
     click = np.asarray(click, dtype=bool)
     quick = click & (np.asarray(ratio) < QUICK_SKIP_RATIO)
     repeat = recency[..., 0] / cfg.recent_window
     fatigue = recency[..., 1] / 5.0
-    minutes = (np.asarray(watch_ms, dtype=np.float64) + BROWSE_MS) / 60_000.0
+    watch = np.asarray(watch_ms, dtype=np.float64)
+    minutes = (watch + BROWSE_MS) / 60_000.0
     parts = (click, long_view, ratio, like, hate, quick, repeat, fatigue, minutes)
+    if cfg.leave_view_seconds:
+        parts += (np.minimum(watch, LONG_VIEW_MS) / LONG_VIEW_MS,)
     return np.stack([np.asarray(p, dtype=np.float64) for p in parts], axis=-1)
 
 

@@ -59,7 +59,7 @@ class ResidentState:
     pairs: torch.Tensor | None  # (U, A, 4) float32 dense, or None: `host_pairs` holds them
     host_pairs: PairCounts | None
     count: torch.Tensor  # (U,) int64 exposures this session
-    sums: torch.Tensor  # (U, len(SIGNALS)) float64
+    sums: torch.Tensor  # (U, n) float64 sums of `leave.signal_names`
     recent: torch.Tensor  # (U, W) int64
 
     @classmethod
@@ -446,7 +446,8 @@ class ResidentStep:
                 recency[..., 0] / cfg.recent_window,
                 recency[..., 1] / 5.0,
                 (watch + BROWSE_MS) / 60_000.0,
-            ],
+            ]
+            + ([watch.clamp(max=LONG_VIEW_MS) / LONG_VIEW_MS] if cfg.leave_view_seconds else []),
             dim=-1,
         )
         cumulative = st.sums[users][:, None, :] + torch.cumsum(signals, dim=1)

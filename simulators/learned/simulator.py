@@ -22,7 +22,7 @@ from recgym.simulators.protocol import BEHAVIOURS, SEARCH, Catalogue, StepResult
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import BROWSE_MS, CONDITIONAL, LONG_VIEW_MS, SimulatorConfig
 from .fit import fit_simulator
-from .leave import LeaveModel, leave_features, session_signals
+from .leave import LeaveModel, leave_features, session_signals, signal_names
 from .resident import ResidentState, ResidentStep
 from .response import ResponseModel, Vocab, ratio_values, sample_watch
 from .state import SessionState, UserState, push_history
@@ -171,7 +171,7 @@ class LearnedSimulator:
         """Every user back to their state at the end of the log; no session in progress."""
         self.state = self._initial.copy()
         window = max(self.config.recent_window, self.config.fatigue_window)
-        self._session = SessionState.empty(self.n_users, window)
+        self._session = SessionState.empty(self.n_users, window, len(signal_names(self.config)))
         self._place_state()
 
     def for_sessions(self, users: np.ndarray, state: UserState | None = None) -> LearnedSimulator:

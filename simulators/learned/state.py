@@ -143,14 +143,14 @@ class SessionState:
     """Per-user state of the current session (what the leave and context features need)."""
 
     count: np.ndarray  # (U,) exposures so far
-    sums: np.ndarray  # (U, len(SIGNALS)) float64 sums of SIGNALS
+    sums: np.ndarray  # (U, n) float64 sums of the leave model's `signal_names`
     recent: np.ndarray  # (U, W) int64 categories of the last W exposures, newest last, -1 pad
 
     @classmethod
-    def empty(cls, n: int, window: int) -> SessionState:
+    def empty(cls, n: int, window: int, n_signals: int = len(SIGNALS)) -> SessionState:
         return cls(
             count=np.zeros(n, dtype=np.int64),
-            sums=np.zeros((n, len(SIGNALS))),
+            sums=np.zeros((n, n_signals)),
             recent=np.full((n, window), -1, dtype=np.int64),
         )
 
