@@ -59,6 +59,11 @@ class SyncCheck(TorchDispatchMode):
             self.seen.append("index with a bool mask")
         if name == "repeat_interleave" and isinstance(args[1], torch.Tensor):
             self.seen.append("repeat_interleave with tensor repeats")
+        accumulate = kwargs.get("accumulate") if kwargs else None
+        if name in ("index_put", "index_put_", "_index_put_impl_") and len(args) > 3:
+            accumulate = args[3]
+        if accumulate:  # CUDA's sort-based accumulation (advanced indexing's backward)
+            self.seen.append(f"{name} with accumulate")
         return func(*args, **(kwargs or {}))
 
 

@@ -218,11 +218,14 @@ class ResponseModel(nn.Module):
         them with ``.item()``: converting every step would make a GPU fit wait each step)."""
         click_logit, cond, ratio = self.split_outputs(out)
         state = click.long()
-        rows = torch.arange(len(out), device=out.device)
+        n = len(out)
         l_click = F.binary_cross_entropy_with_logits(click_logit, click)
-        picked = cond[rows, :, state]  # (N, 6): the head of the logged click state
+        # the heads of the logged click state, by gather: its backward (a scatter-add) needs no
+        # sort on CUDA, unlike advanced indexing's (what lets `fit._TrainStep` capture the step)
+        picked = cond.gather(2, state.view(n, 1, 1).expand(n, cond.shape[1], 1)).squeeze(2)
         l_cond = F.binary_cross_entropy_with_logits(picked, conditional, reduction="none").mean(0)
-        l_ratio = F.cross_entropy(ratio[rows, state], ratio_class)
+        by_state = ratio.gather(1, state.view(n, 1, 1).expand(n, 1, ratio.shape[2])).squeeze(1)
+        l_ratio = F.cross_entropy(by_state, ratio_class)
         total = l_click + l_cond.sum() + l_ratio
         stats = {"click": l_click.detach(), "ratio": l_ratio.detach()}
         stats.update({name: l_cond[j].detach() for j, name in enumerate(CONDITIONAL)})
