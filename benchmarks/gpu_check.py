@@ -30,6 +30,10 @@ Three measurements (issue 16), each run once per device on this machine:
   world (DQNConfig defaults with ``env_steps`` 2,000 in 2 epochs, ``--quick`` 200), after a tiny
   warm-up run (imports, kernels).
 
+On CUDA two diagnostics are appended to OUT/gpu_check_profile.md: torch.profiler tables (by
+op, CPU and kernel time) of 20 of the fit's training steps, graphed and eager (`fit_profile`),
+and of 5 steps of the device env, graphed and eager (`env_profile`).
+
 Rows go to OUT/throughput.jsonl through the throughput bench's row format
 (`throughput.rows.make_row`: provenance, threads, mode) and OUT/throughput.md is regenerated:
 bench ``gpu_check``, variant ``<measurement>/<device type>`` with the device's name (the GPU's
@@ -59,6 +63,7 @@ from recgym.device import device_name, resolve_device
 from recgym.outdir import ensure_writable_dir
 
 BENCH = "gpu_check"
+PROFILE = "gpu_check_profile.md"  # the profiler tables of the diagnostics, appended
 MEASUREMENTS = ("sim_fit", "vector_env", "dqn_train")  # vector_env also writes backend_step
 VECTOR_N, QUICK_VECTOR_N = 4096, 64
 DQN_STEPS, QUICK_DQN_STEPS = 2_000, 200
@@ -133,6 +138,54 @@ def _timed(device: torch.device, fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+class _Enough(Exception):
+    """Ends a profiled fit after its profiled batches."""
+
+
+def fit_profile(
+    table: Any, device: torch.device, graph: bool | None = None, skip: int = 8, batches: int = 20
+) -> str:
+    """torch.profiler's table of `batches` response-model training steps of
+    `LearnedSimulator.fit(table)` on `device` after `skip` steps (past the CUDA graph's warm-up
+    and capture), the fit then stopped: where a batch's time goes, by op (CPU and, on CUDA,
+    kernel time), to show the next session with a GPU what to shorten."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from recgym.simulators.learned import LearnedSimulator
+    from recgym.simulators.learned import fit as fit_module
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    step_class = fit_module._TrainStep
+    calls = {"n": 0}
+    prof = profile(activities=activities)
+
+    class Profiled(step_class):  # type: ignore[valid-type, misc]
+        def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            calls["n"] += 1
+            if calls["n"] == skip + 1:
+                _sync(device)
+                prof.start()
+            out = super().__call__(batch)
+            if calls["n"] == skip + batches:
+                _sync(device)
+                prof.stop()
+                raise _Enough
+            return out
+
+    fit_module._TrainStep = Profiled
+    try:
+        LearnedSimulator.fit(table, device=device, graph=graph)
+    except _Enough:
+        pass
+    finally:
+        fit_module._TrainStep = step_class
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    head = f"{batches} training steps after {skip}; sorted by {sort}\n"
+    return head + prof.key_averages().table(sort_by=sort, row_limit=15)
+
+
 def _timed_fit(table: Any, device: torch.device, graph: bool | None = None) -> tuple[float, Any]:
     """Seconds of `LearnedSimulator.fit(table)` on `device`, and the fitted simulator."""
     from recgym.simulators.learned import LearnedSimulator
@@ -198,6 +251,15 @@ class Check:
                     else f"eager: capture failed ({report['graph_error']})"
                 )
                 eager[str(dev)], _ = _timed_fit(table, dev, graph=False)
+                try:  # a diagnostic: its failure must not cost the measurement's rows
+                    self._write_profile(
+                        "sim_fit",
+                        {f"{name} fit, {dev}": fit_profile(table, dev, graph=graph)
+                         for name, graph in (("graphed", True), ("eager", False))},
+                    )  # fmt: skip
+                except Exception as error:  # noqa: BLE001
+                    print(f"sim_fit profile skipped: {type(error).__name__}: {error}",
+                          file=sys.stderr)  # fmt: skip
         n_users, days = work.log_size
         sizes = "SimulatorConfig(epochs=1, ...)" if work.quick else "default SimulatorConfig"
         if self.config.sim_epochs is not None:
@@ -213,6 +275,14 @@ class Check:
             self.row(f"sim_fit_eager/{torch.device(dev).type}", "seconds", value, "s",
                      f"{device_name(torch.device(dev))}; the same fit with graph=False (each "
                      f"training step's kernels launched one by one); {note}")  # fmt: skip
+
+    def _write_profile(self, name: str, tables: dict[str, str]) -> None:
+        """Append `tables` (profiler tables by title) to OUT/gpu_check_profile.md."""
+        out = Path(self.config.out) / PROFILE
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        text = "".join(f"\n### {title}\n\n```\n{table}\n```\n" for title, table in tables.items())
+        with out.open("a") as f:
+            f.write(f"\n## {name}, {stamp}\n{text}")
 
     def _checkpoint(self) -> Path:
         """A checkpoint with at least `n_slots` users (given, or fitted here on a 2-day log of
@@ -253,6 +323,11 @@ class Check:
                 eager[str(dev)], _ = _vector_rate(sim, n, calls, graph=False)
                 try:  # a diagnostic: its failure must not cost the measurement's rows
                     parts[str(dev)] = vector_step_parts(sim, n, calls)
+                    self._write_profile(
+                        "vector_env",
+                        {f"device env, {how} step, {dev}": env_profile(sim, n, graph=graph)
+                         for how, graph in (("graphed", True), ("eager", False))},
+                    )  # fmt: skip
                 except Exception as error:  # noqa: BLE001
                     print(f"vector_env_parts skipped: {type(error).__name__}: {error}",
                           file=sys.stderr)  # fmt: skip
@@ -382,6 +457,27 @@ def vector_step_parts(sim: Any, n: int, calls: int) -> dict[str, float]:
     return ms
 
 
+def env_profile(sim: Any, n: int, steps: int = 5, graph: bool = False) -> str:
+    """torch.profiler's table of `steps` steps of Session-v0's device env over `sim` with `n`
+    slots (`graph`: replayed as a CUDA graph, else eagerly, its kernels one by one); needs a
+    resident simulator."""
+    from torch.profiler import ProfilerActivity, profile
+
+    venv, actions = _warm_vector_env(sim, n, steps, env_on_device=True, graph=graph)
+    activities = [ProfilerActivity.CPU]
+    if sim.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    _sync(sim.device)
+    with profile(activities=activities) as prof:
+        for a in actions:
+            venv.step(a)
+        _sync(sim.device)
+    venv.close()
+    sort = "self_cuda_time_total" if sim.device.type == "cuda" else "self_cpu_time_total"
+    head = f"{steps} steps of {n} slots; sorted by {sort}\n"
+    return head + prof.key_averages().table(sort_by=sort, row_limit=15)
+
+
 def _backend_rate(sim: Any, n: int, calls: int) -> float:
     """User-responses per second of `sim.step` over `n` users (slates pre-drawn)."""
     sim.reset_state()
@@ -456,6 +552,8 @@ __all__ = [
     "GPUCheckConfig",
     "MEASUREMENTS",
     "devices",
+    "env_profile",
+    "fit_profile",
     "main",
     "parse_args",
     "run",

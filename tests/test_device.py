@@ -410,3 +410,25 @@ def test_envs_pass_the_device_to_the_learned_backend(tiny_checkpoint: Path, no_c
     with pytest.raises(ValueError, match="CUDA is not available"):
         make_env("recgym/Session-v0", backend="learned", checkpoint=str(tiny_checkpoint),
                  device="cuda")  # fmt: skip
+
+
+def test_gpu_check_profiles_run_on_the_cpu(tiny_logs: Path, tiny_checkpoint: Path) -> None:
+    """The diagnostics `recgym bench gpu` writes on CUDA (OUT/gpu_check_profile.md), run on the
+    CPU: a profiled slice of the fit (which then stops, leaving the fit's step class as it was)
+    and of the device env."""
+    from recgym.benchmarks.gpu_check import env_profile, fit_profile
+    from recgym.data import load
+    from recgym.envs import register_all
+    from recgym.simulators.learned import LearnedSimulator, SimulatorConfig, build_log_table
+    from recgym.simulators.learned import fit as fit_module
+
+    step_class = fit_module._TrainStep
+    table = build_log_table(load(tiny_logs), SimulatorConfig(batch_size=64, heldout_days=1))
+    text = fit_profile(table, torch.device("cpu"), skip=2, batches=3)
+    assert text.startswith("3 training steps after 2") and "aten::" in text
+    assert "embedding_dense_backward" in text  # the backward was profiled
+    assert fit_module._TrainStep is step_class
+    register_all()
+    sim = LearnedSimulator.load(tiny_checkpoint, device="cpu", resident=True)
+    text = env_profile(sim, 8, steps=2)
+    assert text.startswith("2 steps of 8 slots") and "aten::" in text
