@@ -171,6 +171,11 @@ BENCH_SUITES = {
         "the simulator learned from its logs; Kendall tau per metric (`recgym bench fidelity "
         "--help`)",
     ),
+    "fidelity-compare": (
+        "recgym.benchmarks.fidelity_compare",
+        "two configurations of `recgym bench fidelity` run on the same worlds (--seed): the "
+        "Kendall tau differences paired by world, with 95%% intervals and verdicts",
+    ),
     "rdrsr": (
         "recgym.benchmarks.rdrsr",
         "the RDRSR paper's Tables 2 and 4 on ML-100k, Last.fm, Foursquare and the world, and "

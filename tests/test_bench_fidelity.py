@@ -153,3 +153,57 @@ def test_below_chance_auc_is_a_defect_and_printed() -> None:
         "defects": defects,
     }
     assert "**DEFECT**: hate AUC 0.355" in render_markdown(report)
+
+
+def _fidelity_run(root: Path, name: str, seed: int, taus: dict, **config: object) -> Path:
+    out = root / name
+    out.mkdir()
+    results = {"config": {"seed": seed, **config}, "kendall_tau": taus}
+    (out / "results.json").write_text(json.dumps(results))
+    return out
+
+
+def test_fidelity_compare_pairs_runs_by_world_seed(tmp_path: Path) -> None:
+    from recgym.benchmarks.fidelity_compare import compare, main, markdown
+
+    metrics = ("watch_time_s", "session_length", "ctr", "valid_consumption")
+    base, variant = [], []
+    for seed, (b, v) in enumerate([(0.4, 0.6), (0.5, 0.65), (0.7, 0.8), (0.6, 0.8)]):
+        base.append(_fidelity_run(tmp_path, f"b{seed}", seed, dict.fromkeys(metrics, b)))
+        taus = {**dict.fromkeys(metrics, v), "session_length": b - 0.1 * (seed % 2)}
+        variant.append(_fidelity_run(tmp_path, f"v{seed}", seed, taus, option=True))
+    # a variant world without a base run is left out of the pairing
+    variant.append(_fidelity_run(tmp_path, "v9", 9, dict.fromkeys(metrics, 0.0), option=True))
+    rows, seeds, differ = compare(base, variant)
+    assert seeds == [0, 1, 2, 3] and differ == []  # the base runs predate the option
+    by = {r["metric"]: r for r in rows}
+    assert by["watch_time_s"]["mean"] == pytest.approx(0.1625)
+    assert by["watch_time_s"]["verdict"] == "better" and by["watch_time_s"]["low"] > 0
+    assert by["session_length"]["verdict"] == "inconclusive"  # -0.05 +- a wide interval
+    text = markdown(rows, seeds, differ)
+    assert "4 worlds: 0, 1, 2, 3" in text and "| better |" in text
+    out = tmp_path / "cmp"
+    assert (
+        main(["--base", *map(str, base), "--variant", *map(str, variant), "--out", str(out)]) == 0
+    )
+    assert (out / "comparison.md").read_text() == text
+
+
+def test_fidelity_compare_errors_name_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from recgym.benchmarks.fidelity_compare import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["--base", str(empty), "--variant", str(empty)]) == 2
+    assert f"{empty / 'results.json'}: no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "results.json").write_text('{"config": {}}')
+    assert main(["--base", str(bad), "--variant", str(bad)]) == 2
+    assert "not a fidelity results file" in capsys.readouterr().err
+    taus = dict.fromkeys(["watch_time_s", "session_length", "ctr", "valid_consumption"], 1.0)
+    twice = [_fidelity_run(tmp_path, n, 0, taus) for n in "ab"]
+    assert main(["--base", *map(str, twice), "--variant", str(twice[0])]) == 2
+    assert "base: two runs of world seed 0" in capsys.readouterr().err

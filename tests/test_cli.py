@@ -76,6 +76,8 @@ WRITING_COMMANDS = {
     "bench throughput": ["bench", "throughput", "--quick", "--only", "world_step", "--out"],
     "bench rliv-ua": ["bench", "rliv-ua", "--quick", "--quiet", "--work", "{tmp}/work", "--out"],
     "bench fidelity": ["bench", "fidelity", "--tiny", "--quiet", "--work", "{tmp}/work", "--out"],
+    "bench fidelity-compare": ["bench", "fidelity-compare", "--base", "{tmp}", "--variant",
+                               "{tmp}", "--out"],
     "bench ruie": ["bench", "ruie", "--tiny", "--quiet", "--work", "{tmp}/work", "--out"],
     "bench mtf": ["bench", "mtf", "--quick", "--quiet", "--out"],
     "bench rdrsr": ["bench", "rdrsr", "--dataset", "world", "--seeds", "0", "--epochs", "1",
