@@ -77,11 +77,20 @@ def differences(base: Sequence[dict[str, Any]], variant: Sequence[dict[str, Any]
     ]
 
 
+def _tau_interval(taus: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and 95% t interval of taus, the interval clipped to tau's range [-1, 1]."""
+    if not taus:
+        return math.nan, math.nan, math.nan
+    mean, low, high = t_interval(taus)
+    return mean, max(low, -1.0), min(high, 1.0)
+
+
 def compare(
     base: Sequence[str | Path], variant: Sequence[str | Path]
 ) -> tuple[list[dict[str, Any]], list[int], list[str]]:
-    """Per metric: mean, 95% interval and verdict of tau(variant) - tau(base) over the world
-    seeds both sides ran; also the paired seeds and the configuration fields that differ."""
+    """Per metric: each side's taus, their means with 95% t intervals, and the mean, 95% interval
+    and verdict of tau(variant) - tau(base), over the world seeds both sides ran; also the
+    paired seeds and the configuration fields that differ."""
     b = _by_seed([load_run(p) for p in base], "base")
     v = _by_seed([load_run(p) for p in variant], "variant")
     seeds = sorted(set(b) & set(v))
@@ -89,15 +98,18 @@ def compare(
     for metric in METRICS:
         diff = [v[s]["tau"][metric] - b[s]["tau"][metric] for s in seeds]
         mean, low, high = t_interval(diff) if diff else (math.nan, math.nan, math.nan)
+        low, high = max(low, -2.0), min(high, 2.0)  # a difference of taus lies in [-2, 2]
         verdict = "inconclusive"
         if low > 0:
             verdict = "better"
         elif high < 0:
             verdict = "worse"
+        base_taus = [b[s]["tau"][metric] for s in seeds]
+        variant_taus = [v[s]["tau"][metric] for s in seeds]
         rows.append({
-            "metric": metric,
-            "base": [b[s]["tau"][metric] for s in seeds],
-            "variant": [v[s]["tau"][metric] for s in seeds],
+            "metric": metric, "base": base_taus, "variant": variant_taus,
+            "base_mean": _tau_interval(base_taus),
+            "variant_mean": _tau_interval(variant_taus),
             "mean": mean, "low": low, "high": high, "verdict": verdict,
         })  # fmt: skip
     return rows, seeds, differences([b[s] for s in seeds], [v[s] for s in seeds])
@@ -110,14 +122,17 @@ def markdown(rows: Sequence[dict[str, Any]], seeds: Sequence[int], differ: Seque
         f"Kendall tau, variant - base, paired by world seed ({len(seeds)} worlds: "
         f"{', '.join(map(str, seeds))}); the configurations differ in: {what}.",
         "",
-        "| metric | base per world | variant per world | mean difference [95% t interval] "
-        "| verdict |",
-        "|---|---|---|---|---|",
+        "| metric | base per world | base mean [95% t] | variant per world | variant mean "
+        "[95% t] | mean difference [95% t interval] | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        per = lambda xs: " ".join(f"{x:.2f}" for x in xs)  # noqa: E731
+        per = " | ".join(
+            f"{' '.join(f'{x:.2f}' for x in r[side])} | {m:.2f} [{lo:.2f}, {hi:.2f}]"
+            for side, (m, lo, hi) in (("base", r["base_mean"]), ("variant", r["variant_mean"]))
+        )
         lines.append(
-            f"| {LABELS[r['metric']]} | {per(r['base'])} | {per(r['variant'])} | "
+            f"| {LABELS[r['metric']]} | {per} | "
             f"{r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] | {r['verdict']} |"
         )
     return "\n".join(lines) + "\n"

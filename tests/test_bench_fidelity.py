@@ -180,6 +180,7 @@ def test_fidelity_compare_pairs_runs_by_world_seed(tmp_path: Path) -> None:
     assert by["watch_time_s"]["mean"] == pytest.approx(0.1625)
     assert by["watch_time_s"]["verdict"] == "better" and by["watch_time_s"]["low"] > 0
     assert by["session_length"]["verdict"] == "inconclusive"  # -0.05 +- a wide interval
+    assert by["watch_time_s"]["base_mean"][0] == pytest.approx(0.55)
     text = markdown(rows, seeds, differ)
     assert "4 worlds: 0, 1, 2, 3" in text and "| better |" in text
     out = tmp_path / "cmp"
