@@ -82,9 +82,7 @@ def fit_simulator(
         steps = [_fit_response(sim, table, rows, gen, progress, graph)]
         if cfg.calibrate_click_on_random:
             _calibrate_click_on_random(sim, table, rows)
-        steps += [
-            _fit_leave(sim, table, rows, gen, progress, graph),
-        ]
+        steps.append(_fit_leave(sim, table, rows, gen, progress, graph))
         sim.fit_report = {
             "graph": any(step.replays > 0 for step in steps),
             "graph_error": next((step.error for step in steps if step.error), None),
