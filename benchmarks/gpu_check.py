@@ -251,15 +251,11 @@ class Check:
                     else f"eager: capture failed ({report['graph_error']})"
                 )
                 eager[str(dev)], _ = _timed_fit(table, dev, graph=False)
-                try:  # a diagnostic: its failure must not cost the measurement's rows
-                    self._write_profile(
-                        "sim_fit",
-                        {f"{name} fit, {dev}": fit_profile(table, dev, graph=graph)
-                         for name, graph in (("graphed", True), ("eager", False))},
-                    )  # fmt: skip
-                except Exception as error:  # noqa: BLE001
-                    print(f"sim_fit profile skipped: {type(error).__name__}: {error}",
-                          file=sys.stderr)  # fmt: skip
+                self._diagnose("sim_fit profile", lambda dev=dev: self._write_profile(
+                    "sim_fit",
+                    {f"{name} fit, {dev}": fit_profile(table, dev, graph=graph)
+                     for name, graph in (("graphed", True), ("eager", False))},
+                ))  # fmt: skip
         n_users, days = work.log_size
         sizes = "SimulatorConfig(epochs=1, ...)" if work.quick else "default SimulatorConfig"
         if self.config.sim_epochs is not None:
@@ -275,6 +271,15 @@ class Check:
             self.row(f"sim_fit_eager/{torch.device(dev).type}", "seconds", value, "s",
                      f"{device_name(torch.device(dev))}; the same fit with graph=False (each "
                      f"training step's kernels launched one by one); {note}")  # fmt: skip
+
+    @staticmethod
+    def _diagnose(name: str, fn: Callable[[], object]) -> None:
+        """Run a diagnostic: its failure is said on stderr and must not cost the measurement's
+        rows."""
+        try:
+            fn()
+        except Exception as error:  # noqa: BLE001
+            print(f"{name} skipped: {type(error).__name__}: {error}", file=sys.stderr)
 
     def _write_profile(self, name: str, tables: dict[str, str]) -> None:
         """Append `tables` (profiler tables by title) to OUT/gpu_check_profile.md."""
@@ -321,16 +326,13 @@ class Check:
             rates[str(dev)], paths[str(dev)] = _vector_rate(sim, n, calls)
             if dev.type == "cuda":
                 eager[str(dev)], _ = _vector_rate(sim, n, calls, graph=False)
-                try:  # a diagnostic: its failure must not cost the measurement's rows
-                    parts[str(dev)] = vector_step_parts(sim, n, calls)
-                    self._write_profile(
-                        "vector_env",
-                        {f"device env, {how} step, {dev}": env_profile(sim, n, graph=graph)
-                         for how, graph in (("graphed", True), ("eager", False))},
-                    )  # fmt: skip
-                except Exception as error:  # noqa: BLE001
-                    print(f"vector_env_parts skipped: {type(error).__name__}: {error}",
-                          file=sys.stderr)  # fmt: skip
+                self._diagnose("vector_env_parts", lambda dev=dev, sim=sim: parts.update(
+                    {str(dev): vector_step_parts(sim, n, calls)}))  # fmt: skip
+                self._diagnose("vector_env profile", lambda dev=dev, sim=sim: self._write_profile(
+                    "vector_env",
+                    {f"device env, {how} step, {dev}": env_profile(sim, n, graph=graph)
+                     for how, graph in (("graphed", True), ("eager", False))},
+                ))  # fmt: skip
             backend_rates[str(dev)] = _backend_rate(sim, n, calls)
         where = ", ".join(f"{dev}: {how}" for dev, how in paths.items())
         note = (
