@@ -119,6 +119,9 @@ class FidelityConfig:
     """Whether the simulator reads the random-exposure flag
     (`SimulatorConfig.random_exposure_input`, off by default; --sim-random-exposure-input for the
     ablation)."""
+    sim_random_oversample: int = 4
+    """Times each uniformly random exposure appears per epoch of the simulator's response model
+    (`SimulatorConfig.random_oversample`)."""
     sim_leave_view_seconds: bool = False
     """Whether the simulator's leave model also reads the seconds watched up to 18 s
     (`SimulatorConfig.leave_view_seconds`)."""
@@ -295,6 +298,7 @@ def stage_simulator(ctx: Any) -> dict[str, Any]:
         random_exposure_input=c["random_exposure_input"],
         calibrate_click_on_random=c["calibrate_click_on_random"],
         leave_view_seconds=c["leave_view_seconds"],
+        random_oversample=c["random_oversample"],
     )
     logs = _work(ctx, "logs") / "logs"
     res = train_simulator(logs, ctx.dir, cfg, progress=ctx.progress, device=c["device"])
@@ -412,6 +416,7 @@ def stages(cfg: FidelityConfig) -> list[Any]:
         "random_exposure_input": cfg.sim_random_exposure_input,
         "calibrate_click_on_random": cfg.sim_calibrate_click_on_random,
         "leave_view_seconds": cfg.sim_leave_view_seconds,
+        "random_oversample": cfg.sim_random_oversample,
         "seed": cfg.seed,
         "sim_epochs": cfg.sim_epochs,
         "sim_leave_steps": cfg.sim_leave_steps,
