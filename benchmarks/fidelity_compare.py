@@ -67,14 +67,21 @@ def _by_seed(runs: Sequence[dict[str, Any]], side: str) -> dict[int, dict[str, A
 
 def differences(base: Sequence[dict[str, Any]], variant: Sequence[dict[str, Any]]) -> list[str]:
     """The configuration fields (other than the seed) with more than one value among the runs
-    that record them (runs made before an option existed do not record it)."""
+    that record them, then those some runs do not record (runs made before an option existed
+    ran with its default, which their results do not say)."""
     runs = [*base, *variant]
-    keys = {k for run in runs for k in run["config"]} - {"seed"}
-    return [
+    keys = sorted({k for run in runs for k in run["config"]} - {"seed"})
+    differ = [
         key
-        for key in sorted(keys)
+        for key in keys
         if len({json.dumps(run["config"][key]) for run in runs if key in run["config"]}) > 1
     ]
+    unrecorded = [
+        f"{key} (not recorded by every run)"
+        for key in keys
+        if key not in differ and any(key not in run["config"] for run in runs)
+    ]
+    return differ + unrecorded
 
 
 def _tau_interval(taus: Sequence[float]) -> tuple[float, float, float]:
@@ -161,9 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(text, end="")
     if out is not None:
         (out / "comparison.md").write_text(text)
+    print(text, end="")
+    if out is not None:
         print(f"wrote {out / 'comparison.md'}")
     return 0
 
