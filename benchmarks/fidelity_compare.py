@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="recgym bench fidelity-compare",
         description=(
             "Compare two configurations of `recgym bench fidelity` run on the same worlds "
-            "(--seed): per metric, the mean and 95%% t interval of the Kendall tau difference "
+            "(--seed): per metric, the mean and 95% t interval of the Kendall tau difference "
             "(variant - base) paired by world seed, and a verdict (better / worse / "
             "inconclusive)."
         ),
