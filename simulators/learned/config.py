@@ -74,7 +74,10 @@ class SimulatorConfig:
     what the logging policy liked, so a model fitted on them alone overrates the click rate of
     items that policy would not pick. Held-out random exposures, predicted vs observed click
     rate: 7-day world logs, none 0.48 vs 0.32; default world logs (`recgym world generate`),
-    x4 0.38 vs 0.34 at click AUC 0.751 (as without), x8 0.36 vs 0.34 at AUC 0.744. 1: none."""
+    x4 0.38 vs 0.34 at click AUC 0.751 (as without), x8 0.36 vs 0.34 at AUC 0.744. 1: none.
+    How it ranks policies (`recgym bench fidelity` on five worlds, paired): x1 moves the
+    watch-time tau by -0.065 [-0.140, +0.009], x16 by -0.087 [-0.139, -0.036] although it
+    predicts the random exposures' click rate right (`benchmarks/results/fidelity/worlds/`)."""
     random_exposure_input: bool = False
     """Whether the response model reads if an exposure was uniformly random (is_rand = 1), every
     simulated exposure then counting as one. The idea: the logging policy picks items by the
