@@ -149,17 +149,12 @@ def fit_profile(
     `LearnedSimulator.fit(table)` on `device` after `skip` steps (past the CUDA graph's warm-up
     and capture), the fit then stopped: where a batch's time goes, by op (CPU and, on CUDA,
     kernel time), to show the next session with a GPU what to shorten."""
-    from torch.profiler import ProfilerActivity, profile
-
     from recgym.simulators.learned import LearnedSimulator
     from recgym.simulators.learned import fit as fit_module
 
-    activities = [ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
     step_class = fit_module._TrainStep
     calls = {"n": 0}
-    prof = profile(activities=activities)
+    prof = _profiler(device)
 
     class Profiled(step_class):  # type: ignore[valid-type, misc]
         def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -181,9 +176,23 @@ def fit_profile(
         pass
     finally:
         fit_module._TrainStep = step_class
+    return _profile_table(prof, device, f"{batches} training steps after {skip}")
+
+
+def _profiler(device: torch.device) -> Any:
+    """A torch.profiler over the CPU and, on CUDA, the kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    return profile(activities=activities)
+
+
+def _profile_table(prof: Any, device: torch.device, what: str) -> str:
+    """`what`, then the profile's 15 costliest ops (by kernel time on CUDA, else CPU time)."""
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    head = f"{batches} training steps after {skip}; sorted by {sort}\n"
-    return head + prof.key_averages().table(sort_by=sort, row_limit=15)
+    return f"{what}; sorted by {sort}\n" + prof.key_averages().table(sort_by=sort, row_limit=15)
 
 
 def _timed_fit(table: Any, device: torch.device, graph: bool | None = None) -> tuple[float, Any]:
@@ -463,21 +472,14 @@ def env_profile(sim: Any, n: int, steps: int = 5, graph: bool = False) -> str:
     """torch.profiler's table of `steps` steps of Session-v0's device env over `sim` with `n`
     slots (`graph`: replayed as a CUDA graph, else eagerly, its kernels one by one); needs a
     resident simulator."""
-    from torch.profiler import ProfilerActivity, profile
-
     venv, actions = _warm_vector_env(sim, n, steps, env_on_device=True, graph=graph)
-    activities = [ProfilerActivity.CPU]
-    if sim.device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
     _sync(sim.device)
-    with profile(activities=activities) as prof:
+    with _profiler(sim.device) as prof:
         for a in actions:
             venv.step(a)
         _sync(sim.device)
     venv.close()
-    sort = "self_cuda_time_total" if sim.device.type == "cuda" else "self_cpu_time_total"
-    head = f"{steps} steps of {n} slots; sorted by {sort}\n"
-    return head + prof.key_averages().table(sort_by=sort, row_limit=15)
+    return _profile_table(prof, sim.device, f"{steps} steps of {n} slots")
 
 
 def _backend_rate(sim: Any, n: int, calls: int) -> float:
