@@ -21,7 +21,13 @@ Three measurements (issue 16), each run once per device on this machine:
   the device-resident one (`envs.session_device`: session state, candidates, observations and
   the simulator's step on the GPU, the step replayed as a CUDA graph; row ``vector_env_eager``:
   the same without the graph), on the CPU the host path. Target on CUDA: >= 500,000 env
-  steps/s. Every step's results are kept (as a caller storing observations would). On CUDA,
+  steps/s. The rate is the median of ``REPEATS`` blocks of 20 steps (``--quick``: 3) on one
+  env after 2 warm-up steps; the note gives the blocks' range. Each step returns fresh arrays
+  and the timing loop drops them at the next step, as a collector that copies them into its
+  replay buffer does (EnvPool's and Gymnasium's protocol). Row ``vector_env_kept``: the same
+  blocks keeping every step's results to the end (13.6 MB a step at N = 4,096), so each step
+  also pays the host's page faults for fresh memory; an earlier version of this bench timed
+  only that, in one block of 20 steps, which is why its rows moved between calls. On CUDA,
   ``vector_env_parts`` says where a step goes (`vector_step_parts`: device step, download,
   host), to show the next session with a GPU what to shorten. Beside it,
   ``backend_step``: the same simulator's `step` alone over N users and random slates (one
@@ -67,6 +73,7 @@ PROFILE = "gpu_check_profile.md"  # the profiler tables of the diagnostics, appe
 MEASUREMENTS = ("sim_fit", "vector_env", "dqn_train")  # vector_env also writes backend_step
 VECTOR_N, QUICK_VECTOR_N = 4096, 64
 DQN_STEPS, QUICK_DQN_STEPS = 2_000, 200
+REPEATS = 5  # vector_env: timed blocks per env, the rate is their median
 # issue 16's targets on one H100-class GPU: (variant, metric) -> (op, value)
 TARGETS = {("sim_fit", "speedup"): (">=", 5.0), ("vector_env/cuda", "steps_per_s"): (">=", 5e5)}
 
@@ -324,7 +331,8 @@ class Check:
         n = self.config.n_slots
         path = self._checkpoint()
         calls = 3 if self.work.quick else 20
-        rates, backend_rates, paths, eager, parts = {}, {}, {}, {}, {}
+        blocks: dict[str, dict[str, list[float]]] = {"": {}, "_kept": {}, "_eager": {}}
+        backend_rates, paths, parts = {}, {}, {}
         for dev in self.devices:
             sim = LearnedSimulator.load(path, device=dev)
             if sim.n_users < n:
@@ -332,11 +340,12 @@ class Check:
                     f"vector_env: checkpoint {path} has {sim.n_users} users; {n} slots need as "
                     "many distinct users (give --vector-n or another --checkpoint)"
                 )
-            rates[str(dev)], paths[str(dev)] = _vector_rate(sim, n, calls)
+            blocks[""][str(dev)], paths[str(dev)] = _vector_rates(sim, n, calls, REPEATS)
+            blocks["_kept"][str(dev)], _ = _vector_rates(sim, n, calls, REPEATS, keep=True)
             if dev.type == "cuda":
-                eager[str(dev)], _ = _vector_rate(sim, n, calls, graph=False)
+                blocks["_eager"][str(dev)], _ = _vector_rates(sim, n, calls, REPEATS, graph=False)
                 self._diagnose("vector_env_parts", lambda dev=dev, sim=sim: parts.update(
-                    {str(dev): vector_step_parts(sim, n, calls)}))  # fmt: skip
+                    {str(dev): vector_step_parts(sim, n, calls * REPEATS)}))  # fmt: skip
                 self._diagnose("vector_env profile", lambda dev=dev, sim=sim: self._write_profile(
                     "vector_env",
                     {f"device env, {how} step, {dev}": env_profile(sim, n, graph=graph)
@@ -344,23 +353,35 @@ class Check:
                 ))  # fmt: skip
             backend_rates[str(dev)] = _backend_rate(sim, n, calls)
         where = ", ".join(f"{dev}: {how}" for dev, how in paths.items())
-        note = (
+        setup = (
             f"gym.make_vec(Session-v0, vector_entry_point), {n} slots, backend = the learned "
             f"simulator loaded on the device ({path.name}; {where}), random scores, next-step "
-            f"autoreset; {calls} timed steps after 2 warm-up steps"
+            f"autoreset; {REPEATS} timed blocks of {calls} steps after 2 warm-up steps"
         )
-        self.compare("vector_env", rates, "1/s", note, batch=n)
-        for dev, rate in eager.items():
-            self.row(f"vector_env_eager/{torch.device(dev).type}", "steps_per_s", rate, "1/s",
-                     f"{device_name(torch.device(dev))}; the same env with graph=False (the "
-                     f"device step's kernels launched one by one); {note}", n)  # fmt: skip
+        kinds = {
+            "": "each step's results dropped at the next step",
+            "_kept": "every step's results kept to the end (fresh host memory each step)",
+            "_eager": "the same env with graph=False (the device step's kernels launched one "
+            "by one), each step's results dropped at the next step",
+        }
+        for suffix, by_dev in blocks.items():
+            spread = ", ".join(f"{dev}: {_blocks(r)}" for dev, r in by_dev.items())
+            note = f"{kinds[suffix]}; {setup}; {spread}"
+            medians = {dev: float(np.median(r)) for dev, r in by_dev.items()}
+            if suffix == "_eager":
+                for dev, rate in medians.items():
+                    self.row(f"vector_env_eager/{torch.device(dev).type}", "steps_per_s", rate,
+                             "1/s", f"{device_name(torch.device(dev))}; {note}", n)  # fmt: skip
+            else:
+                self.compare(f"vector_env{suffix}", medians, "1/s", note, batch=n)
         for dev, ms in parts.items():
             for part, value in ms.items():
                 self.row(f"vector_env_parts/{torch.device(dev).type}", f"{part}_ms", value, "ms",
                          f"{device_name(torch.device(dev))}; where a step of the device env goes "
                          f"(`vector_step_parts`: the device step and the download timed with a "
                          f"synchronize around each, the rest of `venv.step` is host), per step "
-                         f"over {calls} steps that keep their results; {n} slots", n)  # fmt: skip
+                         f"over {calls * REPEATS} steps, each step's results dropped at the "
+                         f"next; {n} slots", n)  # fmt: skip
         note = (
             f"LearnedSimulator.step alone (no env: no candidates, observations or rewards), "
             f"{n} distinct users x random 6-item slates (device-resident state on an "
@@ -415,11 +436,24 @@ def _warm_vector_env(sim: Any, n: int, calls: int, **kwargs: Any) -> tuple[Any, 
     return venv, actions[2:]
 
 
-def _vector_rate(sim: Any, n: int, calls: int, graph: bool | None = None) -> tuple[float, str]:
+def _vector_rates(
+    sim: Any, n: int, calls: int, repeats: int, graph: bool | None = None, keep: bool = False
+) -> tuple[list[float], str]:
     """Env steps per second of Session-v0's native vector env over `sim` with `n` slots (random
-    scores, pre-drawn), and how it ran (host or device env, CUDA graph or not)."""
+    scores, pre-drawn) in each of `repeats` blocks of `calls` steps on one env, and how it ran
+    (host or device env, CUDA graph or not). A step's results are dropped at the next step, or
+    with `keep` all kept until every block has run."""
     venv, actions = _warm_vector_env(sim, n, calls, graph=graph)
-    seconds = _timed(sim.device, lambda: [venv.step(x) for x in actions])
+    kept: list[Any] = []
+
+    def block() -> None:
+        for x in actions:
+            out = venv.step(x)
+            if keep:
+                kept.append(out)
+
+    rates = [n * calls / _timed(sim.device, block) for _ in range(repeats)]
+    kept.clear()
     mdp = venv.mdp
     if type(mdp).__name__ != "DeviceSessionMDP":
         how = "device-resident simulator, host env" if sim.resident else "host state and env"
@@ -430,7 +464,16 @@ def _vector_rate(sim: Any, n: int, calls: int, graph: bool | None = None) -> tup
         if mdp.graph_error:
             how += f" (graph capture failed: {mdp.graph_error[:120]})"
     venv.close()
-    return n * calls / seconds, how
+    return rates, how
+
+
+def _blocks(rates: Sequence[float]) -> str:
+    """`rates`' median and range, for a row's note."""
+    return (
+        f"median of {len(rates)} blocks ({fmt(min(rates))}-{fmt(max(rates))})"
+        if len(rates) > 1
+        else "one block"
+    )
 
 
 def vector_step_parts(sim: Any, n: int, calls: int) -> dict[str, float]:
@@ -460,8 +503,12 @@ def vector_step_parts(sim: Any, n: int, calls: int) -> dict[str, float]:
     else:
         mdp._step = timed("device", mdp._step)
     mdp._download = timed("download", mdp._download)
-    kept = []
-    total = _timed(sim.device, lambda: kept.extend(venv.step(x) for x in actions))
+
+    def run_all() -> None:
+        for x in actions:
+            venv.step(x)
+
+    total = _timed(sim.device, run_all)
     venv.close()
     ms = {name: 1e3 * value / calls for name, value in spent.items()}
     ms["host"] = 1e3 * total / calls - ms["device"] - ms["download"]

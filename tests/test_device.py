@@ -298,6 +298,11 @@ def test_gpu_check_on_cpu_writes_rows_saying_no_cuda(
     assert "no CUDA device" in by[("cuda", "available")]["note"]
     assert by[("vector_env/cpu", "steps_per_s")]["value"] > 0
     assert by[("vector_env/cpu", "steps_per_s")]["batch"] == 16
+    # the median of timed blocks, results dropped; beside it the same blocks keeping them
+    assert "median of 5 blocks" in by[("vector_env/cpu", "steps_per_s")]["note"]
+    assert "dropped at the next step" in by[("vector_env/cpu", "steps_per_s")]["note"]
+    assert by[("vector_env_kept/cpu", "steps_per_s")]["value"] > 0
+    assert "kept to the end" in by[("vector_env_kept/cpu", "steps_per_s")]["note"]
     assert by[("backend_step/cpu", "steps_per_s")]["value"] > 0
     assert "host state" in by[("backend_step/cpu", "steps_per_s")]["note"]
     assert by[("dqn_train/cpu", "steps_per_s")]["value"] > 0
@@ -432,3 +437,49 @@ def test_gpu_check_profiles_run_on_the_cpu(tiny_logs: Path, tiny_checkpoint: Pat
     sim = LearnedSimulator.load(tiny_checkpoint, device="cpu", resident=True)
     text = env_profile(sim, 8, steps=2)
     assert text.startswith("2 steps of 8 slots") and "aten::" in text
+
+
+def test_gpu_check_vector_rates_time_blocks_and_keep_results_only_when_asked(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_vector_rates` times `repeats` blocks of `calls` steps on one env; a step's results are
+    dropped at the next step unless `keep` holds every one until all blocks have run."""
+    import weakref
+
+    from recgym.benchmarks import gpu_check
+    from recgym.envs import register_all
+    from recgym.simulators.learned import LearnedSimulator
+
+    register_all()
+    sim = LearnedSimulator.load(tiny_checkpoint, device="cpu")
+    alive: list[int] = []  # per step: observations of earlier steps still alive after it
+    refs: list[weakref.ref] = []
+    real_warm = gpu_check._warm_vector_env
+    for keep in (False, True):
+        alive.clear()
+        refs.clear()
+
+        def warm(*args: object, **kwargs: object) -> tuple[object, np.ndarray]:
+            venv, actions = real_warm(*args, **kwargs)
+            step = venv.step
+
+            def counted(action: np.ndarray) -> object:
+                out = step(action)
+                alive.append(sum(r() is not None for r in refs))
+                refs.append(weakref.ref(out[0]["item_id"]))
+                return out
+
+            venv.step = counted
+            return venv, actions
+
+        monkeypatch.setattr(gpu_check, "_warm_vector_env", warm)
+        rates, how = gpu_check._vector_rates(sim, 4, calls=3, repeats=2, keep=keep)
+        assert len(rates) == 2 and all(r > 0 for r in rates)
+        assert how == "host state and env"
+        assert len(alive) == 6
+        if keep:
+            assert alive == list(range(6))  # every earlier step's arrays still held
+        else:
+            assert max(alive) <= 1  # at most the previous step's, until its name is rebound
+    assert gpu_check._blocks([1e5, 3e5, 2e5]) == "median of 3 blocks (100,000-300,000)"
+    assert gpu_check._blocks([5.0]) == "one block"
