@@ -15,7 +15,10 @@ that work on the device too, written as one fixed-shape step over all N slots (`
    for the resetting slots, the next candidates and the observation, every state write masked
    by the slots it concerns;
 3. one download per dtype of the observation, rewards, ends and info arrays; the host picks
-   the rows of the slots the call concerns.
+   the rows of the slots the call concerns. The arrays land in pinned buffers that no array
+   of an earlier step still uses (`device.Download` with a pool of 3), so a caller that drops
+   a step's results (as a collector copying them into its buffer does) gets them without a
+   host copy; one that keeps them gets fresh copies.
 
 Fixed shapes and no host synchronisation inside (2) let it be captured once as a CUDA graph
 and replayed each step (``graph``, default on CUDA): a step is then a few launches instead of
@@ -135,7 +138,7 @@ class DeviceSessionMDP(BatchedMDP):
             "u_users": torch.zeros(sim.n_users, dtype=torch.float64, device=dev),
         }
         self._mask = np.ones((s, n), dtype=np.int8)
-        self._download = Download()
+        self._download = Download(pool=3)
         self.graph_wanted = dev.type == "cuda" if graph is None else bool(graph)
         if self.graph_wanted and dev.type != "cuda":
             raise ValueError(f"{self.name}: graph=True needs a CUDA device, got {dev}")

@@ -71,3 +71,15 @@ class SyncCheck(TorchDispatchMode):
 def sync_check() -> type[SyncCheck]:
     """`SyncCheck`, the class: ``with sync_check() as check: ...; assert check.seen == []``."""
     return SyncCheck
+
+
+@pytest.fixture
+def host_download(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Download` taking CPU tensors through its device path (staging, pooled result buffers)
+    with unpinned host memory: what it does from CUDA, minus the asynchronous copy."""
+    from recgym.device import Download
+
+    monkeypatch.setattr(Download, "_copied_through_host", staticmethod(lambda tensor: True))
+    monkeypatch.setattr(
+        Download, "_pinned", staticmethod(lambda n, dtype: torch.empty(n, dtype=dtype))
+    )

@@ -282,6 +282,126 @@ def test_train_simulator_refuses_cuda_without_cuda(
     assert not (tmp_path / "ckpt" / "model.pt").exists()
 
 
+# --------------------------------------------------------------------------- downloads
+def _tensors(step: int) -> dict[str, torch.Tensor]:
+    return {
+        "obs": torch.full((4, 3), float(step)),
+        "ids": torch.arange(6).reshape(2, 3) + 100 * step,
+        "reward": torch.full((4,), float(-step), dtype=torch.float64),
+        "done": torch.tensor(step % 2 == 1),
+        "mask": torch.tensor([True, step % 2 == 0]),
+    }
+
+
+def _as_downloaded(step: int) -> dict[str, object]:
+    return {k: (bool(v) if v.dim() == 0 else v.numpy()) for k, v in _tensors(step).items()}
+
+
+def _equal(got: dict[str, object], want: dict[str, object]) -> None:
+    assert set(got) == set(want)
+    for key, value in want.items():
+        if isinstance(value, bool):
+            assert got[key] is value, key
+        else:
+            assert got[key].dtype == value.dtype and got[key].shape == value.shape, key
+            np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("pool", [0, 3])
+def test_download_returns_every_tensor_and_never_writes_into_arrays_still_held(
+    host_download: None, pool: int
+) -> None:
+    """Whatever the caller keeps of earlier calls (an array, a view of one, a row, a torch
+    tensor sharing its memory) is never overwritten: the pool only reuses result buffers no
+    returned array holds and falls back to fresh copies when all are held."""
+    from recgym.device import Download
+
+    dl = Download(pool=pool)
+    holders = [
+        lambda out: out["obs"][1:],  # a view
+        lambda out: out["ids"][0],  # a row
+        lambda out: torch.from_numpy(out["reward"]),  # a tensor on the same memory
+        lambda out: out["mask"].reshape(2, 1)[1],  # a view of a view
+        lambda out: out,  # the whole dict
+    ]
+    kept: list[tuple[object, object]] = []
+    for step in range(40):
+        out = dl(_tensors(step))
+        _equal(out, _as_downloaded(step))
+        if step % 4 == 0:  # keep something of every fourth call; drop the rest
+            what = holders[(step // 4) % len(holders)]
+            kept.append((what(out), what(_as_downloaded(step))))
+        for held, want in kept:  # nothing kept changed since
+            if isinstance(held, dict):
+                _equal(held, want)
+            else:
+                np.testing.assert_array_equal(np.asarray(held), np.asarray(want))
+        del out
+    if pool:
+        assert all(len(entries) <= pool for entries in dl.results.values())
+
+
+def test_download_pool_reuses_buffers_a_caller_dropped(host_download: None) -> None:
+    """Dropping each call's results before the next-but-one call (what a collector copying
+    them into its buffer does) cycles through two result buffers per dtype and makes no host
+    copy; keeping every result falls back to staging and fresh copies with the pool full."""
+    from recgym.device import Download
+
+    dl = Download(pool=3)
+    bases = set()
+    out = None
+    for step in range(10):
+        out = dl(_tensors(step))  # the previous `out` is alive during the call
+        _equal(out, _as_downloaded(step))
+        bases.add(out["obs"].base.__array_interface__["data"][0])
+    assert len(bases) == 2  # two float32 result buffers, reused in turn
+    assert all(len(entries) == 2 for entries in dl.results.values())
+    assert dl.staging == {}  # never needed a staging copy
+    del out
+
+    kept = [dl(_tensors(step)) for step in range(6)]
+    for step, got in enumerate(kept):
+        _equal(got, _as_downloaded(step))
+    assert all(len(entries) == 3 for entries in dl.results.values())
+    assert set(dl.staging) == {torch.float32, torch.int64, torch.float64, torch.bool}
+
+    # a bigger call than the buffers: an unused buffer too small is replaced, not overrun
+    big = {"obs": torch.arange(50, dtype=torch.float32)}
+    kept.clear()
+    got = dl(big)
+    np.testing.assert_array_equal(got["obs"], np.arange(50, dtype=np.float32))
+    assert max(e[0].numel() for e in dl.results[torch.float32]) >= 50
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_pooled_download_from_cuda_never_overwrites_held_results() -> None:
+    """From a real CUDA device (pinned buffers, asynchronous copies): every call's values, and
+    the results kept of every third call unchanged by later calls."""
+    from recgym.device import Download
+
+    dl = Download(pool=2)
+    kept = []
+    for step in range(10):
+        out = dl({key: value.cuda() for key, value in _tensors(step).items()})
+        _equal(out, _as_downloaded(step))
+        if step % 3 == 0:
+            kept.append((step, out))
+        for s, held in kept:
+            _equal(held, _as_downloaded(s))
+        del out
+    assert all(len(entries) == 2 for entries in dl.results.values())
+    assert all(entries[0][0].is_pinned() for entries in dl.results.values())
+    assert dl.staging  # with both buffers held, calls fell back to staging copies
+
+
+def test_download_without_a_device_copy_returns_the_tensors_memory() -> None:
+    from recgym.device import Download, download
+
+    got = Download(pool=3)(_tensors(2))
+    _equal(got, _as_downloaded(2))
+    assert download(_tensors(1))["done"] is True
+
+
 # --------------------------------------------------------------------------- the GPU check
 def test_gpu_check_on_cpu_writes_rows_saying_no_cuda(
     tiny_checkpoint: Path, tmp_path: Path, no_cuda: None

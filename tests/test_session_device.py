@@ -380,3 +380,56 @@ def test_gpu_check_times_the_parts_of_a_device_env_step(tiny_checkpoint: Path) -
     parts = vector_step_parts(sim, 8, 2)
     assert set(parts) == {"device", "download", "host"}
     assert parts["device"] > 0 and parts["download"] > 0 and parts["host"] >= 0
+
+
+def test_pooled_downloads_leave_every_kept_result_as_it_was(tiny_checkpoint: Path) -> None:
+    """The device env's download path as from CUDA (pooled result buffers, staging copies;
+    emulated on the CPU): the same observations, rewards and infos as the direct CPU path, and
+    results a caller keeps (every third step's, whole or as one array) never change after."""
+    from recgym.device import Download
+
+    class HostDownload(Download):  # the device path, on unpinned CPU memory
+        @staticmethod
+        def _copied_through_host(tensor: torch.Tensor) -> bool:
+            return True
+
+        @staticmethod
+        def _pinned(numel: int, dtype: torch.dtype) -> torch.Tensor:
+            return torch.empty(numel, dtype=dtype)
+
+    steps = 12
+    runs = {}
+    for emulated in (False, True):
+        venv = _venv(tiny_checkpoint, n=8, max_steps=3)
+        if emulated:
+            venv.mdp._download = HostDownload(pool=venv.mdp._download.pool)
+        actions = _scores(venv, steps)
+        copies, kept = [], []
+        venv.reset(seed=3)
+        for t in range(steps):
+            result = venv.step(actions[t])
+            copies.append(copy.deepcopy(result))
+            if t % 3 == 0:
+                kept.append((t, result))
+            elif t % 3 == 1:
+                kept.append((t, result[0]["candidates"]))
+            del result
+        runs[emulated] = copies, kept, venv.mdp._download
+    (direct, _, _), (emulated, kept, dl) = runs[False], runs[True]
+    assert dl.results and any(len(e) > 1 for e in dl.results.values())  # the pool was used
+    for a, b in zip(direct, emulated, strict=True):
+        for key in a[0]:
+            np.testing.assert_array_equal(a[0][key], b[0][key])
+        for x, y in zip(a[1:4], b[1:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(a[4]["candidates"], b[4]["candidates"])
+        np.testing.assert_array_equal(a[4]["slate"], b[4]["slate"])
+    for t, held in kept:  # still what the step returned
+        if isinstance(held, tuple):
+            for key, value in held[0].items():
+                np.testing.assert_array_equal(value, emulated[t][0][key])
+            np.testing.assert_array_equal(held[1], emulated[t][1])
+            np.testing.assert_array_equal(held[4]["responses"]["click"],
+                                          emulated[t][4]["responses"]["click"])  # fmt: skip
+        else:
+            np.testing.assert_array_equal(held, emulated[t][0]["candidates"])
