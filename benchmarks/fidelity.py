@@ -9,7 +9,11 @@ point 6), not only by its per-exposure AUC. The bench, as engine stages (`benchm
 3. ``rankers``: the supervised RankingModel fitted once on the logs (click and myopic watch
    rankers are two views of it, `agents.references.fit_rankers`);
 4. ``dqn``: Tianshou's DQN trained online on the *simulator* (the one RL policy of the panel);
-5. ``evaluate``: every policy of the fixed `PANEL` on the world (post-log state, the state the
+5. ``responses``: each policy's first slate at ``response_sessions`` session starts on the
+   world, scored by both backends' expected responses at the same state
+   (`benchmarks.fidelity_responses`): the response model's error per policy, apart from the
+   leave model's and from state drift;
+6. ``evaluate``: every policy of the fixed `PANEL` on the world (post-log state, the state the
    simulator starts from) and on the simulator, the same evaluation seeds on both: under one
    seed every policy meets the same users in the same order (`SessionEnv`'s paired streams).
 
@@ -70,6 +74,7 @@ from recgym.benchmarks.fidelity_ranking import (
     scatter,
     variant_taus,
 )
+from recgym.benchmarks.fidelity_responses import responses_markdown
 
 ENV_ID = "recgym/Session-v0"
 BACKENDS = ("world", "simulator", "world replica")
@@ -136,6 +141,9 @@ class FidelityConfig:
     """DQN env steps on the learned simulator."""
     episodes: int = 200
     """Evaluation sessions per seed, policy and backend."""
+    response_sessions: int = 500
+    """Session starts at which every policy's first slate is scored by both backends' expected
+    responses (`fidelity_responses`; 0: skip)."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     """Evaluation seeds (paired across policies and backends)."""
     bootstrap: int = 1000
@@ -158,6 +166,7 @@ PRESETS: dict[str, FidelityConfig] = {
         sim_epochs=12,  # ~70k training rows: 4 epochs (~150 steps) underfit (click AUC 0.747)
         dqn_steps=6000,
         episodes=100,
+        response_sessions=200,
         seeds=(0, 1, 2),
     ),
     "tiny": FidelityConfig(
@@ -172,6 +181,7 @@ PRESETS: dict[str, FidelityConfig] = {
         ranker_epochs=1,
         dqn_steps=64,
         episodes=3,
+        response_sessions=4,
         seeds=(0, 1),
         bootstrap=50,
     ),
@@ -338,14 +348,46 @@ def stage_dqn(ctx: Any) -> dict[str, Any]:
     return {"learning_curve": stats.learning_curve, "seconds": stats.seconds}
 
 
+def _panel(ctx: Any) -> dict[str, Any]:
+    """`PANEL`'s policies from the rankers' and DQN's stages."""
+    from recgym.agents.baselines import QSlatePolicy, RankingModel
+    from recgym.agents.dqn import load_dqn
+    from recgym.agents.references import rankers_from_model
+
+    device = ctx.config["device"]
+    rankers = rankers_from_model(
+        RankingModel.load(_work(ctx, "rankers") / "ranker.pt", device=device)
+    )
+    algo, _ = load_dqn(_work(ctx, "dqn") / "dqn.pt", device=device)
+    return build_panel(rankers, QSlatePolicy(algo.policy.model), seed=ctx.config["seed"])
+
+
+def stage_responses(ctx: Any) -> dict[str, Any]:
+    """Every panel policy's first slate at `response_sessions` session starts on the world,
+    scored by the world's and the simulator's expected responses (`fidelity_responses`)."""
+    import torch
+
+    from recgym.agents.references import PatienceOracle
+    from recgym.benchmarks.fidelity_responses import first_request_responses
+    from recgym.simulators.learned import LearnedSimulator
+    from recgym.simulators.world_state import load_world
+
+    torch.set_num_threads(1)
+    c = ctx.config
+    world = load_world(_work(ctx, "logs") / "logs")
+    env = PatienceOracle(world, slate_size=6, seed=c["seed"]).make_env(ENV_ID)
+    sim = LearnedSimulator.load(_work(ctx, "simulator"), device=c["device"])
+    table = first_request_responses(_panel(ctx), env, world, sim, c["sessions"], c["seed"])
+    env.close()
+    return {"sessions": c["sessions"], "table": table}
+
+
 def stage_evaluate(ctx: Any) -> dict[str, Any]:
     """Every panel policy on both backends, every seed; rows per (agent, backend, seed, metric)
     and the per-session totals (``sessions.npz``) the bootstrap resamples."""
     import torch
 
-    from recgym.agents.baselines import QSlatePolicy, RankingModel
-    from recgym.agents.dqn import load_dqn
-    from recgym.agents.references import PatienceOracle, rankers_from_model
+    from recgym.agents.references import PatienceOracle
     from recgym.envs import make_env
     from recgym.envs.evaluation import run_sessions, seed_metrics
     from recgym.simulators.world_state import load_world
@@ -354,11 +396,7 @@ def stage_evaluate(ctx: Any) -> dict[str, Any]:
     c = ctx.config
     logs_dir = _work(ctx, "logs") / "logs"
     device = c["device"]
-    rankers = rankers_from_model(
-        RankingModel.load(_work(ctx, "rankers") / "ranker.pt", device=device)
-    )
-    algo, _ = load_dqn(_work(ctx, "dqn") / "dqn.pt", device=device)
-    panel = build_panel(rankers, QSlatePolicy(algo.policy.model), seed=c["seed"])
+    panel = _panel(ctx)
     world = load_world(logs_dir)
     oracle = PatienceOracle(world, slate_size=6, seed=c["seed"])
     envs = {
@@ -423,6 +461,14 @@ def stages(cfg: FidelityConfig) -> list[Any]:
         "heldout_days": cfg.heldout_days,
         "device": cfg.device,
     }
+    responses = [
+        Stage(
+            "responses",
+            {"seed": cfg.seed, "sessions": cfg.response_sessions, "device": cfg.device},
+            stage_responses,
+            deps=("logs", "simulator", "rankers", "dqn"),
+        )
+    ]
     return [
         Stage("logs", world, stage_logs),
         Stage("simulator", sim, stage_simulator, deps=("logs",)),
@@ -438,6 +484,7 @@ def stages(cfg: FidelityConfig) -> list[Any]:
             stage_dqn,
             deps=("simulator",),
         ),
+        *(responses if cfg.response_sessions > 0 else []),
         Stage(
             "evaluate",
             {"seed": cfg.seed, "seeds": cfg.seeds, "episodes": cfg.episodes, "device": cfg.device},
@@ -480,10 +527,15 @@ def run(
     for metric in RANKED_METRICS:
         scatter(analysis, metric, out / f"scatter_{metric}.png")
     result = {"config": cfg, **analysis, "simulator": facts}
+    if "responses" in done:
+        result["first_request_responses"] = done["responses"].result
     (out / "results.json").write_text(
         json.dumps(jsonable(result, nan_as_none=True), indent=2, sort_keys=False)
     )
     md = markdown(cfg, analysis, facts, command, ORACLE)
+    if "responses" in done:
+        first = done["responses"].result
+        md += "\n" + responses_markdown(first["table"], first["sessions"])
     (out / "results.md").write_text(md)
     return {"markdown": md, "analysis": analysis, "out": str(out), "stages": done}
 

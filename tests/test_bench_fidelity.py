@@ -13,6 +13,7 @@ import pytest
 from scipy.stats import kendalltau
 
 from recgym.benchmarks import fidelity
+from recgym.benchmarks import fidelity_responses as fr
 from recgym.benchmarks.engine import stage_log
 from recgym.cli import main as cli_main
 from recgym.simulators.fidelity import _auc_defects, render_markdown
@@ -116,6 +117,14 @@ def test_tiny_run_writes_results_with_tau_per_metric(tiny: tuple[Path, Path]) ->
     pol = res["simulator"]["session_length_policies"]["policies"]
     assert set(pol) == {"random", "longest-first"}
     assert all(v["world"] >= 1 and v["simulator"] >= 1 for v in pol.values())
+    # every policy's first slate scored by both backends, in the JSON and the markdown
+    first = res["first_request_responses"]
+    assert first["sessions"] == cfg.response_sessions
+    assert list(first["table"]) == list(fidelity.PANEL)
+    for row in first["table"].values():
+        assert set(row) == {key for key, _ in fr.METRICS}
+        assert 0 <= row["click"]["world"] <= 1 and 0 <= row["click"]["simulator"] <= 1
+    assert "The first request of a session" in md and "| shortest-first |" in md
 
 
 def test_rerun_reuses_every_stage(tiny: tuple[Path, Path]) -> None:
@@ -124,7 +133,8 @@ def test_rerun_reuses_every_stage(tiny: tuple[Path, Path]) -> None:
     argv = ["bench", "fidelity", "--tiny", "--out", str(out), "--work", str(work), "--quiet"]
     assert cli_main(argv) == 0
     again = stage_log(work)[before:]
-    assert [e["stage"] for e in again] == ["logs", "simulator", "rankers", "dqn", "evaluate"]
+    stages = ["logs", "simulator", "rankers", "dqn", "responses", "evaluate"]
+    assert [e["stage"] for e in again] == stages
     assert {e["action"] for e in again} == {"reused"}
 
 
@@ -209,3 +219,58 @@ def test_fidelity_compare_errors_name_the_file(
     twice = [_fidelity_run(tmp_path, n, 0, taus) for n in "ab"]
     assert main(["--base", *map(str, twice), "--variant", str(twice[0])]) == 2
     assert "base: two runs of world seed 0" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- first requests
+def test_first_request_summary_hand_computed() -> None:
+    expected = {
+        "click": np.array([[0.5, 0.25]]),
+        "long_view": np.array([[0.25, 0.0]]),
+        "mean_ratio": np.array([[0.4, 1.0]]),
+        "watch_ms": np.array([[3000.0, 1000.0]]),
+    }
+    got = fr._summary(expected, np.array([[10_000.0, 2_000.0]]))
+    assert got["click"] == pytest.approx(0.375)
+    assert got["long_per_click"] == pytest.approx(0.25 / 0.75)
+    assert got["ratio_per_click"] == pytest.approx((0.5 * 0.4 + 0.25 * 1.0) / 0.75)
+    assert got["watch_per_click_s"] == pytest.approx((0.5 * 4.0 + 0.25 * 2.0) / 0.75)
+    assert got["watch_per_request_s"] == pytest.approx(4.0)
+
+
+def test_first_request_responses_of_the_world_against_itself_agree(tiny_logs: Path) -> None:
+    """Scored by the world on both sides, every cell's two values are equal; every policy
+    acts on the same observation at each session start; the markdown shows every policy."""
+    from recgym.agents.references import PatienceOracle
+    from recgym.simulators.world_state import load_world
+
+    world = load_world(tiny_logs)
+    env = PatienceOracle(world, slate_size=6, seed=0).make_env(fidelity.ENV_ID)
+
+    class Seen:  # acts like a ranker of scores, and records what it saw
+        def __init__(self, sign: float) -> None:
+            self.sign, self.seen = sign, []
+
+        def act(self, obs: dict) -> np.ndarray:
+            self.seen.append(obs["item_id"].copy())
+            return self.sign * np.arange(len(obs["item_id"]), dtype=np.float32)
+
+    class WorldAgain:  # the world's truth without a second begin_session
+        expected_responses = staticmethod(world.expected_responses)
+
+        @staticmethod
+        def begin_session(users: np.ndarray, rng: np.random.Generator) -> None:
+            pass
+
+    panel = {"up": Seen(1.0), "down": Seen(-1.0)}
+    table = fr.first_request_responses(panel, env, world, WorldAgain(), sessions=5, seed=3)
+    assert list(table) == ["up", "down"]
+    for row in table.values():
+        for key, _ in fr.METRICS:
+            assert row[key]["world"] == row[key]["simulator"]
+        assert 0 < row["click"]["world"] < 1 and row["watch_per_request_s"]["world"] > 0
+    assert len(panel["up"].seen) == 5
+    for a, b in zip(panel["up"].seen, panel["down"].seen, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert table["up"]["click"]["world"] != table["down"]["click"]["world"]  # other slates
+    md = fr.responses_markdown(table, 5)
+    assert "| up |" in md and "| down |" in md and "+0 %" in md

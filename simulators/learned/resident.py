@@ -258,6 +258,7 @@ class ResidentStep:
             "conditional": p_cond,
             "ratio": p_ratio,
             "expected_ratio": p_click * mean_ratio[:, 1] + (1 - p_click) * mean_ratio[:, 0],
+            "mean_ratio": mean_ratio[:, 1],
         }
 
     def step(
@@ -543,6 +544,7 @@ class ResidentStep:
             p = pred["conditional"][:, j]
             out[name] = (p_click * p[:, 1] + (1 - p_click) * p[:, 0]).reshape(shape)
         out["watch_ms"] = pred["expected_ratio"].reshape(shape) * self.duration[slate]
+        out["mean_ratio"] = pred["mean_ratio"].reshape(shape)
         return out
 
 

@@ -347,7 +347,9 @@ class LearnedSimulator:
         """Predicted probabilities for `slate` (B, K) at the users' current state (no change).
 
         Returns unconditional `click`, `long_view`, `like`, `follow`, `comment`, `forward`, `hate`
-        (p = p_click * p(.|click) + (1 - p_click) * p(.|no click)) and `watch_ms` (expected).
+        (p = p_click * p(.|click) + (1 - p_click) * p(.|no click)), `watch_ms` (expected) and,
+        as `World.expected_responses` does, `mean_ratio`: the expected watched fraction given a
+        click (the ratio classes' representative values weighted by their probabilities).
         """
         users = np.asarray(users, dtype=np.int64)
         slate = np.asarray(slate, dtype=np.int64)
@@ -362,6 +364,7 @@ class LearnedSimulator:
         for name in CONDITIONAL:
             out[name] = pred[f"p_{name}"].reshape(shape)
         out["watch_ms"] = pred["expected_ratio"].reshape(shape) * self.catalogue.duration_ms[slate]
+        out["mean_ratio"] = pred["mean_ratio"].reshape(shape)
         return out
 
     def _predict_slate(
@@ -488,6 +491,7 @@ class LearnedSimulator:
             "conditional": p_cond,
             "ratio": p_ratio,
             "expected_ratio": p_click * mean_ratio[:, 1] + (1 - p_click) * mean_ratio[:, 0],
+            "mean_ratio": mean_ratio[:, 1],
         }
         for j, name in enumerate(CONDITIONAL):
             result[f"p_{name}"] = p_click * p_cond[:, j, 1] + (1 - p_click) * p_cond[:, j, 0]
