@@ -31,7 +31,7 @@ Three measurements (issue 16), each run once per device on this machine:
   ``vector_env_parts`` says where a step goes (`vector_step_parts`: device step, download,
   host), to show the next session with a GPU what to shorten. Beside it,
   ``backend_step``: the same simulator's `step` alone over N users and random slates (one
-  upload and one download per call).
+  upload and one download per call; the median of ``REPEATS`` blocks of 20 calls).
 - ``dqn_train``: env steps per second of `agents.dqn.train_dqn` on Session-v0 over the default
   world (DQNConfig defaults with ``env_steps`` 2,000 in 2 epochs, ``--quick`` 200), after a tiny
   warm-up run (imports, kernels).
@@ -332,7 +332,7 @@ class Check:
         path = self._checkpoint()
         calls = 3 if self.work.quick else 20
         blocks: dict[str, dict[str, list[float]]] = {"": {}, "_kept": {}, "_eager": {}}
-        backend_rates, paths, parts = {}, {}, {}
+        backend_blocks, paths, parts = {}, {}, {}
         for dev in self.devices:
             sim = LearnedSimulator.load(path, device=dev)
             if sim.n_users < n:
@@ -351,7 +351,7 @@ class Check:
                     {f"device env, {how} step, {dev}": env_profile(sim, n, graph=graph)
                      for how, graph in (("graphed", True), ("eager", False))},
                 ))  # fmt: skip
-            backend_rates[str(dev)] = _backend_rate(sim, n, calls)
+            backend_blocks[str(dev)] = _backend_rates(sim, n, calls, REPEATS)
         where = ", ".join(f"{dev}: {how}" for dev, how in paths.items())
         setup = (
             f"gym.make_vec(Session-v0, vector_entry_point), {n} slots, backend = the learned "
@@ -385,10 +385,12 @@ class Check:
         note = (
             f"LearnedSimulator.step alone (no env: no candidates, observations or rewards), "
             f"{n} distinct users x random 6-item slates (device-resident state on an "
-            f"accelerator, host state on the cpu); {calls} timed calls after 2 warm-up calls; "
-            "one upload and one download per call"
+            f"accelerator, host state on the cpu); {REPEATS} timed blocks of {calls} calls "
+            "after 2 warm-up calls; one upload and one download per call; "
+            + ", ".join(f"{dev}: {_blocks(r)}" for dev, r in backend_blocks.items())
         )
-        self.compare("backend_step", backend_rates, "1/s", note, batch=n)
+        rates = {dev: float(np.median(r)) for dev, r in backend_blocks.items()}
+        self.compare("backend_step", rates, "1/s", note, batch=n)
 
     def dqn_train(self) -> None:
         from dataclasses import replace
@@ -529,8 +531,9 @@ def env_profile(sim: Any, n: int, steps: int = 5, graph: bool = False) -> str:
     return _profile_table(prof, sim.device, f"{steps} steps of {n} slots")
 
 
-def _backend_rate(sim: Any, n: int, calls: int) -> float:
-    """User-responses per second of `sim.step` over `n` users (slates pre-drawn)."""
+def _backend_rates(sim: Any, n: int, calls: int, repeats: int) -> list[float]:
+    """User-responses per second of `sim.step` over `n` users (slates pre-drawn) in each of
+    `repeats` blocks of `calls` calls."""
     sim.reset_state()
     users = np.arange(n)
     draw = np.random.default_rng(1)
@@ -538,8 +541,10 @@ def _backend_rate(sim: Any, n: int, calls: int) -> float:
     sim.begin_session(users, draw)
     for slate in slates[:2]:
         sim.step(users, slate, draw)
-    seconds = _timed(sim.device, lambda: [sim.step(users, x, draw) for x in slates[2:]])
-    return n * calls / seconds
+    return [
+        n * calls / _timed(sim.device, lambda: [sim.step(users, x, draw) for x in slates[2:]])
+        for _ in range(repeats)
+    ]
 
 
 def _warm(device: torch.device) -> None:

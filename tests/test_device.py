@@ -425,6 +425,7 @@ def test_gpu_check_on_cpu_writes_rows_saying_no_cuda(
     assert "kept to the end" in by[("vector_env_kept/cpu", "steps_per_s")]["note"]
     assert by[("backend_step/cpu", "steps_per_s")]["value"] > 0
     assert "host state" in by[("backend_step/cpu", "steps_per_s")]["note"]
+    assert "median of 5 blocks" in by[("backend_step/cpu", "steps_per_s")]["note"]
     assert by[("dqn_train/cpu", "steps_per_s")]["value"] > 0
     assert not any(r["metric"] == "speedup" for r in rows)  # nothing to compare with
     assert all(r["bench"] == "gpu_check" and r["mode"] == "quick" for r in rows)
