@@ -28,8 +28,8 @@ Three measurements (issue 16), each run once per device on this machine:
   blocks keeping every step's results to the end (13.6 MB a step at N = 4,096), so each step
   also pays the host's page faults for fresh memory; an earlier version of this bench timed
   only that, in one block of 20 steps, which is why its rows moved between calls. On CUDA,
-  ``vector_env_parts`` says where a step goes (`vector_step_parts`: device step, download,
-  host), to show the next session with a GPU what to shorten. Beside it,
+  ``vector_env_parts`` says where a step goes (`gpu_profile.vector_step_parts`: device step,
+  download, host), to show the next session with a GPU what to shorten. Beside it,
   ``backend_step``: the same simulator's `step` alone over N users and random slates (one
   upload and one download per call; the median of ``REPEATS`` blocks of 20 calls).
 - ``dqn_train``: env steps per second of `agents.dqn.train_dqn` on Session-v0 over the default
@@ -37,8 +37,9 @@ Three measurements (issue 16), each run once per device on this machine:
   warm-up run (imports, kernels).
 
 On CUDA two diagnostics are appended to OUT/gpu_check_profile.md: torch.profiler tables (by
-op, CPU and kernel time) of 20 of the fit's training steps, graphed and eager (`fit_profile`),
-and of 5 steps of the device env, graphed and eager (`env_profile`).
+op, CPU and kernel time) of 20 of the fit's training steps, graphed and eager
+(`gpu_profile.fit_profile`), and of 5 steps of the device env, graphed and eager
+(`gpu_profile.env_profile`).
 
 Rows go to OUT/throughput.jsonl through the throughput bench's row format
 (`throughput.rows.make_row`: provenance, threads, mode) and OUT/throughput.md is regenerated:
@@ -63,6 +64,13 @@ import numpy as np
 import torch
 
 from recgym.benchmarks.engine import append_rows
+from recgym.benchmarks.gpu_profile import (
+    env_profile,
+    fit_profile,
+    timed,
+    vector_step_parts,
+    warm_vector_env,
+)
 from recgym.benchmarks.throughput.benches import QUICK_TRAIN, Workspace, thread_limit
 from recgym.benchmarks.throughput.rows import JSONL, MARKDOWN, fmt, markdown, passes, read_rows
 from recgym.device import device_name, resolve_device
@@ -132,82 +140,12 @@ def devices(spec: str) -> list[torch.device]:
     return [dev, torch.device("cpu")] if dev.type != "cpu" else [torch.device("cpu")]
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(device: torch.device, fn: Callable[[], object]) -> float:
-    _sync(device)
-    t0 = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - t0
-
-
-class _Enough(Exception):
-    """Ends a profiled fit after its profiled batches."""
-
-
-def fit_profile(
-    table: Any, device: torch.device, graph: bool | None = None, skip: int = 8, batches: int = 20
-) -> str:
-    """torch.profiler's table of `batches` response-model training steps of
-    `LearnedSimulator.fit(table)` on `device` after `skip` steps (past the CUDA graph's warm-up
-    and capture), the fit then stopped: where a batch's time goes, by op (CPU and, on CUDA,
-    kernel time), to show the next session with a GPU what to shorten."""
-    from recgym.simulators.learned import LearnedSimulator
-    from recgym.simulators.learned import fit as fit_module
-
-    step_class = fit_module._TrainStep
-    calls = {"n": 0}
-    prof = _profiler(device)
-
-    class Profiled(step_class):  # type: ignore[valid-type, misc]
-        def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            calls["n"] += 1
-            if calls["n"] == skip + 1:
-                _sync(device)
-                prof.start()
-            out = super().__call__(batch)
-            if calls["n"] == skip + batches:
-                _sync(device)
-                prof.stop()
-                raise _Enough
-            return out
-
-    fit_module._TrainStep = Profiled
-    try:
-        LearnedSimulator.fit(table, device=device, graph=graph)
-    except _Enough:
-        pass
-    finally:
-        fit_module._TrainStep = step_class
-    return _profile_table(prof, device, f"{batches} training steps after {skip}")
-
-
-def _profiler(device: torch.device) -> Any:
-    """A torch.profiler over the CPU and, on CUDA, the kernels."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
-    return profile(activities=activities)
-
-
-def _profile_table(prof: Any, device: torch.device, what: str) -> str:
-    """`what`, then the profile's 15 costliest ops (by kernel time on CUDA, else CPU time)."""
-    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    return f"{what}; sorted by {sort}\n" + prof.key_averages().table(sort_by=sort, row_limit=15)
-
-
 def _timed_fit(table: Any, device: torch.device, graph: bool | None = None) -> tuple[float, Any]:
     """Seconds of `LearnedSimulator.fit(table)` on `device`, and the fitted simulator."""
     from recgym.simulators.learned import LearnedSimulator
 
     fitted: list[Any] = []
-    seconds = _timed(
+    seconds = timed(
         device, lambda: fitted.append(LearnedSimulator.fit(table, device=device, graph=graph))
     )
     return seconds, fitted[0]
@@ -423,21 +361,6 @@ class Check:
                  "only the CPU rows were measured")  # fmt: skip
 
 
-def _warm_vector_env(sim: Any, n: int, calls: int, **kwargs: Any) -> tuple[Any, np.ndarray]:
-    """Session-v0's native vector env over `sim` with `n` slots (`kwargs` to `gym.make_vec`),
-    reset with seed 0 and stepped twice (allocations, kernels, a CUDA graph's capture), and
-    `calls` pre-drawn random score actions to time it with."""
-    import gymnasium as gym
-
-    venv = gym.make_vec("recgym/Session-v0", num_envs=n, vectorization_mode="vector_entry_point",
-                        backend=sim, **kwargs)  # fmt: skip
-    venv.reset(seed=0)
-    actions = np.random.default_rng(0).uniform(-1, 1, (calls + 2, n, 50)).astype(np.float32)
-    for a in actions[:2]:
-        venv.step(a)
-    return venv, actions[2:]
-
-
 def _vector_rates(
     sim: Any, n: int, calls: int, repeats: int, graph: bool | None = None, keep: bool = False
 ) -> tuple[list[float], str]:
@@ -445,7 +368,7 @@ def _vector_rates(
     scores, pre-drawn) in each of `repeats` blocks of `calls` steps on one env, and how it ran
     (host or device env, CUDA graph or not). A step's results are dropped at the next step, or
     with `keep` all kept until every block has run."""
-    venv, actions = _warm_vector_env(sim, n, calls, graph=graph)
+    venv, actions = warm_vector_env(sim, n, calls, graph=graph)
     kept: list[Any] = []
 
     def block() -> None:
@@ -454,7 +377,7 @@ def _vector_rates(
             if keep:
                 kept.append(out)
 
-    rates = [n * calls / _timed(sim.device, block) for _ in range(repeats)]
+    rates = [n * calls / timed(sim.device, block) for _ in range(repeats)]
     kept.clear()
     mdp = venv.mdp
     if type(mdp).__name__ != "DeviceSessionMDP":
@@ -478,59 +401,6 @@ def _blocks(rates: Sequence[float]) -> str:
     )
 
 
-def vector_step_parts(sim: Any, n: int, calls: int) -> dict[str, float]:
-    """Milliseconds per step of the device env's parts (`envs.session_device`): ``device``
-    (the fixed-shape step: a graph replay on CUDA, else its eager kernels), ``download`` (the
-    outputs to the host) and ``host`` (everything else of ``venv.step``: checking actions,
-    filling inputs, info). Each part is timed with a device synchronize before and after, so
-    the parts add up to a little more than an untimed step. Needs a device env (a resident
-    simulator, more than one slot)."""
-    venv, actions = _warm_vector_env(sim, n, calls, env_on_device=True)
-    mdp = venv.mdp
-    spent = {"device": 0.0, "download": 0.0}
-
-    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def run(*args: Any, **kwargs: Any) -> Any:
-            _sync(sim.device)
-            t0 = time.perf_counter()
-            out = fn(*args, **kwargs)
-            _sync(sim.device)
-            spent[name] += time.perf_counter() - t0
-            return out
-
-        return run
-
-    if mdp.graph_wanted:
-        mdp._graph_step = timed("device", mdp._graph_step)
-    else:
-        mdp._step = timed("device", mdp._step)
-    mdp._download = timed("download", mdp._download)
-
-    def run_all() -> None:
-        for x in actions:
-            venv.step(x)
-
-    total = _timed(sim.device, run_all)
-    venv.close()
-    ms = {name: 1e3 * value / calls for name, value in spent.items()}
-    ms["host"] = 1e3 * total / calls - ms["device"] - ms["download"]
-    return ms
-
-
-def env_profile(sim: Any, n: int, steps: int = 5, graph: bool = False) -> str:
-    """torch.profiler's table of `steps` steps of Session-v0's device env over `sim` with `n`
-    slots (`graph`: replayed as a CUDA graph, else eagerly, its kernels one by one); needs a
-    resident simulator."""
-    venv, actions = _warm_vector_env(sim, n, steps, env_on_device=True, graph=graph)
-    _sync(sim.device)
-    with _profiler(sim.device) as prof:
-        for a in actions:
-            venv.step(a)
-        _sync(sim.device)
-    venv.close()
-    return _profile_table(prof, sim.device, f"{steps} steps of {n} slots")
-
-
 def _backend_rates(sim: Any, n: int, calls: int, repeats: int) -> list[float]:
     """User-responses per second of `sim.step` over `n` users (slates pre-drawn) in each of
     `repeats` blocks of `calls` calls."""
@@ -542,7 +412,7 @@ def _backend_rates(sim: Any, n: int, calls: int, repeats: int) -> list[float]:
     for slate in slates[:2]:
         sim.step(users, slate, draw)
     return [
-        n * calls / _timed(sim.device, lambda: [sim.step(users, x, draw) for x in slates[2:]])
+        n * calls / timed(sim.device, lambda: [sim.step(users, x, draw) for x in slates[2:]])
         for _ in range(repeats)
     ]
 

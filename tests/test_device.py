@@ -542,7 +542,7 @@ def test_gpu_check_profiles_run_on_the_cpu(tiny_logs: Path, tiny_checkpoint: Pat
     """The diagnostics `recgym bench gpu` writes on CUDA (OUT/gpu_check_profile.md), run on the
     CPU: a profiled slice of the fit (which then stops, leaving the fit's step class as it was)
     and of the device env."""
-    from recgym.benchmarks.gpu_check import env_profile, fit_profile
+    from recgym.benchmarks.gpu_profile import env_profile, fit_profile
     from recgym.data import load
     from recgym.envs import register_all
     from recgym.simulators.learned import LearnedSimulator, SimulatorConfig, build_log_table
@@ -575,7 +575,7 @@ def test_gpu_check_vector_rates_time_blocks_and_keep_results_only_when_asked(
     sim = LearnedSimulator.load(tiny_checkpoint, device="cpu")
     alive: list[int] = []  # per step: observations of earlier steps still alive after it
     refs: list[weakref.ref] = []
-    real_warm = gpu_check._warm_vector_env
+    real_warm = gpu_check.warm_vector_env
     for keep in (False, True):
         alive.clear()
         refs.clear()
@@ -593,7 +593,7 @@ def test_gpu_check_vector_rates_time_blocks_and_keep_results_only_when_asked(
             venv.step = counted
             return venv, actions
 
-        monkeypatch.setattr(gpu_check, "_warm_vector_env", warm)
+        monkeypatch.setattr(gpu_check, "warm_vector_env", warm)
         rates, how = gpu_check._vector_rates(sim, 4, calls=3, repeats=2, keep=keep)
         assert len(rates) == 2 and all(r > 0 for r in rates)
         assert how == "host state and env"

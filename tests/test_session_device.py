@@ -373,7 +373,7 @@ def test_tianshou_collector_over_the_device_core(tiny_checkpoint: Path) -> None:
 def test_gpu_check_times_the_parts_of_a_device_env_step(tiny_checkpoint: Path) -> None:
     """`recgym bench gpu`'s breakdown of a device env step (device step, download, host), run
     here on the CPU's eager device env: three non-negative milliseconds per step."""
-    from recgym.benchmarks.gpu_check import vector_step_parts
+    from recgym.benchmarks.gpu_profile import vector_step_parts
 
     register_all()
     sim = LearnedSimulator.load(tiny_checkpoint, device="cpu", resident=True)
